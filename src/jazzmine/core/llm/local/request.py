@@ -1,0 +1,64 @@
+"""One call's request and outcome: plain data passed between LocalLLM and a transport."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """Everything a transport needs to run one generation, built once per call."""
+
+    prompt: str
+    max_tokens: int | None
+    temperature: float | None
+    seed: int | None
+    # Caller stops and next-turn markers: where the reply ends.
+    stop_sequences: tuple[str, ...]
+
+
+@dataclass
+class RunOutcome:
+    """What a transport learned besides the text: how the run ended and what it counted."""
+
+    stderr: str = ""
+    exit_code: int | None = None
+    # Token counts reported by the model process, when it reports them.
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    # True/False when the transport knows whether the token limit ended the reply.
+    hit_token_limit: bool | None = None
+    # True when we ended the run ourselves because the reply was already complete.
+    interrupted: bool = False
+    # True when the binary prints a marker when the model ends its reply, so a reply
+    # that ended without one was cut by a limit.
+    marks_end_of_text: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+# llama.cpp's closing statistics on stderr. llama-completion counts "runs" and a
+# "samplers" total (prompt + sampled); llama-server and llama-cli count "tokens".
+_PROMPT_EVAL = re.compile(r"prompt eval time\s*=\s*[\d.]+ ms /\s*(\d+) tokens")
+_EVAL = re.compile(r"(?<!prompt )eval time\s*=\s*[\d.]+ ms /\s*(\d+) (runs|tokens)")
+_SAMPLED = re.compile(r"samplers time\s*=\s*[\d.]+ ms /\s*(\d+) tokens")
+
+
+def parse_llama_counts(stderr: str) -> tuple[int | None, int | None]:
+    """(prompt_tokens, completion_tokens) from llama.cpp's timing lines, if printed."""
+    prompt_match = _PROMPT_EVAL.findall(stderr)
+    eval_match = _EVAL.findall(stderr)
+    if not prompt_match or not eval_match:
+        return None, None
+    prompt_tokens = int(prompt_match[-1])
+    count, unit = eval_match[-1]
+    sampled = _SAMPLED.findall(stderr)
+    if unit == "runs" and sampled:
+        completion_tokens = int(sampled[-1]) - prompt_tokens
+    elif unit == "runs":
+        # The last sampled token is never evaluated.
+        completion_tokens = int(count) + 1
+    else:
+        completion_tokens = int(count)
+    return prompt_tokens, max(0, completion_tokens)
