@@ -9,7 +9,10 @@ CHARS_PER_TOKEN = 4
 
 
 def estimate_tokens(text: str, model: str = "") -> int:
-    """Approximate token count by character length (``model`` is accepted for 0.1.x compatibility)."""
+    """Approximate token count by character length.
+
+    ``model`` is accepted for compatibility with jazzmine 0.1.x and not used.
+    """
     if not text:
         return 0
     return max(1, len(text) // CHARS_PER_TOKEN)

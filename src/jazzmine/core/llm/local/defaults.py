@@ -31,7 +31,12 @@ CMAKE_FLAGS: tuple[str, ...] = (
     "-DLLAMA_BUILD_TESTS=OFF",
     "-DLLAMA_BUILD_EXAMPLES=OFF",
 )
-BUILD_TARGETS: tuple[str, ...] = ("llama-completion", "llama-cli", "llama-server", "ggml-rpc-server")
+BUILD_TARGETS: tuple[str, ...] = (
+    "llama-completion",
+    "llama-cli",
+    "llama-server",
+    "ggml-rpc-server",
+)
 DEFAULT_MODEL_FILE = "gemma-3-270m-q4_k_m.gguf"
 
 

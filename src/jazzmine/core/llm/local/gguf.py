@@ -16,8 +16,19 @@ from typing import Any
 
 _MAGIC = b"GGUF"
 # type id -> struct format of one scalar
-_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
-            10: "<Q", 11: "<q", 12: "<d"}
+_SCALARS = {
+    0: "<B",
+    1: "<b",
+    2: "<H",
+    3: "<h",
+    4: "<I",
+    5: "<i",
+    6: "<f",
+    7: "<?",
+    10: "<Q",
+    11: "<q",
+    12: "<d",
+}
 _STRING, _ARRAY = 8, 9
 
 _cache: dict[tuple[str, int, int, frozenset[str]], dict[str, Any]] = {}
@@ -102,13 +113,13 @@ def _read_value(view: mmap.mmap, offset: int, value_type: int) -> tuple[Any, int
 def _skip_value(view: mmap.mmap, offset: int, value_type: int) -> int:
     if value_type == _STRING:
         (length,) = struct.unpack_from("<Q", view, offset)
-        return offset + 8 + length
+        return offset + 8 + int(length)
     if value_type == _ARRAY:
         item_type, length = struct.unpack_from("<IQ", view, offset)
         offset += 12
         fmt = _SCALARS.get(item_type)
         if fmt is not None:
-            return offset + length * struct.calcsize(fmt)
+            return offset + int(length) * struct.calcsize(fmt)
         for _ in range(length):
             offset = _skip_value(view, offset, item_type)
         return offset

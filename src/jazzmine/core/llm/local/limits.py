@@ -23,7 +23,9 @@ class ConcurrencyLimit:
         self.limit = limit
         self._lock = threading.Lock()
         self._free = limit
-        self._waiters: deque[threading.Event | tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = deque()
+        self._waiters: deque[
+            threading.Event | tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]
+        ] = deque()
 
     @property
     def in_use(self) -> int:

@@ -24,7 +24,7 @@ from . import defaults, gguf, percall
 from .limits import ConcurrencyLimit
 from .process import DeadlineExceeded
 from .prompt import NEXT_TURN_MARKERS, flatten, validate_messages
-from .reply import ReplyAssembler, failure_of, finish_reason_of, usage_of
+from .reply import OutputShape, ReplyAssembler, failure_of, finish_reason_of, usage_of
 from .request import GenerationRequest, RunOutcome
 
 # Room left for the reply when the caller sets no max_tokens and no n_ctx.
@@ -62,14 +62,18 @@ class LocalLLM(BaseLLM):
     ) -> None:
         uses_default_binary = binary_path is None and "JAZZMINE_LLAMA_BIN" not in os.environ
         self.binary_path = os.path.expanduser(
-            os.fspath(binary_path) if binary_path is not None else str(defaults.default_binary_path())
+            os.fspath(binary_path)
+            if binary_path is not None
+            else str(defaults.default_binary_path())
         )
         model_text = os.fspath(model) if model is not None else None
         self._model_path: str | None = None
         if model_text is not None and binaries.looks_like_gguf(model_text):
             self._model_path = os.path.expanduser(model_text)
         label = model_text or (defaults.DEFAULT_MODEL_FILE.removesuffix(".gguf"))
-        super().__init__(model=label, temperature=temperature, max_tokens=max_tokens, timeout=timeout)
+        super().__init__(
+            model=label, temperature=temperature, max_tokens=max_tokens, timeout=timeout
+        )
         # No model named: the default GGUF, unless the binary turns out to carry its own.
         self._wants_default_model = model_text is None
         self._uses_default_binary = uses_default_binary
@@ -178,10 +182,10 @@ class LocalLLM(BaseLLM):
     def _resolve_model(self, info: binaries.BinaryInfo) -> str | None:
         if self._model_path is not None:
             return self._model_path
-        if self._wants_default_model and info.kind is not binaries.BinaryKind.PROMPT_FLAG:
-            if self.argv_template is None:
-                self._model_path = str(defaults.ensure_default_model())
-                return self._model_path
+        llama_kind = info.kind is not binaries.BinaryKind.PROMPT_FLAG
+        if self._wants_default_model and llama_kind and self.argv_template is None:
+            self._model_path = str(defaults.ensure_default_model())
+            return self._model_path
         return None
 
     def _context_size(self, request: GenerationRequest, info: binaries.BinaryInfo) -> int | None:
@@ -189,7 +193,9 @@ class LocalLLM(BaseLLM):
             return self.n_ctx
         # Sized to the call: a token is never shorter than a byte, so this bounds the
         # prompt; llama.cpp would otherwise reserve the model's whole context.
-        needed = len(request.prompt.encode("utf-8")) + 2 + (request.max_tokens or DEFAULT_REPLY_ROOM)
+        needed = (
+            len(request.prompt.encode("utf-8")) + 2 + (request.max_tokens or DEFAULT_REPLY_ROOM)
+        )
         size = max(512, math.ceil(needed / _CONTEXT_STEP) * _CONTEXT_STEP)
         trained = _trained_context(self._model_path)
         return 0 if trained is not None and size >= trained else size
@@ -239,7 +245,7 @@ class _Call:
         self.started = time.monotonic()
         self.binary_kind = "unknown"
         self.session: percall.PerCallSession | percall.AsyncPerCallSession | None = None
-        self.assembler: ReplyAssembler = ReplyAssembler(percall.OutputShape(), request.stop_sequences)
+        self.assembler: ReplyAssembler = ReplyAssembler(OutputShape(), request.stop_sequences)
         self._assembler_ready = False
         self._outcome: RunOutcome | None = None
 
@@ -331,7 +337,9 @@ def _trained_context(model_path: str | None) -> int | None:
         arch = gguf.read_metadata(model_path, ["general.architecture"]).get("general.architecture")
         if not isinstance(arch, str):
             return None
-        value = gguf.read_metadata(model_path, [f"{arch}.context_length"]).get(f"{arch}.context_length")
+        value = gguf.read_metadata(model_path, [f"{arch}.context_length"]).get(
+            f"{arch}.context_length"
+        )
     except (OSError, gguf.GGUFError):
         return None
     return value if isinstance(value, int) else None

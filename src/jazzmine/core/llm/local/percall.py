@@ -36,9 +36,28 @@ PASS_THROUGH_TEMPLATE = "{% for message in messages %}{{ message.content }}{% en
 CHAT_CLI_ECHO_LIMIT = 500
 # Flags that could make llama.cpp reach the network; never passed through extra_args.
 NETWORK_FLAGS = frozenset(
-    {"-hf", "-hfr", "--hf-repo", "-hff", "--hf-file", "-hft", "--hf-token", "-mu",
-     "--model-url", "-dr", "--docker-repo", "-hfd", "-hfrd", "--hf-repo-draft",
-     "-hfv", "-hfrv", "--hf-repo-v", "-hffv", "--hf-file-v", "--server-base"}
+    {
+        "-hf",
+        "-hfr",
+        "--hf-repo",
+        "-hff",
+        "--hf-file",
+        "-hft",
+        "--hf-token",
+        "-mu",
+        "--model-url",
+        "-dr",
+        "--docker-repo",
+        "-hfd",
+        "-hfrd",
+        "--hf-repo-draft",
+        "-hfv",
+        "-hfrv",
+        "--hf-repo-v",
+        "-hffv",
+        "--hf-file-v",
+        "--server-base",
+    }
 )
 
 
@@ -83,7 +102,9 @@ class LaunchPlan:
 def check_extra_args(extra_args: Sequence[str]) -> None:
     for arg in extra_args:
         if arg.split("=", 1)[0] in NETWORK_FLAGS:
-            raise ValueError(f"extra_args may not contain {arg!r}: LocalLLM never reaches the network")
+            raise ValueError(
+                f"extra_args may not contain {arg!r}: LocalLLM never reaches the network"
+            )
 
 
 def build_plan(options: ModelOptions, info: BinaryInfo, request: GenerationRequest) -> LaunchPlan:
@@ -192,7 +213,9 @@ def _load_args(options: ModelOptions) -> list[str]:
 
 def _chat_cli_shape(prompt_text: str) -> OutputShape:
     shown = prompt_text.encode("utf-8")
-    echoed = shown[:CHAT_CLI_ECHO_LIMIT] + (b" ... (truncated)" if len(shown) > CHAT_CLI_ECHO_LIMIT else b"")
+    echoed = shown[:CHAT_CLI_ECHO_LIMIT] + (
+        b" ... (truncated)" if len(shown) > CHAT_CLI_ECHO_LIMIT else b""
+    )
     return OutputShape(
         preamble_end="\n> " + echoed.decode("utf-8", errors="replace") + "\n",
         trailer_markers=CHAT_CLI_TRAILERS,

@@ -232,7 +232,8 @@ class AsyncChildProcess:
 
     async def __aenter__(self) -> AsyncChildProcess:
         self._process = await asyncio.create_subprocess_exec(
-            *self._argv, **_popen_options(self._env, self._pass_fds)  # type: ignore[arg-type]
+            *self._argv,
+            **_popen_options(self._env, self._pass_fds),  # type: ignore[arg-type]
         )
         _register(self._process.pid)
         self._stderr_task = asyncio.ensure_future(self._drain_stderr())

@@ -158,9 +158,7 @@ class ReplyAssembler:
         return longest
 
 
-def failure_of(
-    outcome: RunOutcome, binary: str, partial_text: str
-) -> LLMInternalError | None:
+def failure_of(outcome: RunOutcome, binary: str, partial_text: str) -> LLMInternalError | None:
     """The error a finished run amounts to, or None when it succeeded."""
     code = outcome.exit_code
     if outcome.interrupted or code is None or code == 0:
@@ -179,7 +177,10 @@ def failure_of(
             )
         message += _stderr_tail(outcome.stderr)
         return LLMInternalError(
-            message, partial_text=partial_text, stderr=outcome.stderr, signal_name=name,
+            message,
+            partial_text=partial_text,
+            stderr=outcome.stderr,
+            signal_name=name,
             exit_code=code,
         )
     return LLMInternalError(
@@ -195,9 +196,7 @@ def _stderr_tail(stderr: str) -> str:
     return f"; stderr:\n{text}" if text else " (stderr was empty)"
 
 
-def finish_reason_of(
-    assembler: ReplyAssembler, outcome: RunOutcome, max_tokens: int | None
-) -> str:
+def finish_reason_of(assembler: ReplyAssembler, outcome: RunOutcome, max_tokens: int | None) -> str:
     if assembler.finish_reason == "stop":
         return "stop"
     if outcome.hit_token_limit is not None:

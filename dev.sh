@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The project's two entry points on a fresh machine:
+#   bash dev.sh demo ["PROMPT"]   set up, then stream a reply from the default model
+#   bash dev.sh test [PYTEST ARGS] set up, then lint, type-check and run the test suite
+# Set-up is idempotent: a virtualenv in .venv, the package with its test tools, and
+# `jazzmine setup` (llama.cpp built once into the user cache, the default model).
+set -euo pipefail
+cd "$(dirname "$0")"
+venv=${JAZZMINE_VENV:-.venv}
+
+need_build_tools() {
+    command -v cmake >/dev/null && command -v c++ >/dev/null && command -v make >/dev/null
+}
+if ! need_build_tools; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq && apt-get install -y -qq cmake g++ make >/dev/null
+    else
+        echo "dev.sh: cmake, a C++ compiler and make are needed to build llama.cpp" >&2
+        exit 1
+    fi
+fi
+
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+fi
+wanted=$(sha256sum pyproject.toml | cut -c1-16)
+if [ "$(cat "$venv/.jazzmine-installed" 2>/dev/null)" != "$wanted" ]; then
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -e ".[test,warm]"
+    echo "$wanted" > "$venv/.jazzmine-installed"
+fi
+"$venv/bin/jazzmine" setup
+
+command=${1:-demo}
+shift || true
+case "$command" in
+    demo)
+        "$venv/bin/jazzmine" run "${1:-The three primary colours are}" --max-tokens 64
+        ;;
+    test)
+        "$venv/bin/ruff" check src tests bench
+        "$venv/bin/mypy"
+        "$venv/bin/python" -m pytest "$@"
+        ;;
+    *)
+        echo "usage: bash dev.sh demo [PROMPT] | test [PYTEST ARGS]" >&2
+        exit 2
+        ;;
+esac

@@ -1,0 +1,150 @@
+"""The ``jazzmine`` command: a thin shell over the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .core.llm import LLMError, LocalLLM, MessagePart
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+    except (LLMError, OSError, ValueError) as error:
+        print(f"jazzmine: {error}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jazzmine", description="Run a local language model.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    setup = commands.add_parser("setup", help="build llama.cpp and install the default model")
+    setup.set_defaults(handler=_setup)
+
+    run = commands.add_parser("run", help="stream one reply to the terminal")
+    run.add_argument("prompt")
+    run.add_argument("--system", help="a system message before the prompt")
+    _model_options(run)
+    run.set_defaults(handler=_run)
+
+    chat = commands.add_parser("chat", help="an interactive chat that keeps the history")
+    chat.add_argument("--system", help="a system message for the whole chat")
+    _model_options(chat)
+    chat.set_defaults(handler=_chat)
+
+    doctor = commands.add_parser("doctor", help="check the binary, the model and a generation")
+    doctor.add_argument("--json", action="store_true", help="print one JSON object")
+    doctor.add_argument("--model", help="path to a GGUF model")
+    doctor.add_argument("--binary", help="path to the model binary")
+    doctor.set_defaults(handler=_doctor)
+    return parser
+
+
+def _model_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--model", help="path to a GGUF model (default: the embedded Gemma 3 270M)"
+    )
+    command.add_argument("--binary", help="path to the model binary (default: embedded llama.cpp)")
+    command.add_argument("--max-tokens", type=int, default=256)
+    command.add_argument("--temperature", type=float, default=0.7)
+    command.add_argument("--seed", type=int)
+
+
+def _llm(args: argparse.Namespace) -> LocalLLM:
+    return LocalLLM(
+        binary_path=args.binary,
+        model=args.model,
+        max_tokens=args.max_tokens,
+        temperature=args.temperature,
+        seed=args.seed,
+    )
+
+
+def _setup(args: argparse.Namespace) -> int:
+    from ._setup import run_setup
+
+    result = run_setup(lambda line: print(line, flush=True))
+    print(f"binaries: {result.bin_dir}")
+    print(f"model:    {result.model_path}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    messages = [MessagePart("system", args.system)] if args.system else []
+    messages.append(MessagePart("user", args.prompt))
+    with _llm(args) as llm:
+        for piece in llm.stream(messages):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+    sys.stdout.write("\n")
+    return 0
+
+
+def _chat(args: argparse.Namespace) -> int:
+    history = [MessagePart("system", args.system)] if args.system else []
+    interactive = sys.stdin.isatty()
+    with _llm(args) as llm:
+        while True:
+            try:
+                line = input("you> " if interactive else "")
+            except EOFError:
+                break
+            if line.strip() in ("/exit", "/quit"):
+                break
+            if not line.strip():
+                continue
+            history.append(MessagePart("user", line))
+            sys.stdout.write("model> " if interactive else "")
+            reply = []
+            for piece in llm.stream(history):
+                reply.append(piece)
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+            sys.stdout.write("\n")
+            history.append(MessagePart("assistant", "".join(reply)))
+    return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from .core.llm.local import binary as binaries
+
+    report: dict[str, Any] = {"binary": None, "model": None, "ok": False}
+    llm = LocalLLM(binary_path=args.binary, model=args.model, max_tokens=1, timeout=120)
+    report["binary"] = llm.binary_path
+    report["binary_exists"] = os.path.exists(llm.binary_path)
+    try:
+        info = binaries.probe(llm.binary_path)
+        report["binary_kind"] = info.kind.value
+        report["binary_version"] = binaries.version_of(llm.binary_path)
+        reply = llm.generate([MessagePart("user", "Hello")])
+        report["model"] = _model_path_of(llm)
+        report["generation"] = {"text": reply.text, "latency_ms": reply.latency_ms}
+        report["ok"] = True
+    except (LLMError, OSError) as error:
+        report["model"] = _model_path_of(llm)
+        report["error"] = f"{type(error).__name__}: {error}"
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for key, value in report.items():
+            print(f"{key:16} {value}")
+    return 0 if report["ok"] else 1
+
+
+def _model_path_of(llm: LocalLLM) -> str | None:
+    return llm._model_path  # the path actually passed to the binary, once resolved
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

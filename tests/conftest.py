@@ -1,0 +1,69 @@
+"""Shared fixtures: the real llama.cpp build and model (set up once), and fake binaries."""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from jazzmine._setup import run_setup
+from jazzmine.core.llm import MessagePart
+
+
+@pytest.fixture(scope="session")
+def real_build() -> tuple[Path, Path]:
+    """The embedded llama.cpp binaries and default model (built on first use, then cached)."""
+    result = run_setup(lambda line: None)
+    return result.bin_dir, result.model_path
+
+
+@pytest.fixture(scope="session")
+def completion_bin(real_build: tuple[Path, Path]) -> str:
+    return str(real_build[0] / "llama-completion")
+
+
+@pytest.fixture(scope="session")
+def cli_bin(real_build: tuple[Path, Path]) -> str:
+    return str(real_build[0] / "llama-cli")
+
+
+@pytest.fixture(scope="session")
+def model_path(real_build: tuple[Path, Path]) -> str:
+    return str(real_build[1])
+
+
+@pytest.fixture
+def make_script(tmp_path: Path) -> Callable[..., str]:
+    """Write an executable script; Python ones run under this interpreter."""
+
+    def make(name: str, body: str, *, python: bool = True) -> str:
+        path = tmp_path / name
+        header = f"#!{sys.executable}\n" if python else "#!/bin/sh\n"
+        path.write_text(header + textwrap.dedent(body).lstrip("\n"))
+        path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        return str(path)
+
+    return make
+
+
+@pytest.fixture
+def user_says() -> Callable[[str], list[MessagePart]]:
+    return lambda text: [MessagePart("user", text)]
+
+
+def process_alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return "State:\tZ" not in status
+
+
+def open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
