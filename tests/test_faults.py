@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -377,3 +379,21 @@ def test_env_restricts_the_childs_environment(make_script: Callable[..., str]) -
             LocalLLM(binary_path=script, model="x", env={"ONLY": "1"}).generate(HELLO).text
             == "ONLY"
         )
+
+
+def test_interpreter_exit_stops_children_of_abandoned_calls(
+    make_script: Callable[..., str], tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "pids"
+    hang = make_script("hang", fakes.HANG)
+    program = f"""
+import sys
+from jazzmine.core.llm import LocalLLM, MessagePart
+llm = LocalLLM(binary_path={hang!r}, model="x", env={{"FAKE_PID_FILE": {str(pid_file)!r}}})
+stream = llm.stream([MessagePart("user", "hi")])
+next(stream)  # the child is running; the program now exits without closing the stream
+sys.exit(0)
+"""
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert_all_gone(pid_file)

@@ -307,4 +307,8 @@ class AsyncChildProcess:
             _signal_group(process.pid, signal.SIGKILL)
             if self._stderr_task is not None and not self._stderr_task.done():
                 self._stderr_task.cancel()
+            # Close the pipes now rather than when the garbage collector gets to them.
+            transport = getattr(process, "_transport", None)
+            if transport is not None:
+                transport.close()
             _unregister(process.pid)
