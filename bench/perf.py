@@ -14,7 +14,6 @@ import asyncio
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -50,8 +49,11 @@ def machine() -> dict[str, Any]:
             cpu = line.split(":", 1)[1].strip()
             break
     return {
-        "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-        "platform": platform.platform(), "llama_cpp_python_sdist": defaults.LLAMA_CPP_PYTHON_VERSION,
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "llama_cpp_python_sdist": defaults.LLAMA_CPP_PYTHON_VERSION,
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
 
@@ -63,8 +65,13 @@ class Setup:
 
     def llm(self, max_tokens: int, **options: Any) -> LocalLLM:
         return LocalLLM(
-            binary_path=self.binary, model=self.model, max_tokens=max_tokens, seed=1,
-            extra_args=FIXED_LENGTH, stop=None, **options,
+            binary_path=self.binary,
+            model=self.model,
+            max_tokens=max_tokens,
+            seed=1,
+            extra_args=FIXED_LENGTH,
+            stop=None,
+            **options,
         )
 
     def direct_argv(self, llm: LocalLLM) -> tuple[percall.LaunchPlan, list[str]]:
@@ -78,8 +85,13 @@ def run_direct(setup: Setup, llm: LocalLLM) -> tuple[float, float]:
     """(wall seconds, seconds to the first stdout byte) of the bare binary."""
     plan, argv = setup.direct_argv(llm)
     started = time.perf_counter()
-    child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, pass_fds=plan.pass_fds)
+    child = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        pass_fds=plan.pass_fds,
+    )
     plan.release()
     assert child.stdout is not None and child.stderr is not None
     drain = threading.Thread(target=child.stderr.read)
@@ -98,8 +110,11 @@ def run_naive(setup: Setup, max_tokens: int) -> float:
     (plus -n, so the reply has the same length)."""
     prompt = "User: List the planets of the solar system.\nAssistant: "
     started = time.perf_counter()
-    subprocess.run([setup.binary, "-m", setup.model, "-p", prompt, "-n", str(max_tokens),
-                    *FIXED_LENGTH], capture_output=True, check=True)
+    subprocess.run(
+        [setup.binary, "-m", setup.model, "-p", prompt, "-n", str(max_tokens), *FIXED_LENGTH],
+        capture_output=True,
+        check=True,
+    )
     return time.perf_counter() - started
 
 
@@ -122,8 +137,10 @@ def bench_overhead(setup: Setup, repeat: int) -> dict[str, Any]:
             async_ratio.append(ours_async / direct)
             naive_ratio.append(naive / direct)
         rows[str(tokens)] = {
-            "direct_seconds": summary(direct_times), "sync_ratio": summary(sync_ratio),
-            "async_ratio": summary(async_ratio), "naive_ratio": summary(naive_ratio),
+            "direct_seconds": summary(direct_times),
+            "sync_ratio": summary(sync_ratio),
+            "async_ratio": summary(async_ratio),
+            "naive_ratio": summary(naive_ratio),
         }
     return rows
 
@@ -140,7 +157,10 @@ def bench_streaming(setup: Setup, repeat: int) -> dict[str, Any]:
         pieces = 1 + sum(1 for _ in stream)
         added_ms.append((ours_first - direct_first) * 1000)
         pieces_per_token.append(pieces / 256)
-    return {"first_piece_added_ms": summary(added_ms), "pieces_per_token": summary(pieces_per_token)}
+    return {
+        "first_piece_added_ms": summary(added_ms),
+        "pieces_per_token": summary(pieces_per_token),
+    }
 
 
 def tree_rss_kib(root: int) -> int:
@@ -198,16 +218,22 @@ def bench_concurrency(setup: Setup) -> dict[str, Any]:
             started = time.perf_counter()
             asyncio.run(burst())
             elapsed = time.perf_counter() - started
-        rows[f"max_concurrency={limit}"] = {"seconds": elapsed, "calls_per_second": 8 / elapsed,
-                                            "peak_rss_mib": memory.peak_kib / 1024}
+        rows[f"max_concurrency={limit}"] = {
+            "seconds": elapsed,
+            "calls_per_second": 8 / elapsed,
+            "peak_rss_mib": memory.peak_kib / 1024,
+        }
     serial = setup.llm(32)
     with PeakMemory() as memory:
         started = time.perf_counter()
         for _ in range(8):
             serial.generate(PROMPT)
         elapsed = time.perf_counter() - started
-    rows["series (sync)"] = {"seconds": elapsed, "calls_per_second": 8 / elapsed,
-                             "peak_rss_mib": memory.peak_kib / 1024}
+    rows["series (sync)"] = {
+        "seconds": elapsed,
+        "calls_per_second": 8 / elapsed,
+        "peak_rss_mib": memory.peak_kib / 1024,
+    }
     return rows
 
 
@@ -229,8 +255,18 @@ def bench_imports(repeat: int) -> dict[str, Any]:
 
 def load_cost(setup: Setup, context: int | None) -> tuple[float, float]:
     """(wall seconds, peak RSS MiB) of a one-token run at a context size (None: default)."""
-    argv = [setup.binary, "-m", setup.model, "-p", "Hello", "-n", "1", "--no-warmup",
-            "-no-cnv", "--simple-io"]
+    argv = [
+        setup.binary,
+        "-m",
+        setup.model,
+        "-p",
+        "Hello",
+        "-n",
+        "1",
+        "--no-warmup",
+        "-no-cnv",
+        "--simple-io",
+    ]
     if context is not None:
         argv += ["-c", str(context)]
     probe = (
@@ -238,22 +274,30 @@ def load_cost(setup: Setup, context: int | None) -> tuple[float, float]:
         "subprocess.run(sys.argv[1:], capture_output=True, check=True); "
         "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
     )
-    done = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True,
-                          check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", probe, *argv], capture_output=True, text=True, check=True
+    )
     seconds, kib = done.stdout.split()
     return float(seconds), int(kib) / 1024
 
 
 def bench_context(setup: Setup, repeat: int) -> dict[str, Any]:
     sized = setup.llm(1)._context_size(
-        GenerationRequest(prompt="Hello", max_tokens=1, temperature=0, seed=None, stop_sequences=()),
+        GenerationRequest(
+            prompt="Hello", max_tokens=1, temperature=0, seed=None, stop_sequences=()
+        ),
         binaries.probe(setup.binary),
     )
     rows: dict[str, Any] = {}
-    for label, context in (("binary default (model's 32768)", None), (f"LocalLLM default ({sized})", sized)):
+    for label, context in (
+        ("binary default (model's 32768)", None),
+        (f"LocalLLM default ({sized})", sized),
+    ):
         costs = [load_cost(setup, context) for _ in range(repeat)]
-        rows[label] = {"seconds": summary([c[0] for c in costs]),
-                       "peak_rss_mib": summary([c[1] for c in costs])}
+        rows[label] = {
+            "seconds": summary([c[0] for c in costs]),
+            "peak_rss_mib": summary([c[1] for c in costs]),
+        }
     return rows
 
 
@@ -271,8 +315,12 @@ def plot(results: dict[str, Any]) -> list[str]:
     labels = list(overhead)
     width = 0.25
     for offset, key in enumerate(("sync_ratio", "async_ratio", "naive_ratio")):
-        ax.bar([i + (offset - 1) * width for i in range(len(labels))],
-               [overhead[t][key]["median"] for t in labels], width, label=key.replace("_", " "))
+        ax.bar(
+            [i + (offset - 1) * width for i in range(len(labels))],
+            [overhead[t][key]["median"] for t in labels],
+            width,
+            label=key.replace("_", " "),
+        )
     ax.axhline(1.03, color="red", linestyle="--", linewidth=1, label="goal 1.03")
     ax.set_xticks(range(len(labels)), [f"{t} tokens" for t in labels])
     ax.set_ylabel("wall time / bare binary")
@@ -296,29 +344,56 @@ def plot(results: dict[str, Any]) -> list[str]:
 
 
 def report(results: dict[str, Any], plots: list[str]) -> str:
-    lines = [f"# LocalLLM per-call performance ({results['machine']['date']})", "",
-             "Machine: " + ", ".join(f"{k} {v}" for k, v in results["machine"].items()), "",
-             "## 1 & 5. Wall time over the bare binary (same argv run directly), median (min–max)", "",
-             "| reply tokens | bare binary s | generate / bare | agenerate / bare | naive spec / bare |",
-             "|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"# LocalLLM per-call performance ({results['machine']['date']})",
+        "",
+        "Machine: " + ", ".join(f"{k} {v}" for k, v in results["machine"].items()),
+        "",
+        "## 1 & 5. Wall time over the bare binary (same argv run directly), median (min–max)",
+        "",
+        "| reply tokens | bare binary s | generate / bare | agenerate / bare | naive spec / bare |",
+        "|---:|---:|---:|---:|---:|",
+    ]
     for tokens, row in results["overhead"].items():
-        lines.append(f"| {tokens} | {fmt(row['direct_seconds'])} | {fmt(row['sync_ratio'])} | "
-                     f"{fmt(row['async_ratio'])} | {fmt(row['naive_ratio'])} |")
+        lines.append(
+            f"| {tokens} | {fmt(row['direct_seconds'])} | {fmt(row['sync_ratio'])} | "
+            f"{fmt(row['async_ratio'])} | {fmt(row['naive_ratio'])} |"
+        )
     stream = results["streaming"]
-    lines += ["", "## 2. Streaming (256-token replies)", "",
-              "| figure | median (min–max) |", "|---|---|",
-              f"| first piece after the binary's first stdout byte, ms | {fmt(stream['first_piece_added_ms'], 1)} |",
-              f"| pieces per generated token | {fmt(stream['pieces_per_token'], 2)} |",
-              "", "## 3. Eight concurrent agenerate calls, 32-token replies", "",
-              "| run | seconds | calls/s | peak RSS of the process tree, MiB |", "|---|---:|---:|---:|"]
+    lines += [
+        "",
+        "## 2. Streaming (256-token replies)",
+        "",
+        "| figure | median (min–max) |",
+        "|---|---|",
+        f"| first piece after the binary's first stdout byte, ms | {fmt(stream['first_piece_added_ms'], 1)} |",
+        f"| pieces per generated token | {fmt(stream['pieces_per_token'], 2)} |",
+        "",
+        "## 3. Eight concurrent agenerate calls, 32-token replies",
+        "",
+        "| run | seconds | calls/s | peak RSS of the process tree, MiB |",
+        "|---|---:|---:|---:|",
+    ]
     for label, row in results["concurrency"].items():
-        lines.append(f"| {label} | {row['seconds']:.2f} | {row['calls_per_second']:.2f} | {row['peak_rss_mib']:.0f} |")
-    lines += ["", "## 4. Import time, ms (fresh interpreter each), median (min–max)", "",
-              "| module | ms |", "|---|---:|"]
+        lines.append(
+            f"| {label} | {row['seconds']:.2f} | {row['calls_per_second']:.2f} | {row['peak_rss_mib']:.0f} |"
+        )
+    lines += [
+        "",
+        "## 4. Import time, ms (fresh interpreter each), median (min–max)",
+        "",
+        "| module | ms |",
+        "|---|---:|",
+    ]
     for module, stats in results["imports"].items():
         lines.append(f"| `{module}` | {fmt(stats, 1) if stats else 'not installed'} |")
-    lines += ["", "## 6. Context size: a one-token run", "",
-              "| context | wall s | peak RSS MiB |", "|---|---:|---:|"]
+    lines += [
+        "",
+        "## 6. Context size: a one-token run",
+        "",
+        "| context | wall s | peak RSS MiB |",
+        "|---|---:|---:|",
+    ]
     for label, row in results["context"].items():
         lines.append(f"| {label} | {fmt(row['seconds'])} | {fmt(row['peak_rss_mib'], 0)} |")
     lines += [""] + [f"![{name}]({name})" for name in plots]

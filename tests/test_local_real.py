@@ -280,7 +280,7 @@ def test_default_binary_and_model(real_build: tuple[Path, Path]) -> None:
     assert llm.binary_path == str(real_build[0] / "llama-completion")
     response = llm.generate(QUESTION)
     assert response.usage.completion_tokens == 4
-    assert llm._model_path == str(real_build[1])
+    assert llm.model_path == str(real_build[1])
 
 
 def test_environment_overrides_the_defaults(
@@ -293,7 +293,7 @@ def test_environment_overrides_the_defaults(
     llm = LocalLLM(max_tokens=3)
     assert llm.binary_path == cli_bin
     response = llm.generate(QUESTION)
-    assert llm._model_path == str(copy)
+    assert llm.model_path == str(copy)
     assert response.api_metrics is not None and response.api_metrics["binary_kind"] == "llama-cli"
 
 

@@ -143,7 +143,7 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _model_path_of(llm: LocalLLM) -> str | None:
-    return llm._model_path  # the path actually passed to the binary, once resolved
+    return llm.model_path  # the path actually passed to the binary, once resolved
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ import stat
 import subprocess
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 PROBE_TIMEOUT_SECONDS = 15.0
 
@@ -123,4 +122,4 @@ def version_of(path: str) -> str:
 
 
 def looks_like_gguf(model: str | None) -> bool:
-    return bool(model) and Path(str(model)).suffix.lower() == ".gguf"
+    return bool(model) and os.path.splitext(str(model))[1].lower() == ".gguf"

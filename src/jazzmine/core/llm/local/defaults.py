@@ -6,9 +6,11 @@ flags never picks up a stale build. ``jazzmine setup`` (``jazzmine._setup``) fil
 
 from __future__ import annotations
 
-import hashlib
 import os
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 # Portable x86-64 flags: a native build picks AMX kernels that die with SIGILL on VMs
@@ -41,11 +43,15 @@ DEFAULT_MODEL_FILE = "gemma-3-270m-q4_k_m.gguf"
 
 
 def cache_root() -> Path:
+    from pathlib import Path  # imported on use: it costs import time for every user
+
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "jazzmine"
 
 
 def build_key() -> str:
+    import hashlib
+
     flags = hashlib.sha256("\n".join((*CMAKE_FLAGS, *BUILD_TARGETS)).encode()).hexdigest()[:12]
     return f"llama.cpp-{LLAMA_CPP_PYTHON_VERSION}-{flags}"
 
@@ -55,11 +61,15 @@ def build_bin_dir() -> Path:
 
 
 def default_binary_path() -> Path:
+    from pathlib import Path
+
     override = os.environ.get("JAZZMINE_LLAMA_BIN")
     return Path(override) if override else build_bin_dir() / "llama-completion"
 
 
 def default_model_path() -> Path:
+    from pathlib import Path
+
     override = os.environ.get("JAZZMINE_MODEL")
     return Path(override) if override else cache_root() / "models" / DEFAULT_MODEL_FILE
 

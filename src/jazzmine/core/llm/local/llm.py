@@ -1,43 +1,45 @@
 """LocalLLM: the jazzmine provider that runs a local model binary.
 
-Thin by design: it validates options, builds the request, picks the transport and
-streams the transport's raw output through reply assembly. ``generate`` is a joined
-``stream``, so the two always agree; sync and async differ only in how bytes are awaited.
+Thin by design: it validates options, builds the request, picks the transport (a child
+per call, or a kept llama-server in warm mode) and streams the transport's raw output
+through reply assembly. ``generate`` is a joined ``stream``, so the two always agree;
+sync and async differ only in how bytes are awaited.
+
+The transports and reply assembly are imported on first use, so importing jazzmine stays
+cheap for programs that never call a local model.
 """
 
 from __future__ import annotations
 
-import asyncio
-import math
 import os
 import time
 import warnings
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
-from contextlib import ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..base import BaseLLM
-from ..errors import LLMError, LLMInternalError, LLMInvalidRequestError, LLMTimeoutError
+from ..errors import LLMError, LLMInvalidRequestError, LLMTimeoutError
 from ..types import LLMResponse, MessagePart
-from . import binary as binaries
-from . import defaults, gguf, percall
+from .config import LocalConfig, optional_int, parse_keep_alive
 from .limits import ConcurrencyLimit
-from .process import DeadlineExceeded
 from .prompt import NEXT_TURN_MARKERS, flatten, validate_messages
-from .reply import OutputShape, ReplyAssembler, failure_of, finish_reason_of, usage_of
 from .request import GenerationRequest, RunOutcome
 
-# Room left for the reply when the caller sets no max_tokens and no n_ctx.
-DEFAULT_REPLY_ROOM = 1024
-_CONTEXT_STEP = 256
+if TYPE_CHECKING:
+    from .reply import ReplyAssembler
+    from .transport import AsyncSession, Session, Transport
+
 _PER_CALL_OPTIONS = frozenset({"temperature", "max_tokens", "seed"})
+DEFAULT_MODEL_LABEL = "gemma-3-270m-q4_k_m"
 
 
 class LocalLLM(BaseLLM):
-    """Runs a local model binary (llama.cpp first) once per call.
+    """Runs a local model binary (llama.cpp first): a process per call, or warm.
 
     ``binary_path`` and ``model`` default to the embedded llama.cpp build and Gemma 3
     270M (``jazzmine setup``); ``JAZZMINE_LLAMA_BIN`` and ``JAZZMINE_MODEL`` override them.
+    ``keep_alive`` (or ``JAZZMINE_KEEP_ALIVE``) switches to warm mode: a private
+    llama-server keeps the model loaded between calls.
     """
 
     def __init__(
@@ -58,46 +60,74 @@ class LocalLLM(BaseLLM):
         prompt_flag: str | None = None,
         argv_template: Sequence[str] | None = None,
         max_concurrency: int = 1,
+        keep_alive: float | str | None = None,
+        server_path: str | os.PathLike[str] | None = None,
         **kwargs: Any,
     ) -> None:
-        uses_default_binary = binary_path is None and "JAZZMINE_LLAMA_BIN" not in os.environ
-        self.binary_path = os.path.expanduser(
-            os.fspath(binary_path)
-            if binary_path is not None
-            else str(defaults.default_binary_path())
-        )
+        from . import defaults, percall
+
+        if binary_path is not None:
+            binary = os.path.expanduser(os.fspath(binary_path))
+        else:
+            binary = str(defaults.default_binary_path())
         model_text = os.fspath(model) if model is not None else None
-        self._model_path: str | None = None
-        if model_text is not None and binaries.looks_like_gguf(model_text):
-            self._model_path = os.path.expanduser(model_text)
-        label = model_text or (defaults.DEFAULT_MODEL_FILE.removesuffix(".gguf"))
         super().__init__(
-            model=label, temperature=temperature, max_tokens=max_tokens, timeout=timeout
+            model=model_text or DEFAULT_MODEL_LABEL,
+            temperature=temperature,
+            max_tokens=optional_int("max_tokens", max_tokens, 1),
+            timeout=timeout,
         )
-        # No model named: the default GGUF, unless the binary turns out to carry its own.
-        self._wants_default_model = model_text is None
-        self._uses_default_binary = uses_default_binary
-        self.stop = _stop_list(stop)
-        self.seed = seed
-        self.n_ctx = _optional_int("n_ctx", n_ctx, minimum=0)
-        self.threads = _optional_int("threads", threads, minimum=1)
-        self.n_gpu_layers = _optional_int("n_gpu_layers", n_gpu_layers, minimum=-1)
-        _optional_int("max_tokens", max_tokens, minimum=1)
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
-        self.extra_args = tuple(str(arg) for arg in extra_args)
-        percall.check_extra_args(self.extra_args)
         if prompt_flag is not None and argv_template is not None:
             raise ValueError("give prompt_flag or argv_template, not both")
         template = tuple(argv_template) if argv_template is not None else None
         if prompt_flag is not None:
             template = (prompt_flag, "{prompt}")
-        self.argv_template = template
-        self.env = dict(env) if env is not None else None
-        self._limit = ConcurrencyLimit(max_concurrency)
+        extra = tuple(str(arg) for arg in extra_args)
+        percall.check_extra_args(extra)
+        if keep_alive is None:
+            keep_alive = os.environ.get("JAZZMINE_KEEP_ALIVE") or None
+        self.stop = _stop_list(stop)
+        self.seed = seed
         self.max_concurrency = max_concurrency
+        self._limit = ConcurrencyLimit(max_concurrency)
+        is_gguf = model_text is not None and os.path.splitext(model_text)[1].lower() == ".gguf"
+        self.config = LocalConfig(
+            binary_path=binary,
+            model_path=os.path.expanduser(model_text) if is_gguf and model_text else None,
+            wants_default_model=model_text is None,
+            n_ctx=optional_int("n_ctx", n_ctx, 0),
+            threads=optional_int("threads", threads, 1),
+            n_gpu_layers=optional_int("n_gpu_layers", n_gpu_layers, -1),
+            extra_args=extra,
+            env=dict(env) if env is not None else None,
+            argv_template=template,
+            server_path=os.path.expanduser(os.fspath(server_path)) if server_path else None,
+            keep_alive=parse_keep_alive(keep_alive),
+        )
+        self._transport: Transport | None = None
+        if self.config.keep_alive is not None:
+            self._transport = self._make_transport()  # a missing llama-server fails now
 
-    # ---------- the spec's internals ----------
+    # ---------- the spec's names ----------
+    @property
+    def binary_path(self) -> str:
+        return self.config.binary_path
+
+    @property
+    def keep_alive(self) -> float | None:
+        return self.config.keep_alive
+
+    @property
+    def model_path(self) -> str | None:
+        """The GGUF given to llama.cpp binaries: the one named, else the default model."""
+        if self.config.model_path is not None or not self.config.wants_default_model:
+            return self.config.model_path
+        from . import defaults
+
+        return str(defaults.default_model_path())
+
     def _format_prompt(self, messages: Sequence[MessagePart]) -> str:
         return flatten(messages)
 
@@ -121,32 +151,42 @@ class LocalLLM(BaseLLM):
     def stream(
         self, messages: Sequence[MessagePart], *, stop: Iterable[str] | None = None, **kwargs: Any
     ) -> Iterator[str]:
-        call = self._new_call(messages, stop, kwargs)
-        return self._run(call)
+        return self._run(self._new_call(messages, stop, kwargs))
 
     def astream(
         self, messages: Sequence[MessagePart], *, stop: Iterable[str] | None = None, **kwargs: Any
     ) -> AsyncIterator[str]:
-        call = self._new_call(messages, stop, kwargs)
-        return self._arun(call)
+        return self._arun(self._new_call(messages, stop, kwargs))
 
     def health_check(self) -> bool:
-        try:
-            binaries.check_executable(self.binary_path)
-        except OSError:
-            return False
-        model_path = self._model_path or (
-            str(defaults.default_model_path()) if self._wants_default_model else None
-        )
-        return model_path is None or os.path.exists(model_path)
+        """Binary and model present; in warm mode, the server answering (started if need be)."""
+        return self._get_transport().health()
 
     def close(self) -> None:
-        """Nothing is pooled in per-call mode: each call reaps its own child."""
+        """Per-call mode pools nothing; warm mode lets go of its shared server."""
+        if self._transport is not None:
+            self._transport.close()
 
     async def aclose(self) -> None:
-        self.close()
+        import asyncio
+
+        await asyncio.to_thread(self.close)
 
     # ---------- one call ----------
+    def _make_transport(self) -> Transport:
+        if self.config.keep_alive is None:
+            from .percall import PerCallTransport
+
+            return PerCallTransport(self.config)
+        from .server import ServerTransport
+
+        return ServerTransport(self.config, slots=self.max_concurrency)
+
+    def _get_transport(self) -> Transport:
+        if self._transport is None:
+            self._transport = self._make_transport()
+        return self._transport
+
     def _new_call(
         self, messages: Sequence[MessagePart], stop: Iterable[str] | None, overrides: dict[str, Any]
     ) -> _Call:
@@ -154,84 +194,57 @@ class LocalLLM(BaseLLM):
         if unknown:
             raise TypeError(f"unexpected per-call option(s): {', '.join(sorted(unknown))}")
         checked = validate_messages(messages)
-        max_tokens = _optional_int("max_tokens", overrides.get("max_tokens", self.max_tokens), 1)
         request = GenerationRequest(
             prompt=self._format_prompt(checked),
-            max_tokens=max_tokens,
+            max_tokens=optional_int("max_tokens", overrides.get("max_tokens", self.max_tokens), 1),
             temperature=overrides.get("temperature", self.temperature),
             seed=overrides.get("seed", self.seed),
             stop_sequences=(*self.stop, *_stop_list(stop), *NEXT_TURN_MARKERS),
         )
         return _Call(self, request)
 
-    def _prepare(self, call: _Call) -> percall.LaunchPlan:
-        info = binaries.probe(self.binary_path)
-        call.binary_kind = info.kind.value
-        options = percall.ModelOptions(
-            binary_path=self.binary_path,
-            model_path=self._resolve_model(info),
-            n_ctx=self._context_size(call.request, info),
-            threads=self.threads,
-            n_gpu_layers=self.n_gpu_layers,
-            extra_args=self.extra_args,
-            env=self.env,
-            argv_template=self.argv_template,
-        )
-        return percall.build_plan(options, info, call.request)
-
-    def _resolve_model(self, info: binaries.BinaryInfo) -> str | None:
-        if self._model_path is not None:
-            return self._model_path
-        llama_kind = info.kind is not binaries.BinaryKind.PROMPT_FLAG
-        if self._wants_default_model and llama_kind and self.argv_template is None:
-            self._model_path = str(defaults.ensure_default_model())
-            return self._model_path
-        return None
-
-    def _context_size(self, request: GenerationRequest, info: binaries.BinaryInfo) -> int | None:
-        if self.n_ctx is not None or info.kind is binaries.BinaryKind.PROMPT_FLAG:
-            return self.n_ctx
-        # Sized to the call: a token is never shorter than a byte, so this bounds the
-        # prompt; llama.cpp would otherwise reserve the model's whole context.
-        needed = (
-            len(request.prompt.encode("utf-8")) + 2 + (request.max_tokens or DEFAULT_REPLY_ROOM)
-        )
-        size = max(512, math.ceil(needed / _CONTEXT_STEP) * _CONTEXT_STEP)
-        trained = _trained_context(self._model_path)
-        return 0 if trained is not None and size >= trained else size
-
     def _run(self, call: _Call) -> Iterator[str]:
+        from .process import DeadlineExceeded
+
         deadline = call.deadline()
         try:
-            with ExitStack() as stack:
-                stack.enter_context(self._limit.hold(deadline))
-                plan = self._prepare(call)
-                session = stack.enter_context(percall.PerCallSession(plan, self.env))
-                call.session = session
+            with (
+                self._limit.hold(deadline),
+                self._get_transport().open(call.request, deadline) as session,
+            ):
+                call.attach(session)
                 for chunk in session.chunks(deadline):
-                    yield from call.feed(chunk)
+                    yield from call.assembler.feed(chunk)
                     if call.assembler.done:
                         break
                 outcome = session.finish(call.assembler.done, deadline)
         except (TimeoutError, DeadlineExceeded):
             raise call.timed_out() from None
+        except LLMError as error:
+            raise call.with_partial_text(error) from error.__cause__
         yield from call.complete(outcome)
 
     async def _arun(self, call: _Call) -> AsyncIterator[str]:
+        import asyncio
+
+        from .process import DeadlineExceeded
+
         deadline = call.deadline()
         try:
             async with self._limit.ahold(deadline):
-                plan = await asyncio.to_thread(self._prepare, call)
-                async with percall.AsyncPerCallSession(plan, self.env) as session:
-                    call.session = session
+                session_manager = await self._get_transport().aopen(call.request, deadline)
+                async with session_manager as session:
+                    call.attach(session)
                     async for chunk in session.chunks(deadline):
-                        for piece in call.feed(chunk):
+                        for piece in call.assembler.feed(chunk):
                             yield piece
                         if call.assembler.done:
                             break
                     outcome = await session.finish(call.assembler.done, deadline)
         except (TimeoutError, asyncio.TimeoutError, DeadlineExceeded):
             raise call.timed_out() from None
+        except LLMError as error:
+            raise call.with_partial_text(error) from error.__cause__
         for piece in call.complete(outcome):
             yield piece
 
@@ -240,30 +253,28 @@ class _Call:
     """The state of one call, shared by the sync and async drivers."""
 
     def __init__(self, llm: LocalLLM, request: GenerationRequest) -> None:
+        from .reply import OutputShape, ReplyAssembler
+
         self.llm = llm
         self.request = request
         self.started = time.monotonic()
-        self.binary_kind = "unknown"
-        self.session: percall.PerCallSession | percall.AsyncPerCallSession | None = None
+        self.session: Session | AsyncSession | None = None
         self.assembler: ReplyAssembler = ReplyAssembler(OutputShape(), request.stop_sequences)
-        self._assembler_ready = False
         self._outcome: RunOutcome | None = None
 
     def deadline(self) -> float | None:
         return None if self.llm.timeout is None else self.started + self.llm.timeout
 
-    def feed(self, chunk: bytes) -> list[str]:
-        if not self._assembler_ready:
-            assert self.session is not None
-            self.assembler = ReplyAssembler(self.session.plan.shape, self.request.stop_sequences)
-            self._assembler_ready = True
-        return self.assembler.feed(chunk)
+    def attach(self, session: Session | AsyncSession) -> None:
+        """The transport knows what surrounds the reply in its output."""
+        from .reply import ReplyAssembler
+
+        self.session = session
+        self.assembler = ReplyAssembler(session.shape, self.request.stop_sequences)
 
     def complete(self, outcome: RunOutcome) -> list[str]:
-        if not self._assembler_ready:
-            assert self.session is not None
-            self.assembler = ReplyAssembler(self.session.plan.shape, self.request.stop_sequences)
-            self._assembler_ready = True
+        from .reply import failure_of
+
         tail = self.assembler.finish()
         self._outcome = outcome
         failure = failure_of(outcome, self.llm.binary_path, self.assembler.reply_text)
@@ -277,6 +288,15 @@ class _Call:
             )
         return tail
 
+    def with_partial_text(self, error: LLMError) -> LLMError:
+        """Nothing the model wrote is lost: the error keeps the reply so far."""
+        if not error.partial_text:
+            self.assembler.finish()
+            error.partial_text = self.assembler.reply_text
+        if not error.stderr and self.session is not None:
+            error.stderr = self.session.stderr_text()
+        return error
+
     def timed_out(self) -> LLMTimeoutError:
         stderr = self.session.stderr_text() if self.session is not None else ""
         return LLMTimeoutError(
@@ -286,9 +306,27 @@ class _Call:
         )
 
     def response(self) -> LLMResponse:
+        from .reply import finish_reason_of, usage_of
+
         outcome = self._outcome
-        assert outcome is not None
+        assert outcome is not None and self.session is not None
         usage, usage_source = usage_of(self.request.prompt, self.assembler.reply_text, outcome)
+        details = self.session.details
+        metrics: dict[str, Any] = {
+            "provider": "local",
+            "endpoint": details.get("endpoint"),
+            "transport": self.llm._get_transport().name,
+            "binary": self.llm.binary_path,
+            "binary_kind": details.get("binary_kind"),
+            "model_path": details.get("model_path"),
+            "usage_source": usage_source,
+            "exit_code": outcome.exit_code,
+            "stopped_by": self.assembler.stopped_by,
+            "request_bytes": len(self.request.prompt.encode("utf-8")),
+            "response_bytes": len(self.assembler.raw_text.encode("utf-8")),
+            "status_code": 0,
+        }
+        metrics.update(outcome.details)
         return LLMResponse(
             text=self.assembler.reply_text,
             usage=usage,
@@ -296,19 +334,7 @@ class _Call:
             latency_ms=int((time.monotonic() - self.started) * 1000),
             finish_reason=finish_reason_of(self.assembler, outcome, self.request.max_tokens),
             raw=self.assembler.raw_text,
-            api_metrics={
-                "provider": "local",
-                "endpoint": "subprocess",
-                "transport": "per-call",
-                "binary": self.llm.binary_path,
-                "binary_kind": self.binary_kind,
-                "usage_source": usage_source,
-                "exit_code": outcome.exit_code,
-                "stopped_by": self.assembler.stopped_by,
-                "request_bytes": len(self.request.prompt.encode("utf-8")),
-                "response_bytes": len(self.assembler.raw_text.encode("utf-8")),
-                "status_code": 0,
-            },
+            api_metrics=metrics,
         )
 
 
@@ -322,27 +348,4 @@ def _stop_list(stop: Iterable[str] | str | None) -> tuple[str, ...]:
     return items
 
 
-def _optional_int(name: str, value: Any, minimum: int) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise LLMInvalidRequestError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _trained_context(model_path: str | None) -> int | None:
-    if model_path is None or not os.path.exists(model_path):
-        return None
-    try:
-        arch = gguf.read_metadata(model_path, ["general.architecture"]).get("general.architecture")
-        if not isinstance(arch, str):
-            return None
-        value = gguf.read_metadata(model_path, [f"{arch}.context_length"]).get(
-            f"{arch}.context_length"
-        )
-    except (OSError, gguf.GGUFError):
-        return None
-    return value if isinstance(value, int) else None
-
-
-__all__ = ["LLMError", "LLMInternalError", "LocalLLM"]
+__all__ = ["LocalLLM"]

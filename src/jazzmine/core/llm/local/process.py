@@ -9,7 +9,6 @@ the child, whatever ended the block: normal exit, an exception, a timeout, a can
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
 import os
@@ -21,6 +20,10 @@ import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import asyncio
 
 # Long enough for llama.cpp to flush its last lines after SIGTERM, short enough that a
 # cancelled call has its child gone within a second.
@@ -231,6 +234,8 @@ class AsyncChildProcess:
         return self._process.pid
 
     async def __aenter__(self) -> AsyncChildProcess:
+        import asyncio
+
         self._process = await asyncio.create_subprocess_exec(
             *self._argv,
             **_popen_options(self._env, self._pass_fds),  # type: ignore[arg-type]
@@ -253,6 +258,8 @@ class AsyncChildProcess:
             self._stderr.add(chunk)
 
     async def stdout_chunks(self, deadline: float | None) -> AsyncIterator[bytes]:
+        import asyncio
+
         process = self._process
         assert process is not None and process.stdout is not None
         while True:
@@ -275,6 +282,8 @@ class AsyncChildProcess:
 
     async def wait(self, deadline: float | None) -> ExitStatus:
         """Drain what is left of both pipes, then reap; stdout left now is discarded."""
+        import asyncio
+
         assert self._process is not None and self._stderr_task is not None
         async for _ in self.stdout_chunks(deadline):
             pass
@@ -290,6 +299,8 @@ class AsyncChildProcess:
 
     async def stop(self) -> None:
         """Terminate, grace, kill, reap; a cancel arriving meanwhile turns into a kill."""
+        import asyncio
+
         process = self._process
         if process is None:
             return

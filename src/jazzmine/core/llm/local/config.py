@@ -1,0 +1,113 @@
+"""A LocalLLM's load-time settings, validated once, shared by every transport."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..errors import LLMInvalidRequestError
+from .request import GenerationRequest
+
+# Room left for the reply when the caller sets no max_tokens and no n_ctx.
+DEFAULT_REPLY_ROOM = 1024
+# Context per server slot when the caller sets no n_ctx (warm mode cannot size per call).
+DEFAULT_SERVER_CONTEXT = 4096
+_CONTEXT_STEP = 256
+_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    binary_path: str
+    # A GGUF the caller named, or None (then the default model for llama.cpp binaries).
+    model_path: str | None
+    wants_default_model: bool
+    n_ctx: int | None
+    threads: int | None
+    n_gpu_layers: int | None
+    extra_args: tuple[str, ...]
+    env: Mapping[str, str] | None
+    argv_template: tuple[str, ...] | None
+    server_path: str | None
+    # Seconds the warm server stays loaded when idle; None: per-call mode; < 0: until close.
+    keep_alive: float | None
+
+    def resolved_model(self, llama_binary: bool) -> str | None:
+        """The GGUF passed to the binary: the caller's, else the default for llama.cpp."""
+        if self.model_path is not None:
+            return self.model_path
+        if self.wants_default_model and llama_binary and self.argv_template is None:
+            from . import defaults
+
+            return str(defaults.ensure_default_model())
+        return None
+
+    def context_for_call(self, request: GenerationRequest, model_path: str | None) -> int:
+        """Per-call context: sized to the call unless the caller chose one.
+
+        A token is never shorter than a byte, so prompt bytes bound the prompt's tokens;
+        llama.cpp would otherwise reserve the model's whole trained context.
+        """
+        if self.n_ctx is not None:
+            return self.n_ctx
+        reply_room = request.max_tokens or DEFAULT_REPLY_ROOM
+        needed = len(request.prompt.encode("utf-8")) + 2 + reply_room
+        size = max(512, math.ceil(needed / _CONTEXT_STEP) * _CONTEXT_STEP)
+        trained = trained_context(model_path)
+        return 0 if trained is not None and size >= trained else size
+
+    def server_context(self, model_path: str | None) -> int:
+        """Context per slot of a warm server."""
+        if self.n_ctx is not None and self.n_ctx > 0:
+            return self.n_ctx
+        trained = trained_context(model_path)
+        if self.n_ctx == 0 and trained is not None:
+            return trained
+        return min(DEFAULT_SERVER_CONTEXT, trained or DEFAULT_SERVER_CONTEXT)
+
+
+def trained_context(model_path: str | None) -> int | None:
+    """The model's trained context length, from its GGUF header."""
+    if model_path is None or not os.path.exists(model_path):
+        return None
+    from . import gguf
+
+    try:
+        arch = gguf.read_metadata(model_path, ["general.architecture"]).get("general.architecture")
+        if not isinstance(arch, str):
+            return None
+        key = f"{arch}.context_length"
+        value = gguf.read_metadata(model_path, [key]).get(key)
+    except (OSError, gguf.GGUFError):
+        return None
+    return value if isinstance(value, int) else None
+
+
+def parse_keep_alive(value: float | int | str | None) -> float | None:
+    """``None``/``0``: per-call mode; seconds or ``"30s"``/``"5m"``/``"1h"``; negative: forever."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"keep_alive must be seconds or a duration like '5m', got {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(value)
+        if match is None:
+            raise ValueError(f"keep_alive must be seconds or a duration like '5m', got {value!r}")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if math.isnan(seconds):
+        raise ValueError("keep_alive may not be NaN")
+    return None if seconds == 0 else seconds
+
+
+def optional_int(name: str, value: object, minimum: int) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise LLMInvalidRequestError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
