@@ -277,12 +277,15 @@ class _Call:
 
         tail = self.assembler.finish()
         self._outcome = outcome
-        failure = failure_of(outcome, self.llm.binary_path, self.assembler.reply_text)
+        binary = (
+            self.session.details["binary"] if self.session is not None else self.llm.binary_path
+        )
+        failure = failure_of(outcome, binary, self.assembler.reply_text)
         if failure is not None:
             raise failure
         if not self.assembler.reply_text:
             warnings.warn(
-                f"{self.llm.binary_path} finished without producing any text",
+                f"{binary} finished without producing any text",
                 RuntimeWarning,
                 stacklevel=4,
             )
@@ -316,7 +319,7 @@ class _Call:
             "provider": "local",
             "endpoint": details.get("endpoint"),
             "transport": self.llm._get_transport().name,
-            "binary": self.llm.binary_path,
+            "binary": details.get("binary"),
             "binary_kind": details.get("binary_kind"),
             "model_path": details.get("model_path"),
             "usage_source": usage_source,
@@ -326,6 +329,7 @@ class _Call:
             "response_bytes": len(self.assembler.raw_text.encode("utf-8")),
             "status_code": 0,
         }
+        metrics.update({key: value for key, value in details.items() if key not in metrics})
         metrics.update(outcome.details)
         return LLMResponse(
             text=self.assembler.reply_text,

@@ -393,6 +393,7 @@ class PerCallTransport:
         )
         details = {
             "endpoint": "subprocess",
+            "binary": self.config.binary_path,
             "binary_kind": info.kind.value,
             "model_path": model_path,
         }

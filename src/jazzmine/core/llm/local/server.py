@@ -32,6 +32,7 @@ from ..errors import (
     LLMInternalError,
     LLMInvalidRequestError,
 )
+from .binary import probe
 from .config import LocalConfig
 from .process import STDERR_LIMIT, DeadlineExceeded
 from .reply import OutputShape
@@ -41,6 +42,10 @@ if TYPE_CHECKING:
     import httpx
 
 SERVER_NAME = "llama-server"
+# --swa-full keeps the whole cache of sliding-window layers (Gemma 3 and others), so a
+# prompt that repeats an earlier one reuses all of it, not just the last checkpoint; it
+# also makes a repeated call give exactly the text a fresh one gives.
+OPTIONAL_SERVER_FLAGS = ("--swa-full", "--no-webui", "--no-warmup")
 START_TIMEOUT_SECONDS = 120.0
 GRACE_SECONDS = 2.0
 # After the reply is complete on our side, how long the server may take to send its
@@ -90,24 +95,16 @@ class ServerKey:
     threads: int | None
     n_gpu_layers: int | None
     extra_args: tuple[str, ...]
+    # Optional flags this llama-server accepts (from its --help).
+    optional_flags: tuple[str, ...] = ()
 
     def argv(self, socket_path: str) -> list[str]:
-        argv = [
-            self.server_path,
-            "-m",
-            self.model_path,
-            "--host",
-            socket_path,
-            # llama-server divides -c among its slots: each call keeps the context it asked for.
-            "-c",
-            str(self.context_per_slot * self.slots),
-            "-np",
-            str(self.slots),
-            "--no-slots",
-            "--offline",
-            "--no-webui",
-            "--no-warmup",
-        ]
+        # llama-server divides -c among its slots: each call keeps the context it asked for.
+        size = ["-c", str(self.context_per_slot * self.slots), "-np", str(self.slots)]
+        # Private by construction: no /slots (it shows every prompt and reply), no network.
+        private = ["--no-slots", "--offline"]
+        argv = [self.server_path, "-m", self.model_path, "--host", socket_path, *size, *private]
+        argv += self.optional_flags
         if self.threads is not None:
             argv += ["-t", str(self.threads)]
         if self.n_gpu_layers is not None:
@@ -160,6 +157,9 @@ class LlamaServer:
         self._process: subprocess.Popen[bytes] | None = None
         self._directory: str | None = None
         self._stderr = bytearray()
+        # Its own lock: the drain thread must never wait for the lifecycle lock, which
+        # is held while stopping joins that very thread.
+        self._stderr_lock = threading.Lock()
         self._stderr_thread: threading.Thread | None = None
         self._client: httpx.Client | None = None
         self.sharers = 0
@@ -184,6 +184,16 @@ class LlamaServer:
 
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
+
+    def exited_within(self, seconds: float) -> bool:
+        process = self._process
+        if process is None:
+            return True
+        try:
+            process.wait(seconds)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
 
     def ensure_started(self, deadline: float | None) -> None:
         with self._lock:
@@ -232,13 +242,13 @@ class LlamaServer:
     def _drain_stderr(self, process: subprocess.Popen[bytes]) -> None:
         assert process.stderr is not None
         while chunk := os.read(process.stderr.fileno(), 65536):
-            with self._lock:
+            with self._stderr_lock:
                 self._stderr += chunk
                 if len(self._stderr) > STDERR_LIMIT:
                     del self._stderr[: len(self._stderr) - STDERR_LIMIT]
 
     def stderr_text(self) -> str:
-        with self._lock:
+        with self._stderr_lock:
             return self._stderr.decode("utf-8", errors="replace")
 
     def _wait_ready(self, deadline: float | None) -> None:
@@ -665,9 +675,8 @@ def _timeout(deadline: float | None) -> httpx.Timeout:
 
 
 def _died(server: LlamaServer, partial: str) -> LLMInternalError:
-    time.sleep(0.05)  # let the exit status and last stderr lines arrive
+    process_gone = server.exited_within(0.5)
     stderr = server.stderr_text()
-    process_gone = not server.running()
     what = (
         "llama-server died during the call"
         if process_gone
@@ -677,7 +686,8 @@ def _died(server: LlamaServer, partial: str) -> LLMInternalError:
 
 
 def _transport_failure(server: LlamaServer, error: Exception, partial: str) -> LLMError:
-    if not server.running():
+    # A dropped connection is how a dying server looks from here: give its exit a moment.
+    if server.exited_within(0.5):
         return _died(server, partial)
     return LLMConnectionError(f"could not talk to llama-server at {server.directory}: {error}")
 
@@ -701,6 +711,7 @@ class ServerTransport:
                 model_path = self.config.resolved_model(llama_binary=True)
                 if model_path is None:
                     raise LLMInvalidRequestError("warm mode needs a GGUF model path")
+                accepted = probe(self.server_path)
                 key = ServerKey(
                     server_path=os.path.realpath(self.server_path),
                     model_path=os.path.realpath(model_path),
@@ -709,6 +720,7 @@ class ServerTransport:
                     threads=self.config.threads,
                     n_gpu_layers=self.config.n_gpu_layers,
                     extra_args=self.config.extra_args,
+                    optional_flags=tuple(f for f in OPTIONAL_SERVER_FLAGS if accepted.accepts(f)),
                 )
                 env = dict(self.config.env) if self.config.env is not None else None
                 assert self.config.keep_alive is not None
@@ -718,6 +730,7 @@ class ServerTransport:
     def _details(self, server: LlamaServer) -> dict[str, Any]:
         return {
             "endpoint": "llama-server",
+            "binary": server.key.server_path,
             "binary_kind": "llama-server",
             "model_path": server.key.model_path,
             "server_pid": server.pid,
