@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import process_alive
+
 from jazzmine.core.llm import (
     LLMInternalError,
     LLMTimeoutError,
