@@ -18,7 +18,6 @@ import os
 import stat
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import fakes
+from probes import ArgvScanner, process_alive
 
 from jazzmine.core.llm import (
     LLMInternalError,
@@ -50,13 +50,6 @@ class Row:
     exposures: int = 0
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
-
-
 def _zombie_children() -> int:
     me = str(os.getpid())
     count = 0
@@ -67,30 +60,6 @@ def _zombie_children() -> int:
                 if fields[1] == me and fields[0] == "Z":
                     count += 1
     return count
-
-
-class ExposureScanner:
-    def __init__(self) -> None:
-        self.seen = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._scan, daemon=True)
-
-    def __enter__(self) -> ExposureScanner:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _scan(self) -> None:
-        while not self._stop.is_set():
-            for entry in os.listdir("/proc"):
-                if entry.isdigit():
-                    with contextlib.suppress(OSError):
-                        if SECRET.encode() in Path(f"/proc/{entry}/cmdline").read_bytes():
-                            self.seen += 1
-            time.sleep(0.005)
 
 
 def _script(directory: Path, name: str, source: str) -> str:
@@ -149,12 +118,12 @@ def main() -> None:
             row = Row(fault, mode, calls)
             pid_file.write_text("")
             fds_before = len(os.listdir("/proc/self/fd"))
-            with ExposureScanner() as scanner:
+            with ArgvScanner(SECRET) as scanner:
                 outcomes = _drive(llm, messages, behaviour, mode, calls)
             row.survived = sum(expect(expected)(error) for error in outcomes)
             time.sleep(0.3)  # SIGKILLed grandchildren exit asynchronously
             pids = [int(p) for p in pid_file.read_text().split()]
-            row.processes_leaked = sum(_alive(pid) for pid in pids) + _zombie_children()
+            row.processes_leaked = sum(process_alive(pid) for pid in pids) + _zombie_children()
             row.descriptors_leaked = max(0, len(os.listdir("/proc/self/fd")) - fds_before)
             row.exposures = scanner.seen if llm is real else 0
             rows.append(row)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import stat
 import sys
 import textwrap
@@ -54,16 +53,3 @@ def make_script(tmp_path: Path) -> Callable[..., str]:
 @pytest.fixture
 def user_says() -> Callable[[str], list[MessagePart]]:
     return lambda text: [MessagePart("user", text)]
-
-
-def process_alive(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return "State:\tZ" not in status
-
-
-def open_fds() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))

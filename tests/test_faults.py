@@ -7,7 +7,6 @@ fault on demand: a crash by signal, a hang, a flood, bytes that are not UTF-8.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import fakes
 import pytest
-from conftest import open_fds, process_alive
+from probes import ArgvScanner, open_fds, process_alive
 
 from jazzmine.core.llm import (
     LLMInternalError,
@@ -305,35 +304,12 @@ def test_max_concurrency_bounds_children_and_the_wait_counts_against_timeout(
 # ---------- the prompt stays private and arrives intact ----------
 
 
-def _cmdlines() -> str:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError):
-                found.append(Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace"))
-    return "\n".join(found)
-
-
 def test_the_prompt_never_appears_in_any_argv(completion_bin: str, model_path: str) -> None:
     secret = "patient-record-7c1e9a"
     llm = LocalLLM(binary_path=completion_bin, model=model_path, max_tokens=48)
-    exposures = 0
-    running = threading.Event()
-
-    def scan() -> None:
-        nonlocal exposures
-        while not running.is_set():
-            exposures += secret in _cmdlines()
-            time.sleep(0.01)
-
-    scanner = threading.Thread(target=scan)
-    scanner.start()
-    try:
+    with ArgvScanner(secret) as scanner:
         llm.generate([MessagePart("user", f"Summarise {secret} please.")])
-    finally:
-        running.set()
-        scanner.join()
-    assert exposures == 0
+    assert scanner.seen == 0
 
 
 def test_backslashes_reach_the_model_byte_for_byte(completion_bin: str, model_path: str) -> None:

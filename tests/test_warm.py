@@ -8,12 +8,11 @@ import signal
 import stat
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
-from conftest import process_alive
+from probes import ArgvScanner, process_alive
 
 from jazzmine.core.llm import (
     LLMInternalError,
@@ -292,7 +291,8 @@ import sys, threading, time
 from jazzmine.core.llm import LocalLLM, MessagePart
 def work():
     # Started from a short-lived thread: the server must still live until the process dies.
-    llm = LocalLLM(binary_path={completion_bin!r}, model={model_path!r}, keep_alive=-1, max_tokens=2)
+    llm = LocalLLM(binary_path={completion_bin!r}, model={model_path!r}, keep_alive=-1,
+                   max_tokens=2)
     llm.generate([MessagePart("user", "hi")])
     print(llm._get_transport()._shared_server().pid, flush=True)
 thread = threading.Thread(target=work); thread.start(); thread.join()
@@ -314,25 +314,6 @@ time.sleep(600)
 def test_the_prompt_stays_out_of_every_argv(warm) -> None:  # type: ignore[no-untyped-def]
     secret = "warm-secret-5d2a"
     llm = warm()
-    seen = 0
-    finished = threading.Event()
-
-    def scan() -> None:
-        nonlocal seen
-        while not finished.is_set():
-            for entry in os.listdir("/proc"):
-                if entry.isdigit():
-                    try:
-                        seen += secret.encode() in Path(f"/proc/{entry}/cmdline").read_bytes()
-                    except OSError:
-                        pass
-            time.sleep(0.01)
-
-    scanner = threading.Thread(target=scan)
-    scanner.start()
-    try:
+    with ArgvScanner(secret) as scanner:
         llm.generate([MessagePart("user", f"Remember {secret}.")])
-    finally:
-        finished.set()
-        scanner.join()
-    assert seen == 0
+    assert scanner.seen == 0

@@ -1,0 +1,51 @@
+"""Looking at processes from outside: liveness, open descriptors, argv exposure.
+
+Plain Python (no pytest), shared by the tests and bench/reliability.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from pathlib import Path
+
+
+def process_alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return "State:\tZ" not in status
+
+
+def open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+class ArgvScanner:
+    """Counts how often ``secret`` shows in any process's argv while the block runs."""
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret.encode()
+        self.seen = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._scan, daemon=True)
+
+    def __enter__(self) -> ArgvScanner:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _scan(self) -> None:
+        while not self._done.is_set():
+            for entry in os.listdir("/proc"):
+                if entry.isdigit():
+                    with contextlib.suppress(OSError):
+                        self.seen += self.secret in Path(f"/proc/{entry}/cmdline").read_bytes()
+            time.sleep(0.01)
