@@ -358,9 +358,13 @@ def test_cli_run_streams_a_reply() -> None:
 
 
 def test_cli_chat_keeps_history() -> None:
-    done = _jazzmine("chat", "--max-tokens", "6", "--temperature", "0", stdin="Hello\nAnd again\n")
-    assert done.returncode == 0, done.stderr
-    assert len([line for line in done.stdout.splitlines() if line.strip()]) >= 2
+    for keep_alive in ("5m", "0"):  # warm (the default) and a process per turn
+        done = _jazzmine(
+            "chat", "--max-tokens", "6", "--temperature", "0", "--keep-alive", keep_alive,
+            stdin="Hello\nAnd again\n",
+        )
+        assert done.returncode == 0, done.stderr
+        assert len([line for line in done.stdout.splitlines() if line.strip()]) >= 2
 
 
 def test_cli_doctor_json(completion_bin: str, model_path: str) -> None:
@@ -370,6 +374,7 @@ def test_cli_doctor_json(completion_bin: str, model_path: str) -> None:
     assert report["ok"] is True
     assert report["binary"] == completion_bin and report["model"] == model_path
     assert report["binary_kind"] == "llama-completion" and "version" in report["binary_version"]
+    assert report["server"] == {"found": True, "starts": True}
     broken = _jazzmine("doctor", "--json", "--binary", "/nonexistent/llama")
     assert broken.returncode == 1 and json.loads(broken.stdout)["ok"] is False
     assert os.path.exists(model_path)

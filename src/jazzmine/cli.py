@@ -40,6 +40,11 @@ def _parser() -> argparse.ArgumentParser:
 
     chat = commands.add_parser("chat", help="an interactive chat that keeps the history")
     chat.add_argument("--system", help="a system message for the whole chat")
+    chat.add_argument(
+        "--keep-alive",
+        default="5m",
+        help="warm mode: keep the model loaded this long when idle (0: a process per turn)",
+    )
     _model_options(chat)
     chat.set_defaults(handler=_chat)
 
@@ -61,13 +66,14 @@ def _model_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--seed", type=int)
 
 
-def _llm(args: argparse.Namespace) -> LocalLLM:
+def _llm(args: argparse.Namespace, keep_alive: str | None = None) -> LocalLLM:
     return LocalLLM(
         binary_path=args.binary,
         model=args.model,
         max_tokens=args.max_tokens,
         temperature=args.temperature,
         seed=args.seed,
+        keep_alive=keep_alive,
     )
 
 
@@ -94,7 +100,8 @@ def _run(args: argparse.Namespace) -> int:
 def _chat(args: argparse.Namespace) -> int:
     history = [MessagePart("system", args.system)] if args.system else []
     interactive = sys.stdin.isatty()
-    with _llm(args) as llm:
+    # A fresh process per turn would reload the model and re-read the whole history.
+    with _llm(args, keep_alive=args.keep_alive) as llm:
         while True:
             try:
                 line = input("you> " if interactive else "")
@@ -128,12 +135,13 @@ def _doctor(args: argparse.Namespace) -> int:
         report["binary_kind"] = info.kind.value
         report["binary_version"] = binaries.version_of(llm.binary_path)
         reply = llm.generate([MessagePart("user", "Hello")])
-        report["model"] = _model_path_of(llm)
+        report["model"] = llm.model_path
         report["generation"] = {"text": reply.text, "latency_ms": reply.latency_ms}
         report["ok"] = True
     except (LLMError, OSError) as error:
-        report["model"] = _model_path_of(llm)
+        report["model"] = llm.model_path
         report["error"] = f"{type(error).__name__}: {error}"
+    report["server"] = _check_server(args)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -142,8 +150,16 @@ def _doctor(args: argparse.Namespace) -> int:
     return 0 if report["ok"] else 1
 
 
-def _model_path_of(llm: LocalLLM) -> str | None:
-    return llm.model_path  # the path actually passed to the binary, once resolved
+def _check_server(args: argparse.Namespace) -> dict[str, Any]:
+    """Warm mode: is there a llama-server, and does it start and answer?"""
+    try:
+        warm = LocalLLM(binary_path=args.binary, model=args.model, keep_alive=-1, max_tokens=1)
+    except (OSError, ValueError) as error:
+        return {"found": False, "starts": False, "error": str(error)}
+    try:
+        return {"found": True, "starts": warm.health_check()}
+    finally:
+        warm.close()
 
 
 if __name__ == "__main__":
