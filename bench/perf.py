@@ -1,64 +1,37 @@
-"""What LocalLLM adds on top of llama.cpp itself, measured side by side in one run.
+"""Per-call mode: what LocalLLM adds on top of llama.cpp itself, side by side in one run.
 
-    bash bench/run.sh            (or: .venv-bench/bin/python bench/perf.py [--repeat N])
+    bash bench/run.sh                      (all benchmarks)
+    .venv-bench/bin/python bench/perf.py [--repeat N]
 
-Every figure is paired: the two sides of a comparison run alternately, and the ratio of
-each pair is summarised (median, min, max), because these machines are shared and noisy.
-Writes bench/results/perf.md, perf.json and PNG plots.
+Every comparison is paired: the sides run alternately and the ratio of each pair is
+summarised (median, min, max), because these machines are shared and noisy. Writes
+bench/results/perf.md, perf.json and PNG plots.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import platform
-import statistics
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
+from common import PeakMemory, fmt, machine, pyplot, save, summary
+
 from jazzmine.core.llm import LocalLLM, MessagePart
-from jazzmine.core.llm.local import binary as binaries
-from jazzmine.core.llm.local import defaults, percall
-from jazzmine.core.llm.local.request import GenerationRequest
+from jazzmine.core.llm.local import defaults
+from jazzmine.core.llm.local.percall import PerCallTransport
 
-RESULTS = Path(__file__).resolve().parent / "results"
 PROMPT = [MessagePart("user", "List the planets of the solar system.")]
-# The same generation on both sides: the model may not end early, so replies are equal.
-FIXED_LENGTH = ["--ignore-eos"]
+NAIVE_PROMPT = "User: List the planets of the solar system.\nAssistant: "
+# Both sides must generate the same number of tokens: the model may not end early.
+FIXED_LENGTH = ("--ignore-eos",)
 
 
-def summary(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
-def fmt(stats: dict[str, float], digits: int = 3) -> str:
-    return f"{stats['median']:.{digits}f} ({stats['min']:.{digits}f}–{stats['max']:.{digits}f})"
-
-
-def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "llama_cpp_python_sdist": defaults.LLAMA_CPP_PYTHON_VERSION,
-        "date": time.strftime("%Y-%m-%d %H:%M"),
-    }
-
-
-class Setup:
+class Bench:
     def __init__(self) -> None:
         self.binary = str(defaults.build_bin_dir() / "llama-completion")
         self.model = str(defaults.ensure_default_model())
@@ -70,86 +43,93 @@ class Setup:
             max_tokens=max_tokens,
             seed=1,
             extra_args=FIXED_LENGTH,
-            stop=None,
             **options,
         )
 
-    def direct_argv(self, llm: LocalLLM) -> tuple[percall.LaunchPlan, list[str]]:
-        """The exact argv LocalLLM would run, for running the binary directly."""
-        call = llm._new_call(PROMPT, None, {})
-        plan = llm._prepare(call)
-        return plan, plan.argv
+    def run_direct(self, llm: LocalLLM) -> tuple[float, float]:
+        """(wall s, s to the first stdout byte) of the binary run directly with the very
+        argv LocalLLM would use (the physical limit for a process per call)."""
+        transport = llm._get_transport()
+        assert isinstance(transport, PerCallTransport)
+        plan, _ = transport.plan(llm._new_call(PROMPT, None, {}).request)
+        started = time.perf_counter()
+        child = subprocess.Popen(
+            plan.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=plan.pass_fds,
+        )
+        plan.release()
+        assert child.stdout is not None and child.stderr is not None
+        drain = threading.Thread(target=child.stderr.read)
+        drain.start()
+        first = os.read(child.stdout.fileno(), 65536)
+        first_at = time.perf_counter() - started
+        while first and os.read(child.stdout.fileno(), 65536):
+            pass
+        child.wait()
+        drain.join()
+        return time.perf_counter() - started, first_at
+
+    def run_naive(self, max_tokens: int) -> float:
+        """The spec read literally: subprocess.run([binary, "-p", prompt]) plus the weights
+        flag so it can run at all (and -n, so the reply has the same length)."""
+        argv = [self.binary, "-m", self.model, "-p", NAIVE_PROMPT, "-n", str(max_tokens)]
+        started = time.perf_counter()
+        subprocess.run([*argv, *FIXED_LENGTH], capture_output=True, check=True)
+        return time.perf_counter() - started
 
 
-def run_direct(setup: Setup, llm: LocalLLM) -> tuple[float, float]:
-    """(wall seconds, seconds to the first stdout byte) of the bare binary."""
-    plan, argv = setup.direct_argv(llm)
+def timed(function: Any) -> float:
     started = time.perf_counter()
-    child = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        pass_fds=plan.pass_fds,
-    )
-    plan.release()
-    assert child.stdout is not None and child.stderr is not None
-    drain = threading.Thread(target=child.stderr.read)
-    drain.start()
-    first = os.read(child.stdout.fileno(), 65536)
-    first_at = time.perf_counter() - started
-    while first and os.read(child.stdout.fileno(), 65536):
-        pass
-    child.wait()
-    drain.join()
-    return time.perf_counter() - started, first_at
-
-
-def run_naive(setup: Setup, max_tokens: int) -> float:
-    """The spec read literally: the prompt in argv, the weights flag, nothing else
-    (plus -n, so the reply has the same length)."""
-    prompt = "User: List the planets of the solar system.\nAssistant: "
-    started = time.perf_counter()
-    subprocess.run(
-        [setup.binary, "-m", setup.model, "-p", prompt, "-n", str(max_tokens), *FIXED_LENGTH],
-        capture_output=True,
-        check=True,
-    )
+    function()
     return time.perf_counter() - started
 
 
-def bench_overhead(setup: Setup, repeat: int) -> dict[str, Any]:
+def bench_overhead(bench: Bench, repeat: int) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     for tokens in (1, 32, 256):
-        llm = setup.llm(tokens)
-        sync_ratio, async_ratio, naive_ratio, direct_times = [], [], [], []
+        llm = bench.llm(tokens)
+        direct_s, sync_r, async_r, naive_r = [], [], [], []
         for _ in range(repeat):
-            direct, _ = run_direct(setup, llm)
-            started = time.perf_counter()
-            llm.generate(PROMPT)
-            ours = time.perf_counter() - started
-            started = time.perf_counter()
-            asyncio.run(llm.agenerate(PROMPT))
-            ours_async = time.perf_counter() - started
-            naive = run_naive(setup, tokens)
-            direct_times.append(direct)
-            sync_ratio.append(ours / direct)
-            async_ratio.append(ours_async / direct)
-            naive_ratio.append(naive / direct)
+            direct, _ = bench.run_direct(llm)
+            ours = timed(lambda llm=llm: llm.generate(PROMPT))
+            ours_async = timed(lambda llm=llm: asyncio.run(llm.agenerate(PROMPT)))
+            naive = bench.run_naive(tokens)
+            direct_s.append(direct)
+            sync_r.append(ours / direct)
+            async_r.append(ours_async / direct)
+            naive_r.append(naive / direct)
         rows[str(tokens)] = {
-            "direct_seconds": summary(direct_times),
-            "sync_ratio": summary(sync_ratio),
-            "async_ratio": summary(async_ratio),
-            "naive_ratio": summary(naive_ratio),
+            "direct_seconds": summary(direct_s),
+            "sync_ratio": summary(sync_r),
+            "async_ratio": summary(async_r),
+            "naive_ratio": summary(naive_r),
         }
     return rows
 
 
-def bench_streaming(setup: Setup, repeat: int) -> dict[str, Any]:
-    llm = setup.llm(256)
+# A stand-in model that writes the system-wide monotonic time as each "token": the
+# consumer's clock minus that stamp is exactly what LocalLLM adds between a token leaving
+# the binary and reaching the caller (pipe, selector, decoding, stops, generator).
+STAMPING_BINARY = """#!{python}
+import sys, time
+if "--help" in sys.argv:
+    print("usage: stamper -p PROMPT"); sys.exit(0)
+for _ in range(64):
+    sys.stdout.write(f"{{time.monotonic():.6f}} "); sys.stdout.flush(); time.sleep(0.02)
+"""
+
+
+def bench_streaming(bench: Bench, repeat: int) -> dict[str, Any]:
+    import tempfile
+    from pathlib import Path
+
+    llm = bench.llm(256)
     added_ms, pieces_per_token = [], []
     for _ in range(repeat):
-        _, direct_first = run_direct(setup, llm)
+        _, direct_first = bench.run_direct(llm)
         started = time.perf_counter()
         stream = llm.stream(PROMPT)
         next(stream)
@@ -157,83 +137,46 @@ def bench_streaming(setup: Setup, repeat: int) -> dict[str, Any]:
         pieces = 1 + sum(1 for _ in stream)
         added_ms.append((ours_first - direct_first) * 1000)
         pieces_per_token.append(pieces / 256)
+    with tempfile.TemporaryDirectory() as scratch:
+        stamper = Path(scratch) / "stamper"
+        stamper.write_text(STAMPING_BINARY.format(python=sys.executable))
+        stamper.chmod(0o755)
+        stamped = LocalLLM(binary_path=str(stamper), model="stamper")
+        delays_ms = []
+        for _ in range(repeat):
+            for piece in stamped.stream(PROMPT):
+                now = time.monotonic()
+                delays_ms += [(now - float(stamp)) * 1000 for stamp in piece.split()[-1:]]
     return {
         "first_piece_added_ms": summary(added_ms),
+        "piece_delay_ms": summary(delays_ms),
         "pieces_per_token": summary(pieces_per_token),
     }
 
 
-def tree_rss_kib(root: int) -> int:
-    """Resident memory of ``root`` and all its descendants."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            status = Path(f"/proc/{entry}/status").read_text()
-        except OSError:
-            continue
-        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        pid, parent = int(entry), int(fields["PPid"])
-        children.setdefault(parent, []).append(pid)
-        rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0])
-    total, stack = 0, [root]
-    while stack:
-        pid = stack.pop()
-        total += rss.get(pid, 0)
-        stack += children.get(pid, [])
-    return total
-
-
-class PeakMemory:
-    def __init__(self) -> None:
-        self.peak_kib = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def __enter__(self) -> PeakMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self.peak_kib = max(self.peak_kib, tree_rss_kib(os.getpid()))
-            time.sleep(0.01)
-
-
-def bench_concurrency(setup: Setup) -> dict[str, Any]:
+def bench_concurrency(bench: Bench) -> dict[str, Any]:
     rows: dict[str, Any] = {}
+    serial = bench.llm(32)
+    with PeakMemory() as memory:
+        elapsed = timed(lambda: [serial.generate(PROMPT) for _ in range(8)])
+    rows["8 in series"] = {
+        "seconds": elapsed,
+        "calls_per_second": 8 / elapsed,
+        "peak_rss_mib": memory.peak_mib,
+    }
     for limit in (1, 2, 4):
-        llm = setup.llm(32, max_concurrency=limit)
+        llm = bench.llm(32, max_concurrency=limit)
 
         async def burst(model: LocalLLM = llm) -> None:
             await asyncio.gather(*(model.agenerate(PROMPT) for _ in range(8)))
 
         with PeakMemory() as memory:
-            started = time.perf_counter()
-            asyncio.run(burst())
-            elapsed = time.perf_counter() - started
-        rows[f"max_concurrency={limit}"] = {
+            elapsed = timed(lambda burst=burst: asyncio.run(burst()))
+        rows[f"8 concurrent, max_concurrency={limit}"] = {
             "seconds": elapsed,
             "calls_per_second": 8 / elapsed,
-            "peak_rss_mib": memory.peak_kib / 1024,
+            "peak_rss_mib": memory.peak_mib,
         }
-    serial = setup.llm(32)
-    with PeakMemory() as memory:
-        started = time.perf_counter()
-        for _ in range(8):
-            serial.generate(PROMPT)
-        elapsed = time.perf_counter() - started
-    rows["series (sync)"] = {
-        "seconds": elapsed,
-        "calls_per_second": 8 / elapsed,
-        "peak_rss_mib": memory.peak_kib / 1024,
-    }
     return rows
 
 
@@ -244,29 +187,24 @@ def import_seconds(module: str) -> float | None:
 
 
 def bench_imports(repeat: int) -> dict[str, Any]:
-    modules = ["jazzmine.core.llm", "litellm", "langchain_community.llms.llamacpp", "ollama"]
-    rows: dict[str, Any] = {}
-    for module in modules:
-        times = [import_seconds(module) for _ in range(repeat)]
-        ok = [t * 1000 for t in times if t is not None]
-        rows[module] = summary(ok) if ok else None
-    return rows
-
-
-def load_cost(setup: Setup, context: int | None) -> tuple[float, float]:
-    """(wall seconds, peak RSS MiB) of a one-token run at a context size (None: default)."""
-    argv = [
-        setup.binary,
-        "-m",
-        setup.model,
-        "-p",
-        "Hello",
-        "-n",
-        "1",
-        "--no-warmup",
-        "-no-cnv",
-        "--simple-io",
+    modules = [
+        "jazzmine.core.llm",
+        "litellm",
+        "langchain_community.llms.llamacpp",
+        "ollama",
     ]
+    rows: dict[str, Any] = {}
+    for _ in range(repeat):  # interleaved, so a noisy moment hits every module alike
+        for module in modules:
+            seconds = import_seconds(module)
+            if seconds is not None:
+                rows.setdefault(module, []).append(seconds * 1000)
+    return {module: summary(rows[module]) if module in rows else None for module in modules}
+
+
+def load_cost(bench: Bench, context: int | None) -> tuple[float, float]:
+    """(wall s, peak RSS MiB) of a one-token run at a context size (None: the binary's)."""
+    argv = [bench.binary, "-m", bench.model, "-p", "Hello", "-n", "1", "--no-warmup", "-no-cnv"]
     if context is not None:
         argv += ["-c", str(context)]
     probe = (
@@ -281,146 +219,128 @@ def load_cost(setup: Setup, context: int | None) -> tuple[float, float]:
     return float(seconds), int(kib) / 1024
 
 
-def bench_context(setup: Setup, repeat: int) -> dict[str, Any]:
-    sized = setup.llm(1)._context_size(
-        GenerationRequest(
-            prompt="Hello", max_tokens=1, temperature=0, seed=None, stop_sequences=()
-        ),
-        binaries.probe(setup.binary),
-    )
-    rows: dict[str, Any] = {}
-    for label, context in (
-        ("binary default (model's 32768)", None),
-        (f"LocalLLM default ({sized})", sized),
-    ):
-        costs = [load_cost(setup, context) for _ in range(repeat)]
-        rows[label] = {
-            "seconds": summary([c[0] for c in costs]),
-            "peak_rss_mib": summary([c[1] for c in costs]),
-        }
-    return rows
+def bench_context(bench: Bench, repeat: int) -> dict[str, Any]:
+    llm = bench.llm(1)
+    sized = llm.config.context_for_call(llm._new_call(PROMPT, None, {}).request, bench.model)
+    default_costs, sized_costs = [], []
+    for _ in range(repeat):
+        default_costs.append(load_cost(bench, None))
+        sized_costs.append(load_cost(bench, sized))
+    return {
+        "binary default (the model's 32768)": {
+            "seconds": summary([c[0] for c in default_costs]),
+            "peak_rss_mib": summary([c[1] for c in default_costs]),
+        },
+        f"LocalLLM default, sized to the call ({sized})": {
+            "seconds": summary([c[0] for c in sized_costs]),
+            "peak_rss_mib": summary([c[1] for c in sized_costs]),
+        },
+    }
 
 
 def plot(results: dict[str, Any]) -> list[str]:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return []
-    written = []
+    from common import RESULTS
+
     overhead = results["overhead"]
-    fig, ax = plt.subplots(figsize=(7, 4))
     labels = list(overhead)
+    fig, ax = plt.subplots(figsize=(7, 4))
     width = 0.25
     for offset, key in enumerate(("sync_ratio", "async_ratio", "naive_ratio")):
-        ax.bar(
-            [i + (offset - 1) * width for i in range(len(labels))],
-            [overhead[t][key]["median"] for t in labels],
-            width,
-            label=key.replace("_", " "),
-        )
+        xs = [i + (offset - 1) * width for i in range(len(labels))]
+        ax.bar(xs, [overhead[t][key]["median"] for t in labels], width, label=key.replace("_", " "))
     ax.axhline(1.03, color="red", linestyle="--", linewidth=1, label="goal 1.03")
     ax.set_xticks(range(len(labels)), [f"{t} tokens" for t in labels])
-    ax.set_ylabel("wall time / bare binary")
-    ax.set_ylim(0.9, max(1.2, max(overhead[t]["naive_ratio"]["median"] for t in labels) * 1.05))
+    ax.set_ylabel("wall time / bare binary (median of pairs)")
+    ax.set_ylim(0.8, max(1.3, max(overhead[t]["naive_ratio"]["median"] for t in labels) * 1.05))
     ax.legend()
-    ax.set_title("LocalLLM.generate over the bare binary (median of pairs)")
+    ax.set_title("LocalLLM.generate against the same generation by the binary alone")
     fig.tight_layout()
     fig.savefig(RESULTS / "perf_overhead.png", dpi=100)
-    written.append("perf_overhead.png")
     imports = {k: v for k, v in results["imports"].items() if v}
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig, ax = plt.subplots(figsize=(7, 3))
     ax.barh(list(imports), [v["median"] for v in imports.values()])
     ax.axvline(30, color="red", linestyle="--", linewidth=1, label="goal 30 ms")
     ax.set_xscale("log")
-    ax.set_xlabel("import time, ms (median)")
+    ax.set_xlabel("import time, ms (median, fresh interpreter each)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(RESULTS / "perf_imports.png", dpi=100)
-    written.append("perf_imports.png")
-    return written
+    return ["perf_overhead.png", "perf_imports.png"]
 
 
 def report(results: dict[str, Any], plots: list[str]) -> str:
     lines = [
-        f"# LocalLLM per-call performance ({results['machine']['date']})",
+        f"# Per-call mode: LocalLLM over the bare binary ({results['machine']['date']})",
         "",
         "Machine: " + ", ".join(f"{k} {v}" for k, v in results["machine"].items()),
+        f"Repeats per figure: {results['repeat']}; median (min–max).",
         "",
-        "## 1 & 5. Wall time over the bare binary (same argv run directly), median (min–max)",
+        "## 1 & 5. Wall time over the same generation run by the binary alone",
         "",
-        "| reply tokens | bare binary s | generate / bare | agenerate / bare | naive spec / bare |",
+        "| reply tokens | bare binary, s | generate / bare | agenerate / bare "
+        "| naive spec / bare |",
         "|---:|---:|---:|---:|---:|",
     ]
     for tokens, row in results["overhead"].items():
         lines.append(
-            f"| {tokens} | {fmt(row['direct_seconds'])} | {fmt(row['sync_ratio'])} | "
-            f"{fmt(row['async_ratio'])} | {fmt(row['naive_ratio'])} |"
+            f"| {tokens} | {fmt(row['direct_seconds'])} | {fmt(row['sync_ratio'])} "
+            f"| {fmt(row['async_ratio'])} | {fmt(row['naive_ratio'])} |"
         )
     stream = results["streaming"]
     lines += [
         "",
-        "## 2. Streaming (256-token replies)",
+        "## 2. Streaming, 256-token replies",
         "",
         "| figure | median (min–max) |",
         "|---|---|",
-        f"| first piece after the binary's first stdout byte, ms | {fmt(stream['first_piece_added_ms'], 1)} |",
+        "| first piece, ms after the bare binary's first stdout byte "
+        f"| {fmt(stream['first_piece_added_ms'], 1)} |",
+        "| delay from a token leaving the binary to the caller, ms (stamped stand-in) "
+        f"| {fmt(stream['piece_delay_ms'], 2)} |",
         f"| pieces per generated token | {fmt(stream['pieces_per_token'], 2)} |",
         "",
-        "## 3. Eight concurrent agenerate calls, 32-token replies",
+        "## 3. Eight calls with 32-token replies",
         "",
         "| run | seconds | calls/s | peak RSS of the process tree, MiB |",
         "|---|---:|---:|---:|",
     ]
     for label, row in results["concurrency"].items():
         lines.append(
-            f"| {label} | {row['seconds']:.2f} | {row['calls_per_second']:.2f} | {row['peak_rss_mib']:.0f} |"
+            f"| {label} | {row['seconds']:.2f} | {row['calls_per_second']:.2f} "
+            f"| {row['peak_rss_mib']:.0f} |"
         )
-    lines += [
-        "",
-        "## 4. Import time, ms (fresh interpreter each), median (min–max)",
-        "",
-        "| module | ms |",
-        "|---|---:|",
-    ]
+    lines += ["", "## 4. Import time, ms (fresh interpreter each)", "", "| module | ms |"]
+    lines.append("|---|---:|")
     for module, stats in results["imports"].items():
         lines.append(f"| `{module}` | {fmt(stats, 1) if stats else 'not installed'} |")
-    lines += [
-        "",
-        "## 6. Context size: a one-token run",
-        "",
-        "| context | wall s | peak RSS MiB |",
-        "|---|---:|---:|",
-    ]
+    lines += ["", "## 6. Context size: a one-token run", "", "| context | wall s | peak RSS MiB |"]
+    lines.append("|---|---:|---:|")
     for label, row in results["context"].items():
         lines.append(f"| {label} | {fmt(row['seconds'])} | {fmt(row['peak_rss_mib'], 0)} |")
-    lines += [""] + [f"![{name}]({name})" for name in plots]
+    lines += ["", *[f"![{name}]({name})" for name in plots]]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    RESULTS.mkdir(exist_ok=True)
-    setup = Setup()
-    steps: list[tuple[str, Callable[[], Any]]] = [
-        ("overhead", lambda: bench_overhead(setup, args.repeat)),
-        ("streaming", lambda: bench_streaming(setup, args.repeat)),
-        ("concurrency", lambda: bench_concurrency(setup)),
-        ("imports", lambda: bench_imports(args.repeat)),
-        ("context", lambda: bench_context(setup, args.repeat)),
-    ]
-    results: dict[str, Any] = {"machine": machine()}
-    for name, step in steps:
+    bench = Bench()
+    results: dict[str, Any] = {"machine": machine(), "repeat": args.repeat}
+    steps = {
+        "overhead": lambda: bench_overhead(bench, args.repeat),
+        "streaming": lambda: bench_streaming(bench, args.repeat),
+        "concurrency": lambda: bench_concurrency(bench),
+        "imports": lambda: bench_imports(args.repeat),
+        "context": lambda: bench_context(bench, args.repeat),
+    }
+    for name, step in steps.items():
         print(f"bench: {name}", file=sys.stderr, flush=True)
         results[name] = step()
-    (RESULTS / "perf.json").write_text(json.dumps(results, indent=2))
-    text = report(results, plot(results))
-    (RESULTS / "perf.md").write_text(text)
-    print(text)
+    save("perf", results, report(results, plot(results)))
 
 
 if __name__ == "__main__":
