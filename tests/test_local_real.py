@@ -360,7 +360,13 @@ def test_cli_run_streams_a_reply() -> None:
 def test_cli_chat_keeps_history() -> None:
     for keep_alive in ("5m", "0"):  # warm (the default) and a process per turn
         done = _jazzmine(
-            "chat", "--max-tokens", "6", "--temperature", "0", "--keep-alive", keep_alive,
+            "chat",
+            "--max-tokens",
+            "6",
+            "--temperature",
+            "0",
+            "--keep-alive",
+            keep_alive,
             stdin="Hello\nAnd again\n",
         )
         assert done.returncode == 0, done.stderr

@@ -23,13 +23,13 @@ from ..types import LLMResponse, MessagePart
 from .config import LocalConfig, optional_int, parse_keep_alive
 from .limits import ConcurrencyLimit
 from .prompt import NEXT_TURN_MARKERS, flatten, validate_messages
-from .request import GenerationRequest, RunOutcome
+from .request import GenerationRequest, RunOutcome, constraint_error
 
 if TYPE_CHECKING:
     from .reply import ReplyAssembler
     from .transport import AsyncSession, Session, Transport
 
-_PER_CALL_OPTIONS = frozenset({"temperature", "max_tokens", "seed"})
+_PER_CALL_OPTIONS = frozenset({"temperature", "max_tokens", "seed", "response_format", "grammar"})
 DEFAULT_MODEL_LABEL = "gemma-3-270m-q4_k_m"
 
 
@@ -62,6 +62,8 @@ class LocalLLM(BaseLLM):
         max_concurrency: int = 1,
         keep_alive: float | str | None = None,
         server_path: str | os.PathLike[str] | None = None,
+        response_format: Mapping[str, Any] | None = None,
+        grammar: str | None = None,
         **kwargs: Any,
     ) -> None:
         from . import defaults, percall
@@ -90,6 +92,9 @@ class LocalLLM(BaseLLM):
             keep_alive = os.environ.get("JAZZMINE_KEEP_ALIVE") or None
         self.stop = _stop_list(stop)
         self.seed = seed
+        self.response_format = response_format
+        self.grammar = grammar
+        constraint_of(response_format, grammar)  # a malformed one fails now
         self.max_concurrency = max_concurrency
         self._limit = ConcurrencyLimit(max_concurrency)
         is_gguf = model_text is not None and os.path.splitext(model_text)[1].lower() == ".gguf"
@@ -194,12 +199,20 @@ class LocalLLM(BaseLLM):
         if unknown:
             raise TypeError(f"unexpected per-call option(s): {', '.join(sorted(unknown))}")
         checked = validate_messages(messages)
+        json_schema, grammar = constraint_of(
+            overrides.get("response_format", self.response_format),
+            overrides.get("grammar", self.grammar),
+        )
+        # A constrained reply cannot start a new turn, and a marker must not cut it short.
+        turn_markers = NEXT_TURN_MARKERS if json_schema is None and grammar is None else ()
         request = GenerationRequest(
             prompt=self._format_prompt(checked),
             max_tokens=optional_int("max_tokens", overrides.get("max_tokens", self.max_tokens), 1),
             temperature=overrides.get("temperature", self.temperature),
             seed=overrides.get("seed", self.seed),
-            stop_sequences=(*self.stop, *_stop_list(stop), *NEXT_TURN_MARKERS),
+            stop_sequences=(*self.stop, *_stop_list(stop), *turn_markers),
+            json_schema=json_schema,
+            grammar=grammar,
         )
         return _Call(self, request)
 
@@ -282,6 +295,14 @@ class _Call:
         )
         failure = failure_of(outcome, binary, self.assembler.reply_text)
         if failure is not None:
+            rejected = constraint_error(outcome.stderr) if self.request.constrained else None
+            if rejected is not None:
+                what = "grammar" if self.request.grammar is not None else "JSON schema"
+                raise LLMInvalidRequestError(
+                    f"llama.cpp rejected the {what}: {rejected}",
+                    stderr=outcome.stderr,
+                    exit_code=outcome.exit_code,
+                )
             raise failure
         if not self.assembler.reply_text:
             warnings.warn(
@@ -340,6 +361,35 @@ class _Call:
             raw=self.assembler.raw_text,
             api_metrics=metrics,
         )
+
+
+def constraint_of(
+    response_format: Mapping[str, Any] | None, grammar: str | None
+) -> tuple[dict[str, Any] | None, str | None]:
+    """(json_schema, grammar) from the cloud providers' ``response_format`` shape or GBNF."""
+    if grammar is not None and not isinstance(grammar, str):
+        raise LLMInvalidRequestError(f"grammar must be GBNF text, got {type(grammar).__name__}")
+    if response_format is None:
+        return None, grammar
+    if grammar is not None:
+        raise LLMInvalidRequestError("give response_format or grammar, not both")
+    kind = response_format.get("type") if isinstance(response_format, Mapping) else None
+    if kind == "text":
+        return None, None
+    if kind == "json_object":
+        return {"type": "object"}, None
+    if kind == "json_schema":
+        spec = response_format.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, Mapping) else None
+        if isinstance(schema, Mapping):
+            return dict(schema), None
+        raise LLMInvalidRequestError(
+            'response_format json_schema needs {"json_schema": {"name": ..., "schema": {...}}}'
+        )
+    raise LLMInvalidRequestError(
+        'response_format must be {"type": "json_object"} or {"type": "json_schema", ...}, '
+        f"got {response_format!r}"
+    )
 
 
 def _stop_list(stop: Iterable[str] | str | None) -> tuple[str, ...]:

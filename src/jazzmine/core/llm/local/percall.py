@@ -137,6 +137,7 @@ def _llama_plan(options: ModelOptions, info: BinaryInfo, request: GenerationRequ
     # llama.cpp drops one trailing newline from a prompt file: add one for it to drop.
     file_text = prompt_text + "\n" if prompt_text.endswith("\n") else prompt_text
     argv += ["-f", _private_prompt_file(plan, file_text)]
+    argv += _constraint_args(plan, info, request)
     argv += _sampling_args(request)
     argv += _load_args(options)
     wanted = ["--no-escape", "--offline", "--simple-io", "--no-warmup"]
@@ -151,9 +152,32 @@ def _llama_plan(options: ModelOptions, info: BinaryInfo, request: GenerationRequ
     return plan
 
 
+def _constraint_args(plan: LaunchPlan, info: BinaryInfo, request: GenerationRequest) -> list[str]:
+    import json
+
+    if request.json_schema is not None:
+        _require_constraints(info, "--json-schema-file")
+        schema_text = json.dumps(request.json_schema, ensure_ascii=False)
+        return ["--json-schema-file", _private_prompt_file(plan, schema_text)]
+    if request.grammar is not None:
+        _require_constraints(info, "--grammar-file")
+        return ["--grammar-file", _private_prompt_file(plan, request.grammar)]
+    return []
+
+
+def _require_constraints(info: BinaryInfo | None, flag: str) -> None:
+    if info is None or not info.accepts(flag):
+        raise LLMInvalidRequestError(
+            f"{info.path if info else 'this binary'} cannot constrain its output (it does not "
+            f"accept {flag}); response_format and grammar need a llama.cpp binary"
+        )
+
+
 def _prompt_flag_plan(
     options: ModelOptions, info: BinaryInfo, request: GenerationRequest
 ) -> LaunchPlan:
+    if request.constrained:
+        _require_constraints(None, "--json-schema-file")
     check_argument_size(request.prompt)
     argv = [options.binary_path]
     if options.model_path:
@@ -169,6 +193,8 @@ def _prompt_flag_plan(
 
 def _templated_plan(options: ModelOptions, request: GenerationRequest) -> LaunchPlan:
     assert options.argv_template is not None
+    if request.constrained:
+        _require_constraints(None, "--json-schema-file")
     plan = LaunchPlan(
         argv=[options.binary_path],
         shape=OutputShape(echo=request.prompt),

@@ -17,6 +17,13 @@ class GenerationRequest:
     seed: int | None
     # Caller stops and next-turn markers: where the reply ends.
     stop_sequences: tuple[str, ...]
+    # Output constraints (at most one): a JSON schema, or llama.cpp GBNF grammar text.
+    json_schema: dict[str, Any] | None = None
+    grammar: str | None = None
+
+    @property
+    def constrained(self) -> bool:
+        return self.json_schema is not None or self.grammar is not None
 
 
 @dataclass
@@ -36,6 +43,19 @@ class RunOutcome:
     # that ended without one was cut by a limit.
     marks_end_of_text: bool = False
     details: dict[str, Any] = field(default_factory=dict)
+
+
+# What llama.cpp says when it rejects a grammar or a JSON schema.
+_CONSTRAINT_ERROR = re.compile(
+    r"(error parsing grammar:[^\n]*|JSON schema conversion failed:[^\n]*(?:\n[^\n]+)?"
+    r"|failed to parse grammar[^\n]*)"
+)
+
+
+def constraint_error(stderr: str) -> str | None:
+    """llama.cpp's own message when it rejected the grammar or schema, if it did."""
+    found = _CONSTRAINT_ERROR.findall(stderr)
+    return "; ".join(dict.fromkeys(message.strip() for message in found)) if found else None
 
 
 # llama.cpp's closing statistics on stderr. llama-completion counts "runs" and a

@@ -432,6 +432,10 @@ def request_body(request: GenerationRequest) -> dict[str, Any]:
         body["temperature"] = float(request.temperature)
     if request.seed is not None:
         body["seed"] = request.seed
+    if request.json_schema is not None:
+        body["json_schema"] = request.json_schema
+    if request.grammar is not None:
+        body["grammar"] = request.grammar
     return body
 
 
