@@ -21,6 +21,22 @@ def process_alive(pid: int) -> bool:
     return "State:\tZ" not in status
 
 
+def descendants(root: int) -> set[int]:
+    """Live processes below ``root`` (children, grandchildren, ...)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found: set[int] = set()
+    frontier = {root}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return {pid for pid in found if process_alive(pid)}
+
+
 def open_fds() -> set[str]:
     return set(os.listdir("/proc/self/fd"))
 

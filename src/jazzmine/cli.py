@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .core.llm import LLMError, LocalLLM, MessagePart
+from .core.llm.local import rpc
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,10 +49,24 @@ def _parser() -> argparse.ArgumentParser:
     _model_options(chat)
     chat.set_defaults(handler=_chat)
 
+    worker = commands.add_parser("worker", help="run a llama.cpp RPC worker in the foreground")
+    worker.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    worker.add_argument("--port", type=int, default=rpc.DEFAULT_PORT)
+    worker.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    worker.add_argument(
+        "--cache",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="keep received weights in a local file cache (default: on)",
+    )
+    worker.add_argument("--binary", help="the worker binary (default: the embedded build)")
+    worker.set_defaults(handler=_worker)
+
     doctor = commands.add_parser("doctor", help="check the binary, the model and a generation")
     doctor.add_argument("--json", action="store_true", help="print one JSON object")
     doctor.add_argument("--model", help="path to a GGUF model")
     doctor.add_argument("--binary", help="path to the model binary")
+    doctor.add_argument("--rpc", help="RPC workers to check, host:port,... ($JAZZMINE_RPC_SERVERS)")
     doctor.set_defaults(handler=_doctor)
     return parser
 
@@ -142,12 +157,43 @@ def _doctor(args: argparse.Namespace) -> int:
         report["model"] = llm.model_path
         report["error"] = f"{type(error).__name__}: {error}"
     report["server"] = _check_server(args)
+    workers = rpc.parse_servers(args.rpc or os.environ.get("JAZZMINE_RPC_SERVERS") or None)
+    report["workers"] = [
+        {"address": address, "answers": rpc.answers(address)} for address in workers
+    ]
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         for key, value in report.items():
             print(f"{key:16} {value}")
     return 0 if report["ok"] else 1
+
+
+def worker_banner(host: str, port: int) -> list[str]:
+    """What `jazzmine worker` prints before it starts serving."""
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    lines = [
+        f"jazzmine worker: serving on {address}",
+        f"clients: LocalLLM(..., rpc_servers=[{address!r}]) or JAZZMINE_RPC_SERVERS={address}",
+    ]
+    if not rpc.is_loopback(host):
+        lines.append(
+            "WARNING: the llama.cpp RPC protocol has no authentication and no encryption; "
+            "this worker must only be reachable from a trusted network."
+        )
+    return lines
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from .core.llm.local import defaults
+
+    binary = args.binary or rpc.find_worker(str(defaults.default_binary_path()))
+    for line in worker_banner(args.host, args.port):
+        print(line, flush=True)
+    # The worker replaces this process: signals reach it directly, nothing is left between.
+    argv = rpc.worker_argv(binary, args.host, args.port, args.threads, args.cache)
+    os.execv(binary, argv)
+    return 0  # not reached
 
 
 def _check_server(args: argparse.Namespace) -> dict[str, Any]:

@@ -15,6 +15,8 @@ from .request import GenerationRequest
 DEFAULT_REPLY_ROOM = 1024
 # Context per server slot when the caller sets no n_ctx (warm mode cannot size per call).
 DEFAULT_SERVER_CONTEXT = 4096
+# llama.cpp caps -ngl at the model's layer count, so this means "every layer".
+ALL_LAYERS = 999
 _CONTEXT_STEP = 256
 _DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -35,6 +37,23 @@ class LocalConfig:
     server_path: str | None
     # Seconds the warm server stays loaded when idle; None: per-call mode; < 0: until close.
     keep_alive: float | None
+    # llama.cpp RPC workers ("host:port") that hold the offloaded layers.
+    rpc_servers: tuple[str, ...] = ()
+    tensor_split: tuple[float, ...] | None = None
+
+    def offload_args(self) -> list[str]:
+        """Layers and where they go: -ngl, --rpc, -ts (shared by both transports)."""
+        argv: list[str] = []
+        layers = self.n_gpu_layers
+        if layers is None and self.rpc_servers:
+            layers = ALL_LAYERS  # the workers are there to hold the model
+        if layers is not None:
+            argv += ["-ngl", str(layers)]
+        if self.rpc_servers:
+            argv += ["--rpc", ",".join(self.rpc_servers)]
+        if self.tensor_split:
+            argv += ["-ts", ",".join(f"{share:g}" for share in self.tensor_split)]
+        return argv
 
     def resolved_model(self, llama_binary: bool) -> str | None:
         """The GGUF passed to the binary: the caller's, else the default for llama.cpp."""

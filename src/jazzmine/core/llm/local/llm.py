@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..base import BaseLLM
-from ..errors import LLMError, LLMInvalidRequestError, LLMTimeoutError
+from ..errors import LLMError, LLMInternalError, LLMInvalidRequestError, LLMTimeoutError
 from ..types import LLMResponse, MessagePart
 from .config import LocalConfig, optional_int, parse_keep_alive
 from .limits import ConcurrencyLimit
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 _PER_CALL_OPTIONS = frozenset({"temperature", "max_tokens", "seed", "response_format", "grammar"})
 DEFAULT_MODEL_LABEL = "gemma-3-270m-q4_k_m"
+RPC_DEFAULT_KEEP_ALIVE = "5m"
 
 
 class LocalLLM(BaseLLM):
@@ -64,9 +65,11 @@ class LocalLLM(BaseLLM):
         server_path: str | os.PathLike[str] | None = None,
         response_format: Mapping[str, Any] | None = None,
         grammar: str | None = None,
+        rpc_servers: Sequence[str] | str | None = None,
+        tensor_split: Sequence[float] | None = None,
         **kwargs: Any,
     ) -> None:
-        from . import defaults, percall
+        from . import defaults, percall, rpc
 
         if binary_path is not None:
             binary = os.path.expanduser(os.fspath(binary_path))
@@ -90,6 +93,16 @@ class LocalLLM(BaseLLM):
         percall.check_extra_args(extra)
         if keep_alive is None:
             keep_alive = os.environ.get("JAZZMINE_KEEP_ALIVE") or None
+        if rpc_servers is None:
+            rpc_servers = os.environ.get("JAZZMINE_RPC_SERVERS") or None
+        workers = rpc.parse_servers(rpc_servers)
+        if keep_alive is None and workers:
+            # Per call, every call would send the weights to the workers again: the
+            # workers are there for big models, so keep it loaded unless told otherwise.
+            keep_alive = RPC_DEFAULT_KEEP_ALIVE
+        split = tuple(float(share) for share in tensor_split) if tensor_split else None
+        if split is not None and any(share < 0 for share in split):
+            raise ValueError(f"tensor_split shares must be >= 0, got {tensor_split!r}")
         self.stop = _stop_list(stop)
         self.seed = seed
         self.response_format = response_format
@@ -110,6 +123,8 @@ class LocalLLM(BaseLLM):
             argv_template=template,
             server_path=os.path.expanduser(os.fspath(server_path)) if server_path else None,
             keep_alive=parse_keep_alive(keep_alive),
+            rpc_servers=workers,
+            tensor_split=split,
         )
         self._transport: Transport | None = None
         if self.config.keep_alive is not None:
@@ -234,7 +249,7 @@ class LocalLLM(BaseLLM):
         except (TimeoutError, DeadlineExceeded):
             raise call.timed_out() from None
         except LLMError as error:
-            raise call.with_partial_text(error) from error.__cause__
+            raise call.explained(error) from error.__cause__
         yield from call.complete(outcome)
 
     async def _arun(self, call: _Call) -> AsyncIterator[str]:
@@ -257,7 +272,7 @@ class LocalLLM(BaseLLM):
         except (TimeoutError, asyncio.TimeoutError, DeadlineExceeded):
             raise call.timed_out() from None
         except LLMError as error:
-            raise call.with_partial_text(error) from error.__cause__
+            raise call.explained(error) from error.__cause__
         for piece in call.complete(outcome):
             yield piece
 
@@ -303,7 +318,7 @@ class _Call:
                     stderr=outcome.stderr,
                     exit_code=outcome.exit_code,
                 )
-            raise failure
+            raise self.explained(failure)
         if not self.assembler.reply_text:
             warnings.warn(
                 f"{binary} finished without producing any text",
@@ -312,13 +327,24 @@ class _Call:
             )
         return tail
 
-    def with_partial_text(self, error: LLMError) -> LLMError:
-        """Nothing the model wrote is lost: the error keeps the reply so far."""
+    def explained(self, error: LLMError) -> LLMError:
+        """Complete an error: the reply so far (nothing the model wrote is lost), the
+        stderr, and which RPC worker went away (llama.cpp's abort does not always say)."""
         if not error.partial_text:
             self.assembler.finish()
             error.partial_text = self.assembler.reply_text
         if not error.stderr and self.session is not None:
             error.stderr = self.session.stderr_text()
+        workers = self.llm.config.rpc_servers
+        if workers and isinstance(error, LLMInternalError):
+            from .rpc import unreachable
+
+            gone = unreachable(workers, timeout=1.0)
+            if gone:
+                error.message = (
+                    f"RPC worker {', '.join(gone)} went away during the call; {error.message}"
+                )
+                error.args = (error.message,)
         return error
 
     def timed_out(self) -> LLMTimeoutError:

@@ -70,7 +70,7 @@ class ModelOptions:
     model_path: str | None
     n_ctx: int | None
     threads: int | None
-    n_gpu_layers: int | None
+    offload_args: tuple[str, ...] = ()
     extra_args: tuple[str, ...] = ()
     env: Mapping[str, str] | None = None
     # For a binary with other flags: argv after the binary, with {prompt}, {prompt_file},
@@ -233,9 +233,7 @@ def _load_args(options: ModelOptions) -> list[str]:
         argv += ["-c", str(options.n_ctx)]
     if options.threads is not None:
         argv += ["-t", str(options.threads)]
-    if options.n_gpu_layers is not None:
-        argv += ["-ngl", str(options.n_gpu_layers)]
-    return argv
+    return argv + list(options.offload_args)
 
 
 def _chat_cli_shape(prompt_text: str) -> OutputShape:
@@ -402,6 +400,8 @@ class PerCallTransport:
 
     def plan(self, request: GenerationRequest) -> tuple[LaunchPlan, dict[str, Any]]:
         info = probe(self.config.binary_path)
+        # Fail fast on an unreachable worker: llama.cpp's own connect has no timeout.
+        check_workers(self.config.rpc_servers)
         model_path = self.config.resolved_model(info.kind is not BinaryKind.PROMPT_FLAG)
         options = ModelOptions(
             binary_path=self.config.binary_path,
@@ -412,7 +412,7 @@ class PerCallTransport:
                 else self.config.context_for_call(request, model_path)
             ),
             threads=self.config.threads,
-            n_gpu_layers=self.config.n_gpu_layers,
+            offload_args=tuple(self.config.offload_args()),
             extra_args=self.config.extra_args,
             env=self.config.env,
             argv_template=self.config.argv_template,
@@ -447,6 +447,20 @@ class PerCallTransport:
 
     def close(self) -> None:
         """Nothing is pooled: each call reaps its own child."""
+
+
+def check_workers(addresses: Sequence[str]) -> None:
+    if not addresses:
+        return
+    from ..errors import LLMConnectionError
+    from .rpc import CONNECT_TIMEOUT_SECONDS, unreachable
+
+    dead = unreachable(addresses)
+    if dead:
+        raise LLMConnectionError(
+            f"RPC worker {', '.join(dead)} did not accept a connection within "
+            f"{CONNECT_TIMEOUT_SECONDS:g} s (is `jazzmine worker` running there?)"
+        )
 
 
 def model_present(config: LocalConfig) -> bool:

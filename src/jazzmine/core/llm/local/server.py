@@ -34,6 +34,7 @@ from ..errors import (
 )
 from .binary import probe
 from .config import LocalConfig
+from .percall import check_workers
 from .process import STDERR_LIMIT, DeadlineExceeded
 from .reply import OutputShape
 from .request import GenerationRequest, RunOutcome
@@ -93,7 +94,7 @@ class ServerKey:
     context_per_slot: int
     slots: int
     threads: int | None
-    n_gpu_layers: int | None
+    offload_args: tuple[str, ...]
     extra_args: tuple[str, ...]
     # Optional flags this llama-server accepts (from its --help).
     optional_flags: tuple[str, ...] = ()
@@ -107,9 +108,7 @@ class ServerKey:
         argv += self.optional_flags
         if self.threads is not None:
             argv += ["-t", str(self.threads)]
-        if self.n_gpu_layers is not None:
-            argv += ["-ngl", str(self.n_gpu_layers)]
-        return argv + list(self.extra_args)
+        return argv + list(self.offload_args) + list(self.extra_args)
 
 
 class _Spawner:
@@ -722,7 +721,7 @@ class ServerTransport:
                     context_per_slot=self.config.server_context(model_path),
                     slots=self._slots,
                     threads=self.config.threads,
-                    n_gpu_layers=self.config.n_gpu_layers,
+                    offload_args=tuple(self.config.offload_args()),
                     extra_args=self.config.extra_args,
                     optional_flags=tuple(f for f in OPTIONAL_SERVER_FLAGS if accepted.accepts(f)),
                 )
@@ -740,9 +739,14 @@ class ServerTransport:
             "server_pid": server.pid,
         }
 
+    def _ensure_started(self, server: LlamaServer, deadline: float | None) -> None:
+        if not server.running():
+            check_workers(self.config.rpc_servers)
+        server.ensure_started(deadline)
+
     def open(self, request: GenerationRequest, deadline: float | None) -> ServerSession:
         server = self._shared_server()
-        server.ensure_started(deadline)
+        self._ensure_started(server, deadline)
         return ServerSession(server, request, self._details(server), deadline)
 
     async def aopen(self, request: GenerationRequest, deadline: float | None) -> AsyncServerSession:
@@ -750,13 +754,13 @@ class ServerTransport:
 
         server = await asyncio.to_thread(self._shared_server)
         if not server.running():
-            await asyncio.to_thread(server.ensure_started, deadline)
+            await asyncio.to_thread(self._ensure_started, server, deadline)
         return AsyncServerSession(server, request, self._details(server), deadline)
 
     def health(self) -> bool:
         try:
             server = self._shared_server()
-            server.ensure_started(None)
+            self._ensure_started(server, None)
             return server.client().get("/health", timeout=5.0).status_code == 200
         except (LLMError, OSError, DeadlineExceeded):
             return False
