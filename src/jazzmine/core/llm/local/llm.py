@@ -26,11 +26,14 @@ from .prompt import NEXT_TURN_MARKERS, flatten, validate_messages
 from .request import GenerationRequest, RunOutcome, constraint_error
 
 if TYPE_CHECKING:
+    from .gguf import TokenizerInfo
     from .reply import ReplyAssembler
+    from .template import ChatTemplate
     from .transport import AsyncSession, Session, Transport
 
 _PER_CALL_OPTIONS = frozenset({"temperature", "max_tokens", "seed", "response_format", "grammar"})
 DEFAULT_MODEL_LABEL = "gemma-3-270m-q4_k_m"
+PROMPT_FORMATS = ("auto", "template", "flat")
 RPC_DEFAULT_KEEP_ALIVE = "5m"
 
 
@@ -67,6 +70,8 @@ class LocalLLM(BaseLLM):
         grammar: str | None = None,
         rpc_servers: Sequence[str] | str | None = None,
         tensor_split: Sequence[float] | None = None,
+        prompt_format: str = "auto",
+        chat_template: str | os.PathLike[str] | None = None,
         **kwargs: Any,
     ) -> None:
         from . import defaults, percall, rpc
@@ -126,6 +131,17 @@ class LocalLLM(BaseLLM):
             rpc_servers=workers,
             tensor_split=split,
         )
+        if prompt_format not in PROMPT_FORMATS:
+            raise ValueError(
+                f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}"
+            )
+        self.prompt_format = prompt_format
+        self._chat_template_value = os.fspath(chat_template) if chat_template is not None else None
+        self._template: ChatTemplate | None = None
+        self._template_resolved = False
+        if self._chat_template_value is not None:
+            self._template = self._caller_template(self._chat_template_value)
+            self._template_resolved = True
         self._transport: Transport | None = None
         if self.config.keep_alive is not None:
             self._transport = self._make_transport()  # a missing llama-server fails now
@@ -149,7 +165,60 @@ class LocalLLM(BaseLLM):
         return str(defaults.default_model_path())
 
     def _format_prompt(self, messages: Sequence[MessagePart]) -> str:
+        """The spec's flattening (``prompt_format="flat"``)."""
         return flatten(messages)
+
+    # ---------- prompt formats ----------
+    def _caller_template(self, value: str) -> ChatTemplate:
+        from .template import ChatTemplate, load_template
+
+        tokens = self._model_tokens()
+        source = load_template(value, tokens.bos_token, tokens.eos_token)
+        return ChatTemplate(
+            source, tokens.bos_token, tokens.eos_token, tokens.add_bos, tokens.add_eos
+        )
+
+    def _model_tokens(self) -> TokenizerInfo:
+        from .gguf import GGUFError, TokenizerInfo, read_tokenizer_info
+
+        path = self.model_path
+        if path is not None and os.path.exists(path):
+            try:
+                return read_tokenizer_info(path)
+            except (OSError, GGUFError):
+                pass
+        return TokenizerInfo(None, "", "", True, False)
+
+    def _chat_template(self) -> ChatTemplate | None:
+        """The template prompts are written in, or None for the spec's flattening.
+
+        ``"auto"`` uses the model's own template when the binary is llama.cpp and the
+        model carries one; learned once per instance (the binary probe is cached too).
+        """
+        if self._template_resolved or self.prompt_format == "flat":
+            return self._template if self.prompt_format != "flat" else None
+        from .template import template_from_gguf
+
+        found = None
+        path = self.model_path
+        if path is not None and os.path.exists(path) and self._runs_llama_cpp():
+            found = template_from_gguf(path)
+        if found is None and self.prompt_format == "template":
+            raise LLMInvalidRequestError(
+                f"prompt_format='template' but the model {path!r} carries no chat template "
+                "(tokenizer.chat_template); pass chat_template= (a Jinja string or file)"
+            )
+        self._template, self._template_resolved = found, True
+        return found
+
+    def _runs_llama_cpp(self) -> bool:
+        if self.config.keep_alive is not None:
+            return True  # llama-server
+        if self.config.argv_template is not None:
+            return False
+        from .binary import BinaryKind, probe
+
+        return probe(self.binary_path).kind is not BinaryKind.PROMPT_FLAG
 
     # ---------- public API ----------
     def generate(
@@ -214,14 +283,22 @@ class LocalLLM(BaseLLM):
         if unknown:
             raise TypeError(f"unexpected per-call option(s): {', '.join(sorted(unknown))}")
         checked = validate_messages(messages)
+        template = self._chat_template()
         json_schema, grammar = constraint_of(
             overrides.get("response_format", self.response_format),
             overrides.get("grammar", self.grammar),
         )
-        # A constrained reply cannot start a new turn, and a marker must not cut it short.
-        turn_markers = NEXT_TURN_MARKERS if json_schema is None and grammar is None else ()
+        if template is not None:
+            from .template import end_of_turn_markers, render
+
+            prompt, turn_markers = render(template, checked), end_of_turn_markers(template)
+        else:
+            prompt, turn_markers = self._format_prompt(checked), NEXT_TURN_MARKERS
+        if json_schema is not None or grammar is not None:
+            # A constrained reply cannot start a new turn; a marker must not cut it short.
+            turn_markers = ()
         request = GenerationRequest(
-            prompt=self._format_prompt(checked),
+            prompt=prompt,
             max_tokens=optional_int("max_tokens", overrides.get("max_tokens", self.max_tokens), 1),
             temperature=overrides.get("temperature", self.temperature),
             seed=overrides.get("seed", self.seed),
@@ -229,7 +306,7 @@ class LocalLLM(BaseLLM):
             json_schema=json_schema,
             grammar=grammar,
         )
-        return _Call(self, request)
+        return _Call(self, request, "template" if template is not None else "flat")
 
     def _run(self, call: _Call) -> Iterator[str]:
         from .process import DeadlineExceeded
@@ -280,11 +357,12 @@ class LocalLLM(BaseLLM):
 class _Call:
     """The state of one call, shared by the sync and async drivers."""
 
-    def __init__(self, llm: LocalLLM, request: GenerationRequest) -> None:
+    def __init__(self, llm: LocalLLM, request: GenerationRequest, prompt_format: str) -> None:
         from .reply import OutputShape, ReplyAssembler
 
         self.llm = llm
         self.request = request
+        self.prompt_format = prompt_format
         self.started = time.monotonic()
         self.session: Session | AsyncSession | None = None
         self.assembler: ReplyAssembler = ReplyAssembler(OutputShape(), request.stop_sequences)
@@ -370,6 +448,7 @@ class _Call:
             "binary_kind": details.get("binary_kind"),
             "model_path": details.get("model_path"),
             "usage_source": usage_source,
+            "prompt_format": self.prompt_format,
             "exit_code": outcome.exit_code,
             "stopped_by": self.assembler.stopped_by,
             "request_bytes": len(self.request.prompt.encode("utf-8")),
