@@ -1,0 +1,190 @@
+"""Chat templates and structured output.
+
+    .venv-bench/bin/python bench/structured.py [--repeat N]
+
+1. Time to read the chat template and the BOS/EOS strings from the default model's GGUF
+   header: LocalLLM's reader (first read in a fresh interpreter) against the `gguf`
+   package's full reader (which walks every token).
+2. Twenty extraction prompts answered by the default model (warm mode, temperature 0) with
+   and without the JSON schema: the share of replies that parse and validate, and
+   generated tokens per second.
+Writes bench/results/structured.md and structured.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+from common import fmt, machine, save, summary
+
+from jazzmine.core.llm import LocalLLM, MessagePart
+from jazzmine.core.llm.local import defaults
+
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "age": {"type": "integer", "minimum": 0, "maximum": 150},
+        "city": {"type": "string"},
+    },
+    "required": ["name", "age", "city"],
+}
+PEOPLE = [
+    ("Alice", 30, "Paris"),
+    ("Bob", 45, "Rome"),
+    ("Chen", 27, "Shanghai"),
+    ("Dara", 52, "Dublin"),
+    ("Emil", 19, "Oslo"),
+    ("Fatima", 34, "Cairo"),
+    ("Goran", 61, "Zagreb"),
+    ("Hana", 23, "Kyoto"),
+    ("Ivan", 38, "Sofia"),
+    ("Jia", 29, "Taipei"),
+    ("Kofi", 44, "Accra"),
+    ("Lena", 31, "Berlin"),
+    ("Mateo", 26, "Lima"),
+    ("Nia", 48, "Nairobi"),
+    ("Omar", 55, "Amman"),
+    ("Priya", 33, "Pune"),
+    ("Quinn", 40, "Boston"),
+    ("Rosa", 22, "Madrid"),
+    ("Sami", 36, "Tunis"),
+    ("Tove", 58, "Malmo"),
+]
+
+
+def first_read_ms(reader: str) -> float:
+    """Milliseconds for a first read in a fresh interpreter (imports excluded)."""
+    model = str(defaults.ensure_default_model())
+    code = {
+        "jazzmine": (
+            "from jazzmine.core.llm.local.template import template_from_gguf\n"
+            "from jazzmine.core.llm.local.gguf import read_tokenizer_info\n"
+            "import time; t = time.perf_counter()\n"
+            f"info = read_tokenizer_info({model!r}); template_from_gguf({model!r})\n"
+            "assert info.bos_token == '<bos>' and info.eos_token == '<eos>'\n"
+            "print((time.perf_counter() - t) * 1000)"
+        ),
+        "gguf": (
+            "from gguf import GGUFReader\n"
+            "import time; t = time.perf_counter()\n"
+            f"reader = GGUFReader({model!r})\n"
+            "tokens = reader.fields['tokenizer.ggml.tokens']\n"
+            "bos = int(reader.fields['tokenizer.ggml.bos_token_id'].parts[-1][0])\n"
+            "text = bytes(tokens.parts[tokens.data[bos]]).decode()\n"
+            "template = reader.fields.get('tokenizer.chat_template')\n"
+            "assert text == '<bos>'\n"
+            "print((time.perf_counter() - t) * 1000)"
+        ),
+    }[reader]
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-2000:])
+    return float(done.stdout.strip())
+
+
+def bench_template_read(repeat: int) -> dict[str, Any]:
+    rows: dict[str, Any] = {}
+    for reader in ("jazzmine", "gguf"):
+        try:
+            rows[reader] = summary([first_read_ms(reader) for _ in range(repeat)])
+        except RuntimeError as error:
+            rows[reader] = {"error": str(error).splitlines()[-1]}
+    return rows
+
+
+def valid(text: str) -> bool:
+    try:
+        import jsonschema
+
+        jsonschema.validate(json.loads(text), SCHEMA)
+    except Exception:
+        return False
+    return True
+
+
+def bench_extraction() -> dict[str, Any]:
+    llm = LocalLLM(keep_alive=-1, max_tokens=48, seed=1, n_ctx=1024)
+    llm.generate([MessagePart("user", "hello")], max_tokens=1)  # loaded before the clock
+    rows: dict[str, Any] = {}
+    try:
+        for label, options in (
+            ("without schema", {}),
+            (
+                "with schema",
+                {
+                    "response_format": {
+                        "type": "json_schema",
+                        "json_schema": {"name": "person", "schema": SCHEMA},
+                    }
+                },
+            ),
+        ):
+            ok, rates, tokens = 0, [], 0
+            for name, age, city in PEOPLE:
+                question = f"Extract name, age and city as JSON: {name}, {age}, lives in {city}."
+                started = time.perf_counter()
+                reply = llm.generate([MessagePart("user", question)], **options)
+                seconds = time.perf_counter() - started
+                ok += valid(reply.text)
+                tokens += reply.usage.completion_tokens
+                if reply.usage.completion_tokens:
+                    rates.append(reply.usage.completion_tokens / seconds)
+            rows[label] = {
+                "valid_share": ok / len(PEOPLE),
+                "tokens_per_s": statistics.median(rates) if rates else 0.0,
+                "tokens": tokens,
+            }
+    finally:
+        llm.close()
+    return rows
+
+
+def report(results: dict[str, Any]) -> str:
+    lines = [
+        f"# Chat templates and structured output ({results['machine']['date']})",
+        "",
+        "Machine: " + ", ".join(f"{k} {v}" for k, v in results["machine"].items()),
+        "",
+        "## 1. First read of the chat template and BOS/EOS strings (default model), ms",
+        "",
+        "| reader | ms, median (min–max) |",
+        "|---|---:|",
+    ]
+    for reader, stats in results["template_read"].items():
+        shown = fmt(stats, 1) if "median" in stats else stats["error"]
+        label = "LocalLLM (header only)" if reader == "jazzmine" else "`gguf` package GGUFReader"
+        lines.append(f"| {label} | {shown} |")
+    lines += [
+        "",
+        "## 2. Twenty extraction prompts (warm mode, temperature 0, up to 48 tokens)",
+        "",
+        "| run | replies that parse and validate | generated tokens/s (median) | tokens |",
+        "|---|---:|---:|---:|",
+    ]
+    for label, row in results["extraction"].items():
+        share = row["valid_share"] * 100
+        lines.append(f"| {label} | {share:.0f}% | {row['tokens_per_s']:.1f} | {row['tokens']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    results: dict[str, Any] = {"machine": machine()}
+    print("bench: template read", file=sys.stderr, flush=True)
+    results["template_read"] = bench_template_read(args.repeat)
+    print("bench: extraction", file=sys.stderr, flush=True)
+    results["extraction"] = bench_extraction()
+    save("structured", results, report(results))
+
+
+if __name__ == "__main__":
+    main()
