@@ -373,3 +373,35 @@ sys.exit(0)
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert_all_gone(pid_file)
+
+
+def test_close_during_calls_ends_their_children(fake: Callable[..., tuple[LocalLLM, Path]]) -> None:
+    llm, pid_file = fake(fakes.HANG, max_concurrency=4)
+    errors: list[BaseException] = []
+
+    def sync_call() -> None:
+        try:
+            llm.generate(HELLO)
+        except LLMInternalError as error:
+            errors.append(error)
+
+    async def async_call_then_close() -> BaseException | None:
+        task = asyncio.ensure_future(llm.agenerate(HELLO))
+        await asyncio.sleep(0.8)
+        started = time.monotonic()
+        await llm.aclose()
+        try:
+            await task
+        except LLMInternalError as error:
+            assert time.monotonic() - started < 1.0
+            return error
+        return None
+
+    worker = threading.Thread(target=sync_call)
+    worker.start()
+    async_error = asyncio.run(async_call_then_close())
+    worker.join(timeout=5)
+    assert not worker.is_alive()
+    assert async_error is not None and "close()" in str(async_error)
+    assert len(errors) == 1 and errors[0].partial_text == "thinking"
+    assert_all_gone(pid_file)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -313,11 +314,16 @@ class PerCallSession:
     """One child for one call (sync)."""
 
     def __init__(
-        self, plan: LaunchPlan, env: Mapping[str, str] | None, details: dict[str, Any]
+        self,
+        plan: LaunchPlan,
+        env: Mapping[str, str] | None,
+        details: dict[str, Any],
+        live: LiveSessions,
     ) -> None:
         self.plan = plan
         self.shape = plan.shape
         self.details = details
+        self.live = live
         self._child = ChildProcess(plan.argv, env=env, pass_fds=plan.pass_fds)
 
     def __enter__(self) -> PerCallSession:
@@ -326,11 +332,18 @@ class PerCallSession:
         finally:
             # The child holds its own copy of the prompt file now (or failed to start).
             self.plan.release()
+        self.live.add(self)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        self.live.discard(self)
         self._child.stop()
         self.plan.release()
+
+    def abort(self) -> None:
+        """From any thread: end the child now (LocalLLM.close() during the call)."""
+        self.details["ended_by_close"] = True
+        self._child.interrupt(signal.SIGKILL)
 
     def chunks(self, deadline: float | None) -> Iterator[bytes]:
         return self._child.stdout_chunks(deadline)
@@ -354,11 +367,16 @@ class AsyncPerCallSession:
     """One child for one call (asyncio)."""
 
     def __init__(
-        self, plan: LaunchPlan, env: Mapping[str, str] | None, details: dict[str, Any]
+        self,
+        plan: LaunchPlan,
+        env: Mapping[str, str] | None,
+        details: dict[str, Any],
+        live: LiveSessions,
     ) -> None:
         self.plan = plan
         self.shape = plan.shape
         self.details = details
+        self.live = live
         self._child = AsyncChildProcess(plan.argv, env=env, pass_fds=plan.pass_fds)
 
     async def __aenter__(self) -> AsyncPerCallSession:
@@ -366,11 +384,18 @@ class AsyncPerCallSession:
             await self._child.__aenter__()
         finally:
             self.plan.release()
+        self.live.add(self)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        self.live.discard(self)
         await self._child.stop()
         self.plan.release()
+
+    def abort(self) -> None:
+        """From any thread: end the child now (LocalLLM.close() during the call)."""
+        self.details["ended_by_close"] = True
+        self._child.interrupt(signal.SIGKILL)
 
     def chunks(self, deadline: float | None) -> AsyncIterator[bytes]:
         return self._child.stdout_chunks(deadline)
@@ -390,6 +415,28 @@ class AsyncPerCallSession:
         return self._child.stderr_text()
 
 
+class LiveSessions:
+    """The calls of one transport whose children are running, so close() can end them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sessions: set[PerCallSession | AsyncPerCallSession] = set()
+
+    def add(self, session: PerCallSession | AsyncPerCallSession) -> None:
+        with self._lock:
+            self._sessions.add(session)
+
+    def discard(self, session: PerCallSession | AsyncPerCallSession) -> None:
+        with self._lock:
+            self._sessions.discard(session)
+
+    def abort_all(self) -> None:
+        with self._lock:
+            sessions = list(self._sessions)
+        for session in sessions:
+            session.abort()
+
+
 class PerCallTransport:
     """The spec's way: every call starts, reads and reaps its own child."""
 
@@ -397,6 +444,7 @@ class PerCallTransport:
 
     def __init__(self, config: LocalConfig) -> None:
         self.config = config
+        self.live = LiveSessions()
 
     def plan(self, request: GenerationRequest) -> tuple[LaunchPlan, dict[str, Any]]:
         info = probe(self.config.binary_path)
@@ -427,7 +475,7 @@ class PerCallTransport:
 
     def open(self, request: GenerationRequest, deadline: float | None) -> PerCallSession:
         plan, details = self.plan(request)
-        return PerCallSession(plan, self.config.env, details)
+        return PerCallSession(plan, self.config.env, details, self.live)
 
     async def aopen(
         self, request: GenerationRequest, deadline: float | None
@@ -436,7 +484,7 @@ class PerCallTransport:
 
         # The first call probes the binary (a short child run): keep it off the event loop.
         plan, details = await asyncio.to_thread(self.plan, request)
-        return AsyncPerCallSession(plan, self.config.env, details)
+        return AsyncPerCallSession(plan, self.config.env, details, self.live)
 
     def health(self) -> bool:
         try:
@@ -446,7 +494,8 @@ class PerCallTransport:
         return model_present(self.config)
 
     def close(self) -> None:
-        """Nothing is pooled: each call reaps its own child."""
+        """Nothing is pooled; calls still running are ended (each reaps its own child)."""
+        self.live.abort_all()
 
 
 def check_workers(addresses: Sequence[str]) -> None:
