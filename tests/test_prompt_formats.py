@@ -117,8 +117,11 @@ def test_a_template_that_raises_gives_its_message(completion_bin: str, model_pat
         llm.generate([MessagePart("user", "a"), MessagePart("user", "b")])
 
 
-def test_a_sandbox_escape_in_a_template_is_refused(completion_bin: str, model_path: str) -> None:
-    hostile = "{{ cycler.__init__.__globals__.os.system('touch /tmp/jazzmine-pwned') }}"
+def test_a_sandbox_escape_in_a_template_is_refused(
+    completion_bin: str, model_path: str, tmp_path: Path
+) -> None:
+    witness = tmp_path / "pwned"
+    hostile = f"{{{{ cycler.__init__.__globals__.os.system('touch {witness}') }}}}"
     with pytest.raises(LLMInvalidRequestError):
         LocalLLM(binary_path=completion_bin, model=model_path, chat_template=hostile)
-    assert not Path("/tmp/jazzmine-pwned").exists()
+    assert not witness.exists()

@@ -71,3 +71,15 @@ def test_stream_strips_whitespace_exactly_like_the_joined_reply() -> None:
     pieces = feed_all(ReplyAssembler(OutputShape()), chunks)
     assert "".join(pieces) == "word \nnext"
     assert pieces[0] == "word"
+
+
+def test_a_reply_that_opens_with_a_new_turn_is_empty() -> None:
+    assembler = ReplyAssembler(OutputShape(), stop_sequences=("\nUser:",))
+    assert feed_all(assembler, [b"\n", b"User: hi again"]) == []
+    assert assembler.stopped_by == "\nUser:" and assembler.reply_text == ""
+
+
+def test_unfinished_chrome_is_still_cut_at_trailers() -> None:
+    shape = OutputShape(preamble_end="\n> never printed\n", trailer_markers=("\n\nExiting...",))
+    pieces = feed_all(ReplyAssembler(shape), [b"some text", b"\n\nExiting...\n"])
+    assert "".join(pieces) == "some text"

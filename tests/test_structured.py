@@ -138,6 +138,14 @@ def test_a_p_binary_cannot_take_a_schema(make_script: Callable[..., str], tmp_pa
 def test_malformed_response_formats_are_refused(response_format: Any) -> None:
     with pytest.raises(LLMInvalidRequestError):
         LocalLLM(binary_path="/bin/true", model="x", response_format=response_format)
+
+
+def test_a_per_call_constraint_replaces_the_constructors() -> None:
+    llm = LocalLLM(binary_path="/bin/true", model="x", response_format={"type": "json_object"})
+    request = llm._new_call(EXTRACT, None, {"grammar": YES_NO}).request
+    assert (request.grammar, request.json_schema) == (YES_NO, None)
+    request = llm._new_call(EXTRACT, None, {"response_format": None}).request
+    assert not request.constrained and "\nUser:" in request.stop_sequences
     with pytest.raises(LLMInvalidRequestError, match="not both"):
         LocalLLM(
             binary_path="/bin/true",

@@ -119,7 +119,3 @@ def version_of(path: str) -> str:
         return "unknown"
     text = (_as_text(done.stdout) + _as_text(done.stderr)).strip()
     return text.splitlines()[0] if text else "unknown"
-
-
-def looks_like_gguf(model: str | None) -> bool:
-    return bool(model) and os.path.splitext(str(model))[1].lower() == ".gguf"

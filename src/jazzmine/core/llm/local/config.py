@@ -106,6 +106,11 @@ def trained_context(model_path: str | None) -> int | None:
     return value if isinstance(value, int) else None
 
 
+def looks_like_gguf(model: str | None) -> bool:
+    """A model name that is a GGUF file (passed to the binary) rather than a label."""
+    return bool(model) and os.path.splitext(str(model))[1].lower() == ".gguf"
+
+
 def parse_keep_alive(value: float | int | str | None) -> float | None:
     """``None``/``0``: per-call mode; seconds or ``"30s"``/``"5m"``/``"1h"``; negative: forever."""
     if value is None:

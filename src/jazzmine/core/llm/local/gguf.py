@@ -17,6 +17,7 @@ not do; when no guess passes, the reader falls back to hopping over every length
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import struct
@@ -94,7 +95,11 @@ def read_metadata(path: str | os.PathLike[str], keys: Iterable[str]) -> dict[str
     with _cache_lock:
         if cache_key in _cache:
             return dict(_cache[cache_key])
-    with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as view:
+    with (
+        _malformed_as_gguf_error(),
+        open(path, "rb") as file,
+        mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as view,
+    ):
         found = _Header(view, wanted).scan()[0]
     with _cache_lock:
         _cache[cache_key] = found
@@ -115,6 +120,17 @@ _INFO_KEYS = frozenset(
 _TOKENS_KEY = b"tokenizer.ggml.tokens"
 
 
+@contextlib.contextmanager
+def _malformed_as_gguf_error() -> Iterator[None]:
+    """A short, empty or corrupt file is a GGUFError, whatever part of parsing notices."""
+    try:
+        yield
+    except GGUFError:
+        raise
+    except (ValueError, struct.error, IndexError, OverflowError, UnicodeDecodeError) as exc:
+        raise GGUFError(f"malformed GGUF file: {exc}") from exc
+
+
 def read_tokenizer_info(path: str | os.PathLike[str]) -> TokenizerInfo:
     """The chat template and the BOS/EOS token texts, without reading the vocabulary.
 
@@ -126,7 +142,11 @@ def read_tokenizer_info(path: str | os.PathLike[str]) -> TokenizerInfo:
         cached = _info_cache.get(cache_key)
     if cached is not None:
         return cached
-    with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as view:
+    with (
+        _malformed_as_gguf_error(),
+        open(path, "rb") as file,
+        mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as view,
+    ):
         found, arrays = _Header(view, _INFO_KEYS, record=frozenset({_TOKENS_KEY})).scan()
         tokens = arrays.get(_TOKENS_KEY)
         model = str(found.get("tokenizer.ggml.model", "llama"))

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..base import BaseLLM
 from ..errors import LLMError, LLMInternalError, LLMInvalidRequestError, LLMTimeoutError
 from ..types import LLMResponse, MessagePart
-from .config import LocalConfig, optional_int, parse_keep_alive
+from .config import LocalConfig, looks_like_gguf, optional_int, parse_keep_alive
 from .limits import ConcurrencyLimit
 from .prompt import NEXT_TURN_MARKERS, flatten, validate_messages
 from .request import GenerationRequest, RunOutcome, constraint_error
@@ -115,7 +115,7 @@ class LocalLLM(BaseLLM):
         constraint_of(response_format, grammar)  # a malformed one fails now
         self.max_concurrency = max_concurrency
         self._limit = ConcurrencyLimit(max_concurrency)
-        is_gguf = model_text is not None and os.path.splitext(model_text)[1].lower() == ".gguf"
+        is_gguf = looks_like_gguf(model_text)
         self.config = LocalConfig(
             binary_path=binary,
             model_path=os.path.expanduser(model_text) if is_gguf and model_text else None,
@@ -202,7 +202,12 @@ class LocalLLM(BaseLLM):
         found = None
         path = self.model_path
         if path is not None and os.path.exists(path) and self._runs_llama_cpp():
-            found = template_from_gguf(path)
+            from .gguf import GGUFError
+
+            try:
+                found = template_from_gguf(path)
+            except (OSError, GGUFError):
+                found = None  # not a readable GGUF: llama.cpp will say what is wrong with it
         if found is None and self.prompt_format == "template":
             raise LLMInvalidRequestError(
                 f"prompt_format='template' but the model {path!r} carries no chat template "
@@ -232,6 +237,7 @@ class LocalLLM(BaseLLM):
     async def agenerate(
         self, messages: Sequence[MessagePart], *, stop: Iterable[str] | None = None, **kwargs: Any
     ) -> LLMResponse:
+        await self._aresolve_template()
         call = self._new_call(messages, stop, kwargs)
         async for _ in self._arun(call):
             pass
@@ -242,10 +248,20 @@ class LocalLLM(BaseLLM):
     ) -> Iterator[str]:
         return self._run(self._new_call(messages, stop, kwargs))
 
-    def astream(
+    async def astream(
         self, messages: Sequence[MessagePart], *, stop: Iterable[str] | None = None, **kwargs: Any
     ) -> AsyncIterator[str]:
-        return self._arun(self._new_call(messages, stop, kwargs))
+        await self._aresolve_template()
+        async for piece in self._arun(self._new_call(messages, stop, kwargs)):
+            yield piece
+
+    async def _aresolve_template(self) -> None:
+        """The first call learns the prompt format (a --help probe, a GGUF header read):
+        off the event loop."""
+        if not self._template_resolved and self.prompt_format != "flat":
+            import asyncio
+
+            await asyncio.to_thread(self._chat_template)
 
     def health_check(self) -> bool:
         """Binary and model present; in warm mode, the server answering (started if need be)."""
@@ -284,10 +300,13 @@ class LocalLLM(BaseLLM):
             raise TypeError(f"unexpected per-call option(s): {', '.join(sorted(unknown))}")
         checked = validate_messages(messages)
         template = self._chat_template()
-        json_schema, grammar = constraint_of(
-            overrides.get("response_format", self.response_format),
-            overrides.get("grammar", self.grammar),
-        )
+        if "response_format" in overrides or "grammar" in overrides:
+            # A per-call constraint replaces the constructor's, whichever kind it is.
+            json_schema, grammar = constraint_of(
+                overrides.get("response_format"), overrides.get("grammar")
+            )
+        else:
+            json_schema, grammar = constraint_of(self.response_format, self.grammar)
         if template is not None:
             from .template import end_of_turn_markers, render
 
@@ -437,6 +456,7 @@ class _Call:
         return error
 
     def timed_out(self) -> LLMTimeoutError:
+        self.assembler.finish()  # what was held back for stop matching is reply text too
         stderr = self.session.stderr_text() if self.session is not None else ""
         return LLMTimeoutError(
             f"the call ran past its timeout of {self.llm.timeout} s; the model process was stopped",

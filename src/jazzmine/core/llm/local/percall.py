@@ -118,6 +118,11 @@ def build_plan(options: ModelOptions, info: BinaryInfo, request: GenerationReque
 
 
 def _llama_plan(options: ModelOptions, info: BinaryInfo, request: GenerationRequest) -> LaunchPlan:
+    # Refuse before any prompt file exists, so a refusal leaves nothing behind.
+    if request.json_schema is not None:
+        _require_constraints(info, "--json-schema-file")
+    if request.grammar is not None:
+        _require_constraints(info, "--grammar-file")
     chat_cli = info.kind is BinaryKind.LLAMA_CHAT_CLI
     prompt_text = request.prompt
     template = PASS_THROUGH_TEMPLATE
@@ -208,13 +213,21 @@ def _templated_plan(options: ModelOptions, request: GenerationRequest) -> Launch
         "temperature": "" if request.temperature is None else str(request.temperature),
         "seed": "" if request.seed is None else str(request.seed),
     }
-    for part in options.argv_template:
-        if "{prompt_file}" in part:
-            values["prompt_file"] = _private_prompt_file(plan, request.prompt)
-        if "{prompt}" in part:
-            check_argument_size(request.prompt)
-            values["prompt"] = request.prompt
-        plan.argv.append(part.format_map(values))
+    if any("{prompt}" in part for part in options.argv_template):
+        check_argument_size(request.prompt)
+        values["prompt"] = request.prompt
+    try:
+        for part in options.argv_template:
+            if "{prompt_file}" in part and "prompt_file" not in values:
+                values["prompt_file"] = _private_prompt_file(plan, request.prompt)
+            plan.argv.append(part.format_map(values))
+    except (KeyError, ValueError, IndexError) as error:
+        plan.release()
+        known = "{prompt}, {prompt_file}, {model}, {max_tokens}, {temperature}, {seed}"
+        raise LLMInvalidRequestError(
+            f"argv_template has a placeholder that is not one of {known} "
+            f"(write a literal brace as {{{{ or }}}}): {error!r}"
+        ) from None
     plan.argv += options.extra_args
     return plan
 
@@ -415,6 +428,11 @@ class AsyncPerCallSession:
         return self._child.stderr_text()
 
 
+def _release_if_planned(planned: Any) -> None:
+    if not planned.cancelled() and planned.exception() is None:
+        planned.result()[0].release()
+
+
 class LiveSessions:
     """The calls of one transport whose children are running, so close() can end them."""
 
@@ -483,7 +501,13 @@ class PerCallTransport:
         import asyncio
 
         # The first call probes the binary (a short child run): keep it off the event loop.
-        plan, details = await asyncio.to_thread(self.plan, request)
+        planned = asyncio.ensure_future(asyncio.to_thread(self.plan, request))
+        try:
+            plan, details = await asyncio.shield(planned)
+        except asyncio.CancelledError:
+            # Cancelled while the thread ran on: drop the prompt file it makes.
+            planned.add_done_callback(_release_if_planned)
+            raise
         return AsyncPerCallSession(plan, self.config.env, details, self.live)
 
     def health(self) -> bool:

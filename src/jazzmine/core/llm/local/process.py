@@ -47,7 +47,7 @@ class ExitStatus:
         return -self.returncode if self.returncode < 0 else None
 
 
-class _StderrBuffer:
+class StderrBuffer:
     def __init__(self) -> None:
         self._data = bytearray()
         self.dropped = 0
@@ -86,10 +86,10 @@ def _stop_all_at_exit() -> None:
     with _live_lock:
         groups = list(_live_groups)
     for group in groups:
-        _signal_group(group, signal.SIGKILL)
+        signal_group(group, signal.SIGKILL)
 
 
-def _signal_group(group: int, signum: int) -> None:
+def signal_group(group: int, signum: int) -> None:
     # The group id stays reserved while any member lives, so this never hits a stranger.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(group, signum)
@@ -124,7 +124,7 @@ class ChildProcess:
         self._argv = list(argv)
         self._env = env
         self._pass_fds = pass_fds
-        self._stderr = _StderrBuffer()
+        self._stderr = StderrBuffer()
         self._popen: subprocess.Popen[bytes] | None = None
         self._selector: selectors.BaseSelector | None = None
 
@@ -172,7 +172,7 @@ class ChildProcess:
         """Ask the child to end now (its output is no longer wanted)."""
         assert self._popen is not None
         if self._popen.poll() is None:
-            _signal_group(self._popen.pid, signum)
+            signal_group(self._popen.pid, signum)
 
     def wait(self, deadline: float | None) -> ExitStatus:
         """Drain what is left of both pipes, then reap; stdout left now is discarded."""
@@ -195,14 +195,14 @@ class ChildProcess:
             return
         try:
             if popen.poll() is None:
-                _signal_group(popen.pid, signal.SIGTERM)
+                signal_group(popen.pid, signal.SIGTERM)
                 try:
                     popen.wait(GRACE_SECONDS)
                 except subprocess.TimeoutExpired:
-                    _signal_group(popen.pid, signal.SIGKILL)
+                    signal_group(popen.pid, signal.SIGKILL)
                     popen.wait()
         finally:
-            _signal_group(popen.pid, signal.SIGKILL)  # anything the child left behind
+            signal_group(popen.pid, signal.SIGKILL)  # anything the child left behind
             if self._selector is not None:
                 self._selector.close()
             for pipe in (popen.stdout, popen.stderr):
@@ -224,7 +224,7 @@ class AsyncChildProcess:
         self._argv = list(argv)
         self._env = env
         self._pass_fds = pass_fds
-        self._stderr = _StderrBuffer()
+        self._stderr = StderrBuffer()
         self._process: asyncio.subprocess.Process | None = None
         self._stderr_task: asyncio.Task[None] | None = None
 
@@ -278,7 +278,7 @@ class AsyncChildProcess:
         """Ask the child to end now (its output is no longer wanted)."""
         assert self._process is not None
         if self._process.returncode is None:
-            _signal_group(self._process.pid, signum)
+            signal_group(self._process.pid, signum)
 
     async def wait(self, deadline: float | None) -> ExitStatus:
         """Drain what is left of both pipes, then reap; stdout left now is discarded."""
@@ -306,16 +306,16 @@ class AsyncChildProcess:
             return
         try:
             if process.returncode is None:
-                _signal_group(process.pid, signal.SIGTERM)
+                signal_group(process.pid, signal.SIGTERM)
                 try:
                     await asyncio.wait_for(asyncio.shield(process.wait()), GRACE_SECONDS)
                 except asyncio.TimeoutError:
-                    _signal_group(process.pid, signal.SIGKILL)
+                    signal_group(process.pid, signal.SIGKILL)
                     await asyncio.shield(process.wait())
         finally:
             # Runs on cancel too: SIGKILL cannot be ignored, and asyncio's child watcher
             # reaps the child even when nobody awaits it any more.
-            _signal_group(process.pid, signal.SIGKILL)
+            signal_group(process.pid, signal.SIGKILL)
             if self._stderr_task is not None and not self._stderr_task.done():
                 self._stderr_task.cancel()
             # Close the pipes now rather than when the garbage collector gets to them.

@@ -77,16 +77,17 @@ class ReplyAssembler:
     def finish(self) -> list[str]:
         """The producer ended: release what was held back for marker matching."""
         pieces = self._feed_text(self._decoder.decode(b"", final=True))
+        if self._phase in ("preamble", "echo"):
+            # The binary never printed what we waited for: what it did print is the reply,
+            # still cut at stops and trailers.
+            self._phase = "body"
+            pieces += self._scan_body()
         if self._phase == "done":
             return pieces
-        if self._phase in ("preamble", "echo"):
-            # The binary never printed what we waited for: show what it did print.
-            self._pending = self._pending.lstrip() if self._phase == "echo" else self._pending
-            self._phase = "body"
         tail = self._pending.rstrip()
         self._pending = ""
         self._phase = "done"
-        return [*pieces, *self._emit(tail)]
+        return [*pieces, *self._emit(self._trim_start(tail))]
 
     def _feed_text(self, text: str) -> list[str]:
         if not text or self._phase == "done":
@@ -111,12 +112,9 @@ class ReplyAssembler:
         return self._scan_body()
 
     def _scan_body(self) -> list[str]:
+        # Markers are looked for before any whitespace is stripped: a reply that opens
+        # with "\nUser:" is a new turn, not text.
         text = self._pending
-        if not self._started:
-            text = text.lstrip()
-            if not text:
-                self._pending = ""
-                return []
         cut = self._first_marker(text)
         if cut is not None:
             at, marker = cut
@@ -124,13 +122,16 @@ class ReplyAssembler:
             self._phase = "done"
             self.stopped_by = marker
             self.finish_reason = "stop" if marker not in self.shape.trailer_markers else None
-            return self._emit(text[:at].rstrip())
+            return self._emit(self._trim_start(text[:at].rstrip()))
         hold = self._held_suffix_length(text)
         # Trailing whitespace is held as well, so a stream strips exactly like a joined reply.
         ready = text[: len(text) - hold]
         safe = ready.rstrip()
         self._pending = text[len(safe) :]
-        return self._emit(safe)
+        return self._emit(self._trim_start(safe))
+
+    def _trim_start(self, piece: str) -> str:
+        return piece if self._started else piece.lstrip()
 
     def _emit(self, piece: str) -> list[str]:
         if not piece:

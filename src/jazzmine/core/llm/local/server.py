@@ -35,7 +35,7 @@ from ..errors import (
 from .binary import probe
 from .config import LocalConfig
 from .percall import check_workers
-from .process import STDERR_LIMIT, DeadlineExceeded
+from .process import DeadlineExceeded, StderrBuffer, signal_group
 from .reply import OutputShape
 from .request import GenerationRequest, RunOutcome
 
@@ -98,6 +98,8 @@ class ServerKey:
     extra_args: tuple[str, ...]
     # Optional flags this llama-server accepts (from its --help).
     optional_flags: tuple[str, ...] = ()
+    # The child's environment when the caller restricted it (None: inherited).
+    env: tuple[tuple[str, str], ...] | None = None
 
     def argv(self, socket_path: str) -> list[str]:
         # llama-server divides -c among its slots: each call keeps the context it asked for.
@@ -155,7 +157,7 @@ class LlamaServer:
         self._lock = threading.RLock()
         self._process: subprocess.Popen[bytes] | None = None
         self._directory: str | None = None
-        self._stderr = bytearray()
+        self._stderr = StderrBuffer()
         # Its own lock: the drain thread must never wait for the lifecycle lock, which
         # is held while stopping joins that very thread.
         self._stderr_lock = threading.Lock()
@@ -204,7 +206,7 @@ class LlamaServer:
 
     def _start(self, deadline: float | None) -> None:
         self._directory = tempfile.mkdtemp(prefix="jazzmine-server-")  # mode 0700
-        self._stderr = bytearray()
+        self._stderr = StderrBuffer()
         argv = [
             sys.executable,
             "-S",
@@ -242,13 +244,11 @@ class LlamaServer:
         assert process.stderr is not None
         while chunk := os.read(process.stderr.fileno(), 65536):
             with self._stderr_lock:
-                self._stderr += chunk
-                if len(self._stderr) > STDERR_LIMIT:
-                    del self._stderr[: len(self._stderr) - STDERR_LIMIT]
+                self._stderr.add(chunk)
 
     def stderr_text(self) -> str:
         with self._stderr_lock:
-            return self._stderr.decode("utf-8", errors="replace")
+            return self._stderr.text()
 
     def _wait_ready(self, deadline: float | None) -> None:
         limit = time.monotonic() + START_TIMEOUT_SECONDS
@@ -297,13 +297,13 @@ class LlamaServer:
         process = self._process
         if process is not None:
             if process.poll() is None:
-                _signal_group(process.pid, signal.SIGTERM)
+                signal_group(process.pid, signal.SIGTERM)
                 try:
                     process.wait(GRACE_SECONDS)
                 except subprocess.TimeoutExpired:
-                    _signal_group(process.pid, signal.SIGKILL)
+                    signal_group(process.pid, signal.SIGKILL)
                     process.wait()
-            _signal_group(process.pid, signal.SIGKILL)
+            signal_group(process.pid, signal.SIGKILL)
             self._stderr_thread_join()
             if process.stderr is not None:
                 process.stderr.close()
@@ -333,7 +333,9 @@ class LlamaServer:
 
     def _stop_if_idle(self) -> None:
         with self._lock:
-            if self.active == 0:
+            # A timer cancelled while it waited for the lock has been replaced: not its call.
+            if self._idle_timer is threading.current_thread() and self.active == 0:
+                self._idle_timer = None
                 self._reap()
 
     def _cancel_idle_timer(self) -> None:
@@ -373,9 +375,9 @@ class LlamaServer:
             self._client = None
 
 
-def _signal_group(group: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(group, signum)
+def _end_if_begun(begun: Any) -> None:
+    if not begun.cancelled() and begun.exception() is None:
+        begun.result().end_request()
 
 
 _live_servers: set[LlamaServer] = set()
@@ -517,7 +519,7 @@ class ServerSession:
     def __enter__(self) -> ServerSession:
         import httpx
 
-        self.server.begin_request()
+        # The transport counted this request before starting the server (see open()).
         self._stack.callback(self.server.end_request)
         try:
             response = self._stack.enter_context(
@@ -533,7 +535,7 @@ class ServerSession:
             raise DeadlineExceeded from None
         except httpx.TransportError as error:
             self._stack.close()
-            raise _transport_failure(self.server, error, "") from error
+            raise _transport_failure(self.server, error) from error
         if response.status_code != 200:
             body = response.read().decode("utf-8", errors="replace")
             self._stack.close()
@@ -561,7 +563,7 @@ class ServerSession:
         except httpx.TimeoutException:
             raise DeadlineExceeded from None
         except httpx.TransportError as error:
-            raise _transport_failure(self.server, error, "") from error
+            raise _transport_failure(self.server, error) from error
 
     def finish(self, reply_complete: bool, deadline: float | None) -> RunOutcome:
         if reply_complete and self._reader.final is None:
@@ -570,7 +572,7 @@ class ServerSession:
                 for _ in self.chunks(soon if deadline is None else min(deadline, soon)):
                     pass
         if not reply_complete and self._reader.final is None:
-            raise _died(self.server, "")
+            raise _died(self.server)
         return _outcome_of(self._reader.final, reply_complete, "")
 
     def stderr_text(self) -> str:
@@ -597,9 +599,10 @@ class AsyncServerSession:
         self._stack = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> AsyncServerSession:
+        import asyncio
+
         import httpx
 
-        self.server.begin_request()
         self._stack.callback(self.server.end_request)
         try:
             client = await self._stack.enter_async_context(self.server.async_client())
@@ -616,7 +619,7 @@ class AsyncServerSession:
             raise DeadlineExceeded from None
         except httpx.TransportError as error:
             await self._stack.aclose()
-            raise _transport_failure(self.server, error, "") from error
+            raise await asyncio.to_thread(_transport_failure, self.server, error) from error
         if response.status_code != 200:
             body = (await response.aread()).decode("utf-8", errors="replace")
             await self._stack.aclose()
@@ -652,16 +655,18 @@ class AsyncServerSession:
         except httpx.TimeoutException:
             raise DeadlineExceeded from None
         except httpx.TransportError as error:
-            raise _transport_failure(self.server, error, "") from error
+            raise await asyncio.to_thread(_transport_failure, self.server, error) from error
 
     async def finish(self, reply_complete: bool, deadline: float | None) -> RunOutcome:
+        import asyncio
+
         if reply_complete and self._reader.final is None:
             soon = time.monotonic() + CLOSING_EVENT_WAIT
             with contextlib.suppress(DeadlineExceeded, LLMError):
                 async for _ in self.chunks(soon if deadline is None else min(deadline, soon)):
                     pass
         if not reply_complete and self._reader.final is None:
-            raise _died(self.server, "")
+            raise await asyncio.to_thread(_died, self.server)
         return _outcome_of(self._reader.final, reply_complete, "")
 
     def stderr_text(self) -> str:
@@ -677,7 +682,7 @@ def _timeout(deadline: float | None) -> httpx.Timeout:
     return httpx.Timeout(max(0.001, deadline - time.monotonic()))
 
 
-def _died(server: LlamaServer, partial: str) -> LLMInternalError:
+def _died(server: LlamaServer) -> LLMInternalError:
     process_gone = server.exited_within(0.5)
     stderr = server.stderr_text()
     what = (
@@ -685,13 +690,13 @@ def _died(server: LlamaServer, partial: str) -> LLMInternalError:
         if process_gone
         else "llama-server ended the reply early"
     )
-    return LLMInternalError(what, partial_text=partial, stderr=stderr)
+    return LLMInternalError(what, stderr=stderr)
 
 
-def _transport_failure(server: LlamaServer, error: Exception, partial: str) -> LLMError:
+def _transport_failure(server: LlamaServer, error: Exception) -> LLMError:
     # A dropped connection is how a dying server looks from here: give its exit a moment.
     if server.exited_within(0.5):
-        return _died(server, partial)
+        return _died(server)
     return LLMConnectionError(f"could not talk to llama-server at {server.directory}: {error}")
 
 
@@ -724,6 +729,9 @@ class ServerTransport:
                     offload_args=tuple(self.config.offload_args()),
                     extra_args=self.config.extra_args,
                     optional_flags=tuple(f for f in OPTIONAL_SERVER_FLAGS if accepted.accepts(f)),
+                    env=tuple(sorted(self.config.env.items()))
+                    if self.config.env is not None
+                    else None,
                 )
                 env = dict(self.config.env) if self.config.env is not None else None
                 assert self.config.keep_alive is not None
@@ -744,17 +752,33 @@ class ServerTransport:
             check_workers(self.config.rpc_servers)
         server.ensure_started(deadline)
 
-    def open(self, request: GenerationRequest, deadline: float | None) -> ServerSession:
+    def _begin(self, deadline: float | None) -> LlamaServer:
+        """The running server, with this request counted before it is started, so an idle
+        timer cannot stop it in between; the session ends the count."""
         server = self._shared_server()
-        self._ensure_started(server, deadline)
+        server.begin_request()
+        try:
+            self._ensure_started(server, deadline)
+        except BaseException:
+            server.end_request()
+            raise
+        return server
+
+    def open(self, request: GenerationRequest, deadline: float | None) -> ServerSession:
+        server = self._begin(deadline)
         return ServerSession(server, request, self._details(server), deadline)
 
     async def aopen(self, request: GenerationRequest, deadline: float | None) -> AsyncServerSession:
         import asyncio
 
-        server = await asyncio.to_thread(self._shared_server)
-        if not server.running():
-            await asyncio.to_thread(self._ensure_started, server, deadline)
+        # Starting may wait for a model load (and the server's lock): off the event loop.
+        begun = asyncio.ensure_future(asyncio.to_thread(self._begin, deadline))
+        try:
+            server = await asyncio.shield(begun)
+        except asyncio.CancelledError:
+            # Cancelled while the thread ran on: end its count once it has one.
+            begun.add_done_callback(_end_if_begun)
+            raise
         return AsyncServerSession(server, request, self._details(server), deadline)
 
     def health(self) -> bool:
