@@ -82,11 +82,15 @@ def probe(path: str) -> BinaryInfo:
 
 
 def _run_help(path: str) -> str:
-    # A binary that does not understand --help may run, or hang: stdin is closed and
-    # the probe is bounded, and whatever it printed is all we learn from it.
+    return _ask(path, "--help")
+
+
+def _ask(path: str, flag: str) -> str:
+    """All the binary prints for ``flag``. One that does not understand the flag may run,
+    or hang: stdin is closed and the run is bounded; what it printed is all we learn."""
     try:
         done = subprocess.run(
-            [path, "--help"],
+            [path, flag],
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=PROBE_TIMEOUT_SECONDS,
@@ -107,15 +111,5 @@ def _as_text(data: bytes | str | None) -> str:
 
 def version_of(path: str) -> str:
     """What the binary says of its version (llama.cpp prints it on stderr)."""
-    try:
-        done = subprocess.run(
-            [path, "--version"],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=PROBE_TIMEOUT_SECONDS,
-            start_new_session=True,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    text = (_as_text(done.stdout) + _as_text(done.stderr)).strip()
+    text = _ask(path, "--version").strip()
     return text.splitlines()[0] if text else "unknown"

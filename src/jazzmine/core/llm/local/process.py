@@ -95,6 +95,20 @@ def signal_group(group: int, signum: int) -> None:
         os.killpg(group, signum)
 
 
+def terminate_group(popen: subprocess.Popen[bytes], grace: float) -> None:
+    """Terminate the child's group, wait ``grace``, kill, reap; then kill what is left."""
+    try:
+        if popen.poll() is None:
+            signal_group(popen.pid, signal.SIGTERM)
+            try:
+                popen.wait(grace)
+            except subprocess.TimeoutExpired:
+                signal_group(popen.pid, signal.SIGKILL)
+                popen.wait()
+    finally:
+        signal_group(popen.pid, signal.SIGKILL)  # anything the child left behind
+
+
 def _popen_options(env: Mapping[str, str] | None, pass_fds: Sequence[int]) -> dict[str, object]:
     return {
         "stdin": subprocess.DEVNULL,
@@ -194,15 +208,8 @@ class ChildProcess:
         if popen is None:
             return
         try:
-            if popen.poll() is None:
-                signal_group(popen.pid, signal.SIGTERM)
-                try:
-                    popen.wait(GRACE_SECONDS)
-                except subprocess.TimeoutExpired:
-                    signal_group(popen.pid, signal.SIGKILL)
-                    popen.wait()
+            terminate_group(popen, GRACE_SECONDS)
         finally:
-            signal_group(popen.pid, signal.SIGKILL)  # anything the child left behind
             if self._selector is not None:
                 self._selector.close()
             for pipe in (popen.stdout, popen.stderr):

@@ -16,7 +16,6 @@ import json
 import os
 import queue
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,7 @@ from ..errors import (
 from .binary import probe
 from .config import LocalConfig
 from .percall import check_workers
-from .process import DeadlineExceeded, StderrBuffer, signal_group
+from .process import DeadlineExceeded, StderrBuffer, terminate_group
 from .reply import OutputShape
 from .request import GenerationRequest, RunOutcome
 
@@ -296,14 +295,7 @@ class LlamaServer:
     def _reap(self) -> None:
         process = self._process
         if process is not None:
-            if process.poll() is None:
-                signal_group(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(GRACE_SECONDS)
-                except subprocess.TimeoutExpired:
-                    signal_group(process.pid, signal.SIGKILL)
-                    process.wait()
-            signal_group(process.pid, signal.SIGKILL)
+            terminate_group(process, GRACE_SECONDS)
             self._stderr_thread_join()
             if process.stderr is not None:
                 process.stderr.close()
