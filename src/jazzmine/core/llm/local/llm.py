@@ -248,12 +248,23 @@ class LocalLLM(BaseLLM):
     ) -> Iterator[str]:
         return self._run(self._new_call(messages, stop, kwargs))
 
-    async def astream(
+    def astream(
         self, messages: Sequence[MessagePart], *, stop: Iterable[str] | None = None, **kwargs: Any
     ) -> AsyncIterator[str]:
+        validate_messages(messages)  # bad input fails here, not at the first piece
+        return self._astream(messages, stop, kwargs)
+
+    async def _astream(
+        self, messages: Sequence[MessagePart], stop: Iterable[str] | None, overrides: dict[str, Any]
+    ) -> AsyncIterator[str]:
         await self._aresolve_template()
-        async for piece in self._arun(self._new_call(messages, stop, kwargs)):
-            yield piece
+        stream = self._arun(self._new_call(messages, stop, overrides))
+        try:
+            async for piece in stream:
+                yield piece
+        finally:
+            # Closing this stream must close the inner one now, which reaps the child.
+            await stream.aclose()  # type: ignore[attr-defined]
 
     async def _aresolve_template(self) -> None:
         """The first call learns the prompt format (a --help probe, a GGUF header read):
