@@ -93,6 +93,13 @@ def test_addresses_are_validated_at_construction(monkeypatch: pytest.MonkeyPatch
     assert "-ngl" in llm.config.offload_args() and "--rpc" in llm.config.offload_args()
 
 
+def test_the_build_has_the_rpc_backend(real_build: tuple[Path, Path], completion_bin: str) -> None:
+    from jazzmine.core.llm.local.binary import probe
+
+    assert probe(completion_bin).accepts("--rpc")
+    assert (real_build[0] / "ggml-rpc-server").exists()
+
+
 def test_worker_banner_warns_off_loopback() -> None:
     assert not any("WARNING" in line for line in worker_banner("127.0.0.1", 50052))
     assert any("trusted network" in line for line in worker_banner("192.0.2.10", 50052))
