@@ -107,3 +107,17 @@ def pyplot() -> Any:
     except ImportError:
         return None
     return plt
+
+
+def concurrency_table(rows: dict[str, Any]) -> list[str]:
+    """Markdown rows: a run's label, seconds, calls/s and peak RSS of the process tree."""
+    lines = [
+        "| run | seconds | calls/s | peak RSS of the process tree, MiB |",
+        "|---|---:|---:|---:|",
+    ]
+    for label, row in rows.items():
+        lines.append(
+            f"| {label} | {row['seconds']:.2f} | {row['calls_per_second']:.2f} "
+            f"| {row['peak_rss_mib']:.0f} |"
+        )
+    return lines

@@ -19,7 +19,7 @@ import threading
 import time
 from typing import Any
 
-from common import PeakMemory, fmt, machine, pyplot, save, summary
+from common import PeakMemory, concurrency_table, fmt, machine, pyplot, save, summary
 
 from jazzmine.core.llm import LocalLLM, MessagePart
 from jazzmine.core.llm.local import defaults
@@ -304,14 +304,8 @@ def report(results: dict[str, Any], plots: list[str]) -> str:
         "",
         "## 3. Eight calls with 32-token replies",
         "",
-        "| run | seconds | calls/s | peak RSS of the process tree, MiB |",
-        "|---|---:|---:|---:|",
     ]
-    for label, row in results["concurrency"].items():
-        lines.append(
-            f"| {label} | {row['seconds']:.2f} | {row['calls_per_second']:.2f} "
-            f"| {row['peak_rss_mib']:.0f} |"
-        )
+    lines += concurrency_table(results["concurrency"])
     lines += ["", "## 4. Import time, ms (fresh interpreter each)", "", "| module | ms |"]
     lines.append("|---|---:|")
     for module, stats in results["imports"].items():

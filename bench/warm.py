@@ -20,7 +20,7 @@ import sys
 import time
 from typing import Any
 
-from common import PeakMemory, fmt, machine, pyplot, save, summary
+from common import PeakMemory, concurrency_table, fmt, machine, pyplot, save, summary
 
 from jazzmine.core.llm import LocalLLM, MessagePart
 from jazzmine.core.llm.local import defaults
@@ -250,14 +250,8 @@ def report(results: dict[str, Any], plots: list[str]) -> str:
         "",
         "## 3. Eight concurrent agenerate calls, 32-token replies",
         "",
-        "| run | seconds | calls/s | peak RSS of the process tree, MiB |",
-        "|---|---:|---:|---:|",
     ]
-    for label, row in results["concurrency"].items():
-        lines.append(
-            f"| {label} | {row['seconds']:.2f} | {row['calls_per_second']:.2f} "
-            f"| {row['peak_rss_mib']:.0f} |"
-        )
+    lines += concurrency_table(results["concurrency"])
     lines += ["", *[f"![{name}]({name})" for name in plots]]
     return "\n".join(lines) + "\n"
 

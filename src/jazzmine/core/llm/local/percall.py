@@ -323,7 +323,32 @@ def outcome_of(plan: LaunchPlan, status: ExitStatus, interrupted: bool = False) 
     return outcome
 
 
-class PerCallSession:
+class _PerCallSessionBase:
+    """What the sync and async sessions share: the plan, the child, ending it early."""
+
+    def __init__(
+        self,
+        plan: LaunchPlan,
+        details: dict[str, Any],
+        live: LiveSessions,
+        child: ChildProcess | AsyncChildProcess,
+    ) -> None:
+        self.plan = plan
+        self.shape = plan.shape
+        self.details = details
+        self.live = live
+        self._child = child
+
+    def abort(self) -> None:
+        """From any thread: end the child now (LocalLLM.close() during the call)."""
+        self.details["ended_by_close"] = True
+        self._child.interrupt(signal.SIGKILL)
+
+    def stderr_text(self) -> str:
+        return self._child.stderr_text()
+
+
+class PerCallSession(_PerCallSessionBase):
     """One child for one call (sync)."""
 
     def __init__(
@@ -333,11 +358,8 @@ class PerCallSession:
         details: dict[str, Any],
         live: LiveSessions,
     ) -> None:
-        self.plan = plan
-        self.shape = plan.shape
-        self.details = details
-        self.live = live
-        self._child = ChildProcess(plan.argv, env=env, pass_fds=plan.pass_fds)
+        self._child: ChildProcess = ChildProcess(plan.argv, env=env, pass_fds=plan.pass_fds)
+        super().__init__(plan, details, live, self._child)
 
     def __enter__(self) -> PerCallSession:
         try:
@@ -353,11 +375,6 @@ class PerCallSession:
         self._child.stop()
         self.plan.release()
 
-    def abort(self) -> None:
-        """From any thread: end the child now (LocalLLM.close() during the call)."""
-        self.details["ended_by_close"] = True
-        self._child.interrupt(signal.SIGKILL)
-
     def chunks(self, deadline: float | None) -> Iterator[bytes]:
         return self._child.stdout_chunks(deadline)
 
@@ -372,11 +389,8 @@ class PerCallSession:
             status = ExitStatus(-signal.SIGKILL, self._child.stderr_text())
         return outcome_of(self.plan, status, interrupted=True)
 
-    def stderr_text(self) -> str:
-        return self._child.stderr_text()
 
-
-class AsyncPerCallSession:
+class AsyncPerCallSession(_PerCallSessionBase):
     """One child for one call (asyncio)."""
 
     def __init__(
@@ -386,11 +400,10 @@ class AsyncPerCallSession:
         details: dict[str, Any],
         live: LiveSessions,
     ) -> None:
-        self.plan = plan
-        self.shape = plan.shape
-        self.details = details
-        self.live = live
-        self._child = AsyncChildProcess(plan.argv, env=env, pass_fds=plan.pass_fds)
+        self._child: AsyncChildProcess = AsyncChildProcess(
+            plan.argv, env=env, pass_fds=plan.pass_fds
+        )
+        super().__init__(plan, details, live, self._child)
 
     async def __aenter__(self) -> AsyncPerCallSession:
         try:
@@ -405,11 +418,6 @@ class AsyncPerCallSession:
         await self._child.stop()
         self.plan.release()
 
-    def abort(self) -> None:
-        """From any thread: end the child now (LocalLLM.close() during the call)."""
-        self.details["ended_by_close"] = True
-        self._child.interrupt(signal.SIGKILL)
-
     def chunks(self, deadline: float | None) -> AsyncIterator[bytes]:
         return self._child.stdout_chunks(deadline)
 
@@ -423,9 +431,6 @@ class AsyncPerCallSession:
             await self._child.stop()
             status = ExitStatus(-signal.SIGKILL, self._child.stderr_text())
         return outcome_of(self.plan, status, interrupted=True)
-
-    def stderr_text(self) -> str:
-        return self._child.stderr_text()
 
 
 def _release_if_planned(planned: Any) -> None:

@@ -489,8 +489,8 @@ class _EventReader:
         return content.encode("utf-8") if content else None
 
 
-class ServerSession:
-    """One streamed request to the warm server (sync)."""
+class _ServerSessionBase:
+    """What the sync and async requests share: the request, its reader, the server."""
 
     def __init__(
         self,
@@ -504,8 +504,19 @@ class ServerSession:
         self.request = request
         self.shape = OutputShape()
         self.details = details
-        self._lines: Iterator[str] | None = None
         self._reader = _EventReader()
+
+    def stderr_text(self) -> str:
+        return self.server.stderr_text()
+
+
+class ServerSession(_ServerSessionBase):
+    """One streamed request to the warm server (sync)."""
+
+    _lines: Iterator[str] | None = None
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> ServerSession:
@@ -567,27 +578,14 @@ class ServerSession:
             raise _died(self.server)
         return _outcome_of(self._reader.final, reply_complete, "")
 
-    def stderr_text(self) -> str:
-        return self.server.stderr_text()
 
-
-class AsyncServerSession:
+class AsyncServerSession(_ServerSessionBase):
     """One streamed request to the warm server (asyncio)."""
 
-    def __init__(
-        self,
-        server: LlamaServer,
-        request: GenerationRequest,
-        details: dict[str, Any],
-        deadline: float | None,
-    ) -> None:
-        self._deadline = deadline
-        self.server = server
-        self.request = request
-        self.shape = OutputShape()
-        self.details = details
-        self._lines: AsyncIterator[str] | None = None
-        self._reader = _EventReader()
+    _lines: AsyncIterator[str] | None = None
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
         self._stack = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> AsyncServerSession:
@@ -660,9 +658,6 @@ class AsyncServerSession:
         if not reply_complete and self._reader.final is None:
             raise await asyncio.to_thread(_died, self.server)
         return _outcome_of(self._reader.final, reply_complete, "")
-
-    def stderr_text(self) -> str:
-        return self.server.stderr_text()
 
 
 def _timeout(deadline: float | None) -> httpx.Timeout:
