@@ -368,3 +368,14 @@ def test_truncated_gguf_is_an_error(tmp_path: Path) -> None:
     clear_cache()
     with pytest.raises(gguf.GGUFError):
         gguf.read_tokenizer_info(path)
+
+
+def test_file_problem_names_what_is_wrong_with_a_model_path(
+    tmp_path: Path, model_path: str
+) -> None:
+    assert gguf.file_problem(model_path) is None
+    assert "does not exist" in (gguf.file_problem(str(tmp_path / "none.gguf")) or "")
+    assert "is not a file" in (gguf.file_problem(str(tmp_path)) or "")
+    text = tmp_path / "notes.gguf"
+    text.write_text("plain text")
+    assert "bad magic" in (gguf.file_problem(str(text)) or "")

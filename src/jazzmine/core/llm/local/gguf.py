@@ -106,6 +106,21 @@ def read_metadata(path: str | os.PathLike[str], keys: Iterable[str]) -> dict[str
     return dict(found)
 
 
+def file_problem(path: str) -> str | None:
+    """Why ``path`` cannot be a model file, or None when its header reads as GGUF."""
+    if not os.path.exists(path):
+        return f"the model file {path} does not exist"
+    if not os.path.isfile(path):
+        return f"the model path {path} is not a file"
+    try:
+        read_metadata(path, ["general.architecture"])
+    except GGUFError as error:
+        return f"the model file {path} is not a usable GGUF file ({error})"
+    except OSError as error:
+        return f"the model file {path} cannot be read ({error.strerror or error})"
+    return None
+
+
 _INFO_KEYS = frozenset(
     {
         "tokenizer.chat_template",

@@ -454,17 +454,28 @@ class _Call:
             error.partial_text = self.assembler.reply_text
         if not error.stderr and self.session is not None:
             error.stderr = self.session.stderr_text()
+        model = self.llm.config.model_path
+        if isinstance(error, LLMInternalError) and model is not None and looks_like_gguf(model):
+            from .gguf import file_problem
+
+            # llama-completion logs from a thread it does not flush at exit, so its own
+            # "failed to load model" lines are lost on some runs; name the cause ourselves.
+            problem = file_problem(model)
+            if problem is not None:
+                self._prefix(error, problem)
         workers = self.llm.config.rpc_servers
         if workers and isinstance(error, LLMInternalError):
             from .rpc import unreachable
 
             gone = unreachable(workers, timeout=1.0)
             if gone:
-                error.message = (
-                    f"RPC worker {', '.join(gone)} went away during the call; {error.message}"
-                )
-                error.args = (error.message,)
+                self._prefix(error, f"RPC worker {', '.join(gone)} went away during the call")
         return error
+
+    @staticmethod
+    def _prefix(error: LLMError, cause: str) -> None:
+        error.message = f"{cause}; {error.message}"
+        error.args = (error.message,)
 
     def timed_out(self) -> LLMTimeoutError:
         self.assembler.finish()  # what was held back for stop matching is reply text too
