@@ -8,6 +8,7 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -317,3 +318,41 @@ def test_the_prompt_stays_out_of_every_argv(warm) -> None:  # type: ignore[no-un
     with ArgvScanner(secret) as scanner:
         llm.generate([MessagePart("user", f"Remember {secret}.")])
     assert scanner.seen == 0
+
+
+def test_close_during_calls_says_it_ended_them(warm) -> None:  # type: ignore[no-untyped-def]
+    llm = warm(max_concurrency=2, max_tokens=3000, extra_args=["--ignore-eos"], stop=["\x07"])
+    errors: list[LLMInternalError] = []
+    pieces: list[str] = []
+
+    def sync_call() -> None:
+        try:
+            for piece in llm.stream(LISTING):
+                pieces.append(piece)
+        except LLMInternalError as error:
+            errors.append(error)
+
+    async_pieces: list[str] = []
+
+    async def async_stream() -> None:
+        async for piece in llm.astream(LISTING):
+            async_pieces.append(piece)
+
+    async def async_call_then_close() -> LLMInternalError:
+        task = asyncio.ensure_future(async_stream())
+        while len(pieces) < 3 or len(async_pieces) < 3:
+            await asyncio.sleep(0.05)
+        await llm.aclose()
+        with pytest.raises(LLMInternalError) as caught:
+            await task
+        return caught.value
+
+    worker = threading.Thread(target=sync_call)
+    worker.start()
+    async_error = asyncio.run(async_call_then_close())
+    worker.join(timeout=10)
+    assert not worker.is_alive() and len(errors) == 1
+    for error in (errors[0], async_error):
+        assert "LocalLLM.close() ended this call" in str(error)
+    assert errors[0].partial_text.startswith("".join(pieces[:3]).strip())
+    assert async_error.partial_text.startswith("".join(async_pieces[:3]).strip())

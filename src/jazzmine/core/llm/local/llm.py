@@ -357,7 +357,10 @@ class LocalLLM(BaseLLM):
             raise call.timed_out() from None
         except LLMError as error:
             raise call.explained(error) from error.__cause__
-        yield from call.complete(outcome)
+        tail, failure = call.complete(outcome)
+        if failure is not None:
+            raise call.explained(failure)
+        yield from tail
 
     async def _arun(self, call: _Call) -> AsyncIterator[str]:
         import asyncio
@@ -379,8 +382,12 @@ class LocalLLM(BaseLLM):
         except (TimeoutError, asyncio.TimeoutError, DeadlineExceeded):
             raise call.timed_out() from None
         except LLMError as error:
-            raise call.explained(error) from error.__cause__
-        for piece in call.complete(outcome):
+            # Explaining may probe RPC workers (a connect timeout each): off the loop.
+            raise await asyncio.to_thread(call.explained, error) from error.__cause__
+        tail, failure = call.complete(outcome)
+        if failure is not None:
+            raise await asyncio.to_thread(call.explained, failure)
+        for piece in tail:
             yield piece
 
 
@@ -408,7 +415,8 @@ class _Call:
         self.session = session
         self.assembler = ReplyAssembler(session.shape, self.request.stop_sequences)
 
-    def complete(self, outcome: RunOutcome) -> list[str]:
+    def complete(self, outcome: RunOutcome) -> tuple[list[str], LLMError | None]:
+        """The rest of the reply, and the failure the run amounts to (to be explained)."""
         from .reply import failure_of
 
         tail = self.assembler.finish()
@@ -432,19 +440,19 @@ class _Call:
             rejected = constraint_error(outcome.stderr) if self.request.constrained else None
             if rejected is not None:
                 what = "grammar" if self.request.grammar is not None else "JSON schema"
-                raise LLMInvalidRequestError(
+                return tail, LLMInvalidRequestError(
                     f"llama.cpp rejected the {what}: {rejected}",
                     stderr=outcome.stderr,
                     exit_code=outcome.exit_code,
                 )
-            raise self.explained(failure)
+            return tail, failure
         if not self.assembler.reply_text:
             warnings.warn(
                 f"{binary} finished without producing any text",
                 RuntimeWarning,
                 stacklevel=4,
             )
-        return tail
+        return tail, None
 
     def explained(self, error: LLMError) -> LLMError:
         """Complete an error: the reply so far (nothing the model wrote is lost), the

@@ -167,6 +167,8 @@ class LlamaServer:
         self.active = 0
         self._idle_timer: threading.Timer | None = None
         self.starts = 0
+        # Who stopped the server on purpose, so a call it cut short can say so.
+        self.stopped_by: str | None = None
 
     # ---------- lifecycle ----------
     @property
@@ -233,6 +235,7 @@ class LlamaServer:
             raise
         _live_servers.add(self)
         self.starts += 1
+        self.stopped_by = None
         self._stderr_thread = threading.Thread(
             target=self._drain_stderr, args=(self._process,), daemon=True
         )
@@ -286,10 +289,12 @@ class LlamaServer:
         if self._stderr_thread is not None:
             self._stderr_thread.join(timeout=2.0)
 
-    def stop(self) -> None:
+    def stop(self, by: str | None = None) -> None:
         """Terminate, grace, kill, reap; remove the socket directory. Idempotent."""
         with self._lock:
             self._cancel_idle_timer()
+            if self._process is not None and by is not None:
+                self.stopped_by = by
             self._reap()
 
     def _reap(self) -> None:
@@ -380,7 +385,7 @@ _registry_lock = threading.Lock()
 @atexit.register
 def _stop_servers_at_exit() -> None:
     for server in list(_live_servers):
-        server.stop()
+        server.stop(by="interpreter exit")
 
 
 def acquire_server(key: ServerKey, env: dict[str, str] | None, keep_alive: float) -> LlamaServer:
@@ -407,7 +412,7 @@ def release_server(server: LlamaServer) -> None:
             return
         if _registry.get(server.key) is server:
             del _registry[server.key]
-    server.stop()
+    server.stop(by="LocalLLM.close()")
 
 
 # ---------- one request ----------
@@ -672,17 +677,18 @@ def _timeout(deadline: float | None) -> httpx.Timeout:
 def _died(server: LlamaServer) -> LLMInternalError:
     process_gone = server.exited_within(0.5)
     stderr = server.stderr_text()
-    what = (
-        "llama-server died during the call"
-        if process_gone
-        else "llama-server ended the reply early"
-    )
+    if server.stopped_by is not None:
+        what = f"{server.stopped_by} ended this call; its llama-server was stopped"
+    elif process_gone:
+        what = "llama-server died during the call"
+    else:
+        what = "llama-server ended the reply early"
     return LLMInternalError(what, stderr=stderr)
 
 
 def _transport_failure(server: LlamaServer, error: Exception) -> LLMError:
     # A dropped connection is how a dying server looks from here: give its exit a moment.
-    if server.exited_within(0.5):
+    if server.stopped_by is not None or server.exited_within(0.5):
         return _died(server)
     return LLMConnectionError(f"could not talk to llama-server at {server.directory}: {error}")
 
