@@ -65,3 +65,20 @@ class ArgvScanner:
                     with contextlib.suppress(OSError):
                         self.seen += self.secret in Path(f"/proc/{entry}/cmdline").read_bytes()
             time.sleep(0.01)
+
+
+def environment_of(pid: int) -> dict[str, str]:
+    """The environment ``pid`` started with."""
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return {key.decode(): value.decode(errors="replace") for key, value in pairs}
+
+
+def children_running(binary: str) -> list[int]:
+    """This process's descendants that run ``binary``."""
+    found = []
+    for pid in descendants(os.getpid()):
+        with contextlib.suppress(OSError):
+            if os.path.realpath(f"/proc/{pid}/exe") == os.path.realpath(binary):
+                found.append(pid)
+    return found

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from probes import children_running, environment_of
 
 from jazzmine.core.llm import (
     BaseLLM,
@@ -404,3 +405,30 @@ def test_cli_doctor_json(completion_bin: str, model_path: str) -> None:
     broken = _jazzmine("doctor", "--json", "--binary", "/nonexistent/llama")
     assert broken.returncode == 1 and json.loads(broken.stdout)["ok"] is False
     assert os.path.exists(model_path)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [(None, "1000"), ({"GOMP_SPINCOUNT": "5"}, "5"), ({"OMP_WAIT_POLICY": "passive"}, None)],
+    ids=["default", "caller-spin", "caller-policy"],
+)
+def test_llama_cpp_children_get_a_short_openmp_spin_unless_the_caller_chose(
+    completion_bin: str, model_path: str, env: dict[str, str] | None, expected: str | None
+) -> None:
+    llm = LocalLLM(
+        binary_path=completion_bin,
+        model=model_path,
+        max_tokens=400,
+        extra_args=["--ignore-eos"],
+        env=env,
+    )
+    stream = llm.stream(QUESTION)
+    try:
+        next(stream)
+        (pid,) = children_running(completion_bin)
+        seen = environment_of(pid)
+    finally:
+        stream.close()  # type: ignore[attr-defined]
+    assert seen.get("GOMP_SPINCOUNT") == expected
+    if env is not None:
+        assert set(seen) - set(env) <= {"GOMP_SPINCOUNT"}

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from probes import descendants
+from probes import descendants, environment_of
 
 from jazzmine.cli import worker_banner
 from jazzmine.core.llm import LLMConnectionError, LLMInternalError, LocalLLM, MessagePart
@@ -110,6 +110,8 @@ def test_per_call_and_warm_replies_through_two_workers(
 ) -> None:
     addresses = [worker.address for worker in workers]
     assert workers[0].banner[0].strip().endswith(workers[0].address)
+    # `jazzmine worker` became the worker binary, with the short OpenMP spin.
+    assert environment_of(workers[0].process.pid).get("GOMP_SPINCOUNT") == "1000"
     per_call = LocalLLM(
         binary_path=completion_bin,
         model=model_path,

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from probes import ArgvScanner, process_alive
+from probes import ArgvScanner, environment_of, process_alive
 
 from jazzmine.core.llm import (
     LLMInternalError,
@@ -356,3 +356,11 @@ def test_close_during_calls_says_it_ended_them(warm) -> None:  # type: ignore[no
         assert "LocalLLM.close() ended this call" in str(error)
     assert errors[0].partial_text.startswith("".join(pieces[:3]).strip())
     assert async_error.partial_text.startswith("".join(async_pieces[:3]).strip())
+
+
+def test_the_server_gets_a_short_openmp_spin(warm) -> None:  # type: ignore[no-untyped-def]
+    llm = warm()
+    llm.generate(LISTING, max_tokens=2)
+    server = server_of(llm)
+    assert os.path.basename(os.path.realpath(f"/proc/{server.pid}/exe")) == "llama-server"
+    assert environment_of(server.pid).get("GOMP_SPINCOUNT") == "1000"

@@ -186,13 +186,14 @@ def worker_banner(host: str, port: int) -> list[str]:
 
 def _worker(args: argparse.Namespace) -> int:
     from .core.llm.local import defaults
+    from .core.llm.local.config import llama_environment
 
     binary = args.binary or rpc.find_worker(str(defaults.default_binary_path()))
     for line in worker_banner(args.host, args.port):
         print(line, flush=True)
     # The worker replaces this process: signals reach it directly, nothing is left between.
     argv = rpc.worker_argv(binary, args.host, args.port, args.threads, args.cache)
-    os.execv(binary, argv)
+    os.execve(binary, argv, llama_environment(None))
     return 0  # not reached
 
 

@@ -20,6 +20,13 @@ ALL_LAYERS = 999
 _CONTEXT_STEP = 256
 _DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+# llama.cpp's CPU threads meet at an OpenMP barrier after every graph node, where
+# libgomp spins about 300,000 rounds before it sleeps. When two llama.cpp processes share
+# the cores (concurrent calls, a warm server beside a per-call run, two agents), each
+# spins on a core the other's late thread needs: generation fell about 20x here. A short
+# spin keeps a lone run's speed and ends that (bench/results/perf.md, section 7).
+SPIN_DEFAULTS = {"GOMP_SPINCOUNT": "1000"}
+_SPIN_SETTINGS = ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,15 @@ def trained_context(model_path: str | None) -> int | None:
     except (OSError, gguf.GGUFError):
         return None
     return value if isinstance(value, int) else None
+
+
+def llama_environment(env: Mapping[str, str] | None) -> dict[str, str]:
+    """The environment for a llama.cpp child: ``env`` (or ours), plus a short OpenMP spin
+    unless the caller chose how OpenMP waits."""
+    chosen = dict(os.environ if env is None else env)
+    if not any(name in chosen for name in _SPIN_SETTINGS):
+        chosen.update(SPIN_DEFAULTS)
+    return chosen
 
 
 def looks_like_gguf(model: str | None) -> bool:

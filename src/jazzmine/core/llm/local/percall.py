@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import LLMInvalidRequestError
 from .binary import BinaryInfo, BinaryKind, check_executable, probe
-from .config import LocalConfig
+from .config import LocalConfig, llama_environment
 from .process import AsyncChildProcess, ChildProcess, DeadlineExceeded, ExitStatus
 from .reply import OutputShape
 from .request import GenerationRequest, RunOutcome, parse_llama_counts
@@ -87,6 +87,8 @@ class LaunchPlan:
     # statistics on SIGINT, so its counts stay exact.
     stop_signal: int
     reads_llama_stats: bool
+    # The child's environment (None: ours).
+    env: Mapping[str, str] | None = None
     pass_fds: tuple[int, ...] = ()
     _cleanups: list[tuple[str, object]] = field(default_factory=list)
 
@@ -136,6 +138,7 @@ def _llama_plan(options: ModelOptions, info: BinaryInfo, request: GenerationRequ
         shape=_chat_cli_shape(prompt_text) if chat_cli else OutputShape(end_markers=(END_OF_TEXT,)),
         stop_signal=signal.SIGINT,
         reads_llama_stats=True,
+        env=llama_environment(options.env),
     )
     argv = plan.argv
     if options.model_path:
@@ -194,6 +197,7 @@ def _prompt_flag_plan(
         shape=OutputShape(echo=request.prompt, end_markers=(END_OF_TEXT,)),
         stop_signal=signal.SIGTERM,
         reads_llama_stats=False,
+        env=options.env,
     )
 
 
@@ -206,6 +210,7 @@ def _templated_plan(options: ModelOptions, request: GenerationRequest) -> Launch
         shape=OutputShape(echo=request.prompt),
         stop_signal=signal.SIGTERM,
         reads_llama_stats=False,
+        env=options.env,
     )
     values = {
         "model": options.model_path or "",
@@ -351,14 +356,8 @@ class _PerCallSessionBase:
 class PerCallSession(_PerCallSessionBase):
     """One child for one call (sync)."""
 
-    def __init__(
-        self,
-        plan: LaunchPlan,
-        env: Mapping[str, str] | None,
-        details: dict[str, Any],
-        live: LiveSessions,
-    ) -> None:
-        self._child: ChildProcess = ChildProcess(plan.argv, env=env, pass_fds=plan.pass_fds)
+    def __init__(self, plan: LaunchPlan, details: dict[str, Any], live: LiveSessions) -> None:
+        self._child: ChildProcess = ChildProcess(plan.argv, env=plan.env, pass_fds=plan.pass_fds)
         super().__init__(plan, details, live, self._child)
 
     def __enter__(self) -> PerCallSession:
@@ -393,15 +392,9 @@ class PerCallSession(_PerCallSessionBase):
 class AsyncPerCallSession(_PerCallSessionBase):
     """One child for one call (asyncio)."""
 
-    def __init__(
-        self,
-        plan: LaunchPlan,
-        env: Mapping[str, str] | None,
-        details: dict[str, Any],
-        live: LiveSessions,
-    ) -> None:
+    def __init__(self, plan: LaunchPlan, details: dict[str, Any], live: LiveSessions) -> None:
         self._child: AsyncChildProcess = AsyncChildProcess(
-            plan.argv, env=env, pass_fds=plan.pass_fds
+            plan.argv, env=plan.env, pass_fds=plan.pass_fds
         )
         super().__init__(plan, details, live, self._child)
 
@@ -498,7 +491,7 @@ class PerCallTransport:
 
     def open(self, request: GenerationRequest, deadline: float | None) -> PerCallSession:
         plan, details = self.plan(request)
-        return PerCallSession(plan, self.config.env, details, self.live)
+        return PerCallSession(plan, details, self.live)
 
     async def aopen(
         self, request: GenerationRequest, deadline: float | None
@@ -513,7 +506,7 @@ class PerCallTransport:
             # Cancelled while the thread ran on: drop the prompt file it makes.
             planned.add_done_callback(_release_if_planned)
             raise
-        return AsyncPerCallSession(plan, self.config.env, details, self.live)
+        return AsyncPerCallSession(plan, details, self.live)
 
     def health(self) -> bool:
         try:

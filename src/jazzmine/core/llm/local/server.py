@@ -32,7 +32,7 @@ from ..errors import (
     LLMInvalidRequestError,
 )
 from .binary import probe
-from .config import LocalConfig
+from .config import LocalConfig, llama_environment
 from .percall import check_workers
 from .process import DeadlineExceeded, StderrBuffer, terminate_group
 from .reply import OutputShape
@@ -726,9 +726,10 @@ class ServerTransport:
                     if self.config.env is not None
                     else None,
                 )
-                env = dict(self.config.env) if self.config.env is not None else None
                 assert self.config.keep_alive is not None
-                self._server = acquire_server(key, env, self.config.keep_alive)
+                self._server = acquire_server(
+                    key, llama_environment(self.config.env), self.config.keep_alive
+                )
             return self._server
 
     def _details(self, server: LlamaServer) -> dict[str, Any]:
