@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -59,6 +60,7 @@ class Bench:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             pass_fds=plan.pass_fds,
+            env=plan.env,
         )
         plan.release()
         assert child.stdout is not None and child.stderr is not None
@@ -178,6 +180,62 @@ def bench_concurrency(bench: Bench) -> dict[str, Any]:
             "peak_rss_mib": memory.peak_mib,
         }
     return rows
+
+
+_EVAL_LINE = re.compile(r"(?<!prompt )eval time\s*=\s*([\d.]+) ms /\s*(\d+) runs")
+
+
+def eval_ms_per_token(argv: list[str], env: dict[str, str], count: int) -> list[float]:
+    """Run ``count`` copies of the binary at once; each one's llama.cpp eval ms per token."""
+    children = [
+        subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        for _ in range(count)
+    ]
+    figures = []
+    for child in children:
+        _, stderr = child.communicate()
+        found = _EVAL_LINE.findall(stderr.decode("utf-8", errors="replace"))
+        milliseconds, runs = found[-1]
+        figures.append(float(milliseconds) / int(runs))
+    return figures
+
+
+def bench_shared_cores(bench: Bench, repeat: int) -> dict[str, Any]:
+    """One or two llama.cpp runs at once, with OpenMP's own spin and with LocalLLM's."""
+    from jazzmine.core.llm.local.config import SPIN_DEFAULTS, llama_environment
+
+    ours = llama_environment(None)
+    theirs = {k: v for k, v in ours.items() if k not in SPIN_DEFAULTS}
+    argv = [
+        bench.binary,
+        "-m",
+        bench.model,
+        "-p",
+        NAIVE_PROMPT,
+        "-n",
+        "64",
+        "-c",
+        "512",
+        "--temp",
+        "0",
+        "--no-warmup",
+        "--offline",
+        "-no-cnv",
+        *FIXED_LENGTH,
+    ]
+    figures: dict[str, list[float]] = {}
+    for _ in range(repeat):
+        for label, env in (("llama.cpp's own", theirs), ("LocalLLM's", ours)):
+            for count in (1, 2):
+                key = f"{label}|{count}"
+                figures.setdefault(key, []).extend(eval_ms_per_token(argv, env, count))
+    return {key: summary(values) for key, values in figures.items()}
 
 
 def import_seconds(module: str) -> float | None:
@@ -314,6 +372,18 @@ def report(results: dict[str, Any], plots: list[str]) -> str:
     lines.append("|---|---:|---:|")
     for label, row in results["context"].items():
         lines.append(f"| {label} | {fmt(row['seconds'])} | {fmt(row['peak_rss_mib'], 0)} |")
+    lines += [
+        "",
+        "## 7. Two llama.cpp processes sharing the cores: eval ms per token (64 tokens)",
+        "",
+        "| OpenMP wait | one run alone | each of two runs at once |",
+        "|---|---:|---:|",
+    ]
+    shared = results["shared_cores"]
+    for label in ("llama.cpp's own", "LocalLLM's"):
+        lines.append(
+            f"| {label} | {fmt(shared[label + '|1'], 1)} | {fmt(shared[label + '|2'], 1)} |"
+        )
     lines += ["", *[f"![{name}]({name})" for name in plots]]
     return "\n".join(lines) + "\n"
 
@@ -330,6 +400,7 @@ def main() -> None:
         "concurrency": lambda: bench_concurrency(bench),
         "imports": lambda: bench_imports(args.repeat),
         "context": lambda: bench_context(bench, args.repeat),
+        "shared_cores": lambda: bench_shared_cores(bench, args.repeat),
     }
     for name, step in steps.items():
         print(f"bench: {name}", file=sys.stderr, flush=True)
