@@ -135,9 +135,21 @@ def test_empty_output_warns_and_returns_an_empty_response(
     fake: Callable[..., tuple[LocalLLM, Path]],
 ) -> None:
     llm, _ = fake(fakes.SILENT)
-    with pytest.warns(RuntimeWarning, match="without producing any text"):
+    with pytest.warns(RuntimeWarning, match="without producing any text") as generated:
         response = llm.generate(HELLO)
     assert response.text == "" and response.usage.completion_tokens == 0
+    with pytest.warns(RuntimeWarning, match="without producing any text") as streamed:
+        assert list(llm.stream(HELLO)) == []
+
+    async def both_async() -> None:
+        assert (await llm.agenerate(HELLO)).text == ""
+        assert [piece async for piece in llm.astream(HELLO)] == []
+
+    with pytest.warns(RuntimeWarning, match="without producing any text") as awaited:
+        asyncio.run(both_async())
+    # Each warning points at the caller's line, whichever method it used.
+    for record in [*generated, *streamed, *awaited]:
+        assert record.filename == __file__
 
 
 def test_output_that_is_not_utf8_never_raises(fake: Callable[..., tuple[LocalLLM, Path]]) -> None:

@@ -413,8 +413,14 @@ def test_cli_doctor_json(completion_bin: str, model_path: str) -> None:
     ids=["default", "caller-spin", "caller-policy"],
 )
 def test_llama_cpp_children_get_a_short_openmp_spin_unless_the_caller_chose(
-    completion_bin: str, model_path: str, env: dict[str, str] | None, expected: str | None
+    completion_bin: str,
+    model_path: str,
+    env: dict[str, str] | None,
+    expected: str | None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     llm = LocalLLM(
         binary_path=completion_bin,
         model=model_path,

@@ -340,7 +340,9 @@ def test_close_during_calls_says_it_ended_them(warm) -> None:  # type: ignore[no
 
     async def async_call_then_close() -> LLMInternalError:
         task = asyncio.ensure_future(async_stream())
+        give_up = time.monotonic() + 120
         while len(pieces) < 3 or len(async_pieces) < 3:
+            assert not task.done() and worker.is_alive() and time.monotonic() < give_up
             await asyncio.sleep(0.05)
         await llm.aclose()
         with pytest.raises(LLMInternalError) as caught:
@@ -358,7 +360,9 @@ def test_close_during_calls_says_it_ended_them(warm) -> None:  # type: ignore[no
     assert async_error.partial_text.startswith("".join(async_pieces[:3]).strip())
 
 
-def test_the_server_gets_a_short_openmp_spin(warm) -> None:  # type: ignore[no-untyped-def]
+def test_the_server_gets_a_short_openmp_spin(warm, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     llm = warm()
     llm.generate(LISTING, max_tokens=2)
     server = server_of(llm)

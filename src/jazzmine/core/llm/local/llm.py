@@ -246,7 +246,9 @@ class LocalLLM(BaseLLM):
     def stream(
         self, messages: Sequence[MessagePart], *, stop: Iterable[str] | None = None, **kwargs: Any
     ) -> Iterator[str]:
-        return self._run(self._new_call(messages, stop, kwargs))
+        call = self._new_call(messages, stop, kwargs)
+        call.caller_depth = 3  # the caller iterates _run itself: one frame fewer than generate
+        return self._run(call)
 
     def astream(
         self, messages: Sequence[MessagePart], *, stop: Iterable[str] | None = None, **kwargs: Any
@@ -398,6 +400,8 @@ class _Call:
         from .reply import OutputShape, ReplyAssembler
 
         self.llm = llm
+        # Frames from _Call.complete up to the user's line, for warnings.
+        self.caller_depth = 4
         self.request = request
         self.prompt_format = prompt_format
         self.started = time.monotonic()
@@ -450,13 +454,14 @@ class _Call:
             warnings.warn(
                 f"{binary} finished without producing any text",
                 RuntimeWarning,
-                stacklevel=4,
+                stacklevel=self.caller_depth,
             )
         return tail, None
 
     def explained(self, error: LLMError) -> LLMError:
         """Complete an error: the reply so far (nothing the model wrote is lost), the
-        stderr, and which RPC worker went away (llama.cpp's abort does not always say)."""
+        stderr, an unusable model file, and which RPC worker went away (llama.cpp's own
+        messages about either are not always there)."""
         if not error.partial_text:
             self.assembler.finish()
             error.partial_text = self.assembler.reply_text

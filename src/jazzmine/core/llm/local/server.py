@@ -225,7 +225,7 @@ class LlamaServer:
                 stderr=subprocess.PIPE,
                 start_new_session=True,
                 close_fds=True,
-                env=self._env,
+                env=llama_environment(self._env),  # read at each start, as inheriting would
             )
 
         try:
@@ -727,9 +727,8 @@ class ServerTransport:
                     else None,
                 )
                 assert self.config.keep_alive is not None
-                self._server = acquire_server(
-                    key, llama_environment(self.config.env), self.config.keep_alive
-                )
+                env = dict(self.config.env) if self.config.env is not None else None
+                self._server = acquire_server(key, env, self.config.keep_alive)
             return self._server
 
     def _details(self, server: LlamaServer) -> dict[str, Any]:
