@@ -6,8 +6,10 @@ import json
 import os
 import platform
 import statistics
+import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +90,13 @@ class PeakMemory:
         while not self._stop.is_set():
             self.peak_kib = max(self.peak_kib, tree_rss_kib(os.getpid()))
             time.sleep(0.01)
+
+
+def run_steps(results: dict[str, Any], steps: dict[str, Callable[[], Any]]) -> None:
+    """Run each step in order, saying which on stderr, and keep its figures under its name."""
+    for name, step in steps.items():
+        print(f"bench: {name}", file=sys.stderr, flush=True)
+        results[name] = step()
 
 
 def save(name: str, results: dict[str, Any], markdown: str) -> None:

@@ -20,7 +20,16 @@ import threading
 import time
 from typing import Any
 
-from common import PeakMemory, concurrency_table, fmt, machine, pyplot, save, summary
+from common import (
+    PeakMemory,
+    concurrency_table,
+    fmt,
+    machine,
+    pyplot,
+    run_steps,
+    save,
+    summary,
+)
 
 from jazzmine.core.llm import LocalLLM, MessagePart
 from jazzmine.core.llm.local import defaults
@@ -402,9 +411,7 @@ def main() -> None:
         "context": lambda: bench_context(bench, args.repeat),
         "shared_cores": lambda: bench_shared_cores(bench, args.repeat),
     }
-    for name, step in steps.items():
-        print(f"bench: {name}", file=sys.stderr, flush=True)
-        results[name] = step()
+    run_steps(results, steps)
     save("perf", results, report(results, plot(results)))
 
 

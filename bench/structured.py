@@ -21,7 +21,7 @@ import sys
 import time
 from typing import Any
 
-from common import fmt, machine, save, summary
+from common import fmt, machine, run_steps, save, summary
 
 from jazzmine.core.llm import LocalLLM, MessagePart
 from jazzmine.core.llm.local import defaults
@@ -186,10 +186,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     results: dict[str, Any] = {"machine": machine()}
-    print("bench: template read", file=sys.stderr, flush=True)
-    results["template_read"] = bench_template_read(args.repeat)
-    print("bench: extraction", file=sys.stderr, flush=True)
-    results["extraction"] = bench_extraction()
+    steps = {
+        "template_read": lambda: bench_template_read(args.repeat),
+        "extraction": bench_extraction,
+    }
+    run_steps(results, steps)
     save("structured", results, report(results))
 
 

@@ -16,11 +16,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import sys
 import time
 from typing import Any
 
-from common import PeakMemory, concurrency_table, fmt, machine, pyplot, save, summary
+from common import PeakMemory, concurrency_table, fmt, machine, pyplot, run_steps, save, summary
 
 from jazzmine.core.llm import LocalLLM, MessagePart
 from jazzmine.core.llm.local import defaults
@@ -266,9 +265,7 @@ def main() -> None:
         "chat": bench_chat,
         "concurrency": bench_concurrency,
     }
-    for name, step in steps.items():
-        print(f"bench: {name}", file=sys.stderr, flush=True)
-        results[name] = step()
+    run_steps(results, steps)
     save("warm", results, report(results, plot(results)))
 
 
