@@ -379,3 +379,19 @@ def test_file_problem_names_what_is_wrong_with_a_model_path(
     text = tmp_path / "notes.gguf"
     text.write_text("plain text")
     assert "bad magic" in (gguf.file_problem(str(text)) or "")
+
+
+def test_an_empty_template_in_a_gguf_is_chatml_with_its_stop_marker(tmp_path: Path) -> None:
+    path = tmp_path / "m.gguf"
+    write_gguf(
+        path,
+        [
+            ("tokenizer.ggml.model", 8, "gpt2"),
+            ("tokenizer.ggml.tokens", 9, [b"a", b"b"]),
+            ("tokenizer.chat_template", 8, ""),
+        ],
+    )
+    clear_cache()
+    template = template_from_gguf(path)
+    assert template is not None and template.source == CHATML_TEMPLATE
+    assert end_of_turn_markers(template)[0] == "<|im_end|>"

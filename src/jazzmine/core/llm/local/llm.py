@@ -170,12 +170,11 @@ class LocalLLM(BaseLLM):
 
     # ---------- prompt formats ----------
     def _caller_template(self, value: str) -> ChatTemplate:
-        from .template import ChatTemplate, load_template
+        from .template import load_template, template_with_tokens
 
         tokens = self._model_tokens()
-        source = load_template(value, tokens.bos_token, tokens.eos_token)
-        return ChatTemplate(
-            source, tokens.bos_token, tokens.eos_token, tokens.add_bos, tokens.add_eos
+        return template_with_tokens(
+            load_template(value, tokens.bos_token, tokens.eos_token), tokens
         )
 
     def _model_tokens(self) -> TokenizerInfo:

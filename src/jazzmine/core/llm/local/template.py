@@ -30,8 +30,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ..errors import LLMInvalidRequestError
 from ..types import MessagePart
+from .gguf import TokenizerInfo, read_tokenizer_info
 from .gguf import clear_cache as _clear_gguf_cache
-from .gguf import read_tokenizer_info
 
 __all__ = [
     "CHATML_TEMPLATE",
@@ -41,6 +41,7 @@ __all__ = [
     "load_template",
     "render",
     "template_from_gguf",
+    "template_with_tokens",
 ]
 
 # llama.cpp's fallback when a model has no template (CHATML_TEMPLATE_SRC in chat.cpp).
@@ -78,13 +79,17 @@ def template_from_gguf(path: str | os.PathLike[str]) -> ChatTemplate | None:
     info = read_tokenizer_info(path)
     if info.chat_template is None:
         return None
-    return ChatTemplate(
-        source=info.chat_template,
-        bos_token=info.bos_token,
-        eos_token=info.eos_token,
-        add_bos=info.add_bos,
-        add_eos=info.add_eos,
-    )
+    return template_with_tokens(_named_source(info.chat_template), info)
+
+
+def template_with_tokens(source: str, info: TokenizerInfo) -> ChatTemplate:
+    """``source`` with the model's BOS/EOS strings and whether its tokenizer adds them."""
+    return ChatTemplate(source, info.bos_token, info.eos_token, info.add_bos, info.add_eos)
+
+
+def _named_source(source: str) -> str:
+    """llama.cpp reads an empty template, or the name "chatml", as its ChatML template."""
+    return CHATML_TEMPLATE if source in ("", "chatml") else source
 
 
 def load_template(value: str, bos_token: str = "", eos_token: str = "") -> str:
@@ -106,8 +111,7 @@ def load_template(value: str, bos_token: str = "", eos_token: str = "") -> str:
         raise LLMInvalidRequestError(f"chat template file not found: {value!r}")
     else:
         source = value
-    if source in ("", "chatml"):
-        source = CHATML_TEMPLATE
+    source = _named_source(source)
     render(
         ChatTemplate(source, bos_token, eos_token),
         [MessagePart(role="user", content="test")],
@@ -161,11 +165,7 @@ def render(
         # peg_generator::generate_parser: the generation prompt (what rendering with it
         # adds past the common prefix), an empty reasoning block, then the text so far.
         with_prompt = apply(True)
-        common = 0
-        limit = min(len(prompt), len(with_prompt))
-        while common < limit and prompt[common] == with_prompt[common]:
-            common += 1
-        generation = with_prompt[common:]
+        generation = with_prompt[_common_prefix(prompt, with_prompt) :]
         if caps.reasoning_start:
             cut = generation.find(caps.reasoning_start)
             if cut >= 0:
@@ -536,8 +536,7 @@ def _compile(source: str) -> jinja2.Template:
 
 def _patch_source(source: str) -> str:
     """The edits common_chat_templates_init makes to known templates before parsing."""
-    if source in ("", "chatml"):
-        return CHATML_TEMPLATE
+    source = _named_source(source)
     # GPT-OSS refuses its own analysis channel in history
     if "<|channel|>" in source and "in message.content or" in source:
         source = source.replace(
