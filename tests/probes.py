@@ -42,11 +42,17 @@ def open_fds() -> set[str]:
 
 
 class ArgvScanner:
-    """Counts how often ``secret`` shows in any process's argv while the block runs."""
+    """Counts how often ``secret`` shows in any process's argv while the block runs.
 
-    def __init__(self, secret: str) -> None:
+    ``control`` is a string the child's argv does hold (say the model path): counting it
+    too shows the scans saw the child, so no sighting of the secret means something.
+    """
+
+    def __init__(self, secret: str, control: str | None = None) -> None:
         self.secret = secret.encode()
+        self.control = control.encode() if control is not None else None
         self.seen = 0
+        self.control_seen = 0
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._scan, daemon=True)
 
@@ -63,7 +69,9 @@ class ArgvScanner:
             for entry in os.listdir("/proc"):
                 if entry.isdigit():
                     with contextlib.suppress(OSError):
-                        self.seen += self.secret in Path(f"/proc/{entry}/cmdline").read_bytes()
+                        argv = Path(f"/proc/{entry}/cmdline").read_bytes()
+                        self.seen += self.secret in argv
+                        self.control_seen += self.control is not None and self.control in argv
             time.sleep(0.01)
 
 

@@ -235,9 +235,16 @@ def test_closing_or_abandoning_a_stream_reaps_the_child(
 def test_cancelling_async_calls_reaps_the_child(fake: Callable[..., tuple[LocalLLM, Path]]) -> None:
     llm, pid_file = fake(fakes.HANG)
 
+    async def running(count: int) -> None:
+        """Until ``count`` processes have written their pids: the fake is in its hang."""
+        give_up = time.monotonic() + 30
+        while len(pids_in(pid_file)) < count:
+            assert time.monotonic() < give_up, "the fake never started"
+            await asyncio.sleep(0.02)
+
     async def run() -> None:
         task = asyncio.ensure_future(llm.agenerate(HELLO))
-        await asyncio.sleep(0.5)
+        await running(2)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -247,7 +254,7 @@ def test_cancelling_async_calls_reaps_the_child(fake: Callable[..., tuple[LocalL
                 await asyncio.sleep(10)
 
         streaming = asyncio.ensure_future(consume())
-        await asyncio.sleep(0.5)
+        await running(4)
         streaming.cancel()
         with pytest.raises(asyncio.CancelledError):
             await streaming
@@ -319,9 +326,9 @@ def test_max_concurrency_bounds_children_and_the_wait_counts_against_timeout(
 def test_the_prompt_never_appears_in_any_argv(completion_bin: str, model_path: str) -> None:
     secret = "patient-record-7c1e9a"
     llm = LocalLLM(binary_path=completion_bin, model=model_path, max_tokens=48)
-    with ArgvScanner(secret) as scanner:
+    with ArgvScanner(secret, control=model_path) as scanner:
         llm.generate([MessagePart("user", f"Summarise {secret} please.")])
-    assert scanner.seen == 0
+    assert scanner.seen == 0 and scanner.control_seen > 0
 
 
 def test_backslashes_reach_the_model_byte_for_byte(completion_bin: str, model_path: str) -> None:
@@ -390,16 +397,26 @@ sys.exit(0)
 def test_close_during_calls_ends_their_children(fake: Callable[..., tuple[LocalLLM, Path]]) -> None:
     llm, pid_file = fake(fakes.HANG, max_concurrency=4)
     errors: list[BaseException] = []
+    sync_pieces: list[str] = []
+    async_pieces: list[str] = []
 
     def sync_call() -> None:
         try:
-            llm.generate(HELLO)
+            for piece in llm.stream(HELLO):
+                sync_pieces.append(piece)
         except LLMInternalError as error:
             errors.append(error)
 
+    async def async_call() -> None:
+        async for piece in llm.astream(HELLO):
+            async_pieces.append(piece)
+
     async def async_call_then_close() -> BaseException | None:
-        task = asyncio.ensure_future(llm.agenerate(HELLO))
-        await asyncio.sleep(0.8)
+        task = asyncio.ensure_future(async_call())
+        give_up = time.monotonic() + 30
+        while not (sync_pieces and async_pieces):  # both children are running
+            assert not task.done() and time.monotonic() < give_up
+            await asyncio.sleep(0.02)
         started = time.monotonic()
         await llm.aclose()
         try:
@@ -409,7 +426,7 @@ def test_close_during_calls_ends_their_children(fake: Callable[..., tuple[LocalL
             return error
         return None
 
-    worker = threading.Thread(target=sync_call)
+    worker = threading.Thread(target=sync_call, daemon=True)
     worker.start()
     async_error = asyncio.run(async_call_then_close())
     worker.join(timeout=5)

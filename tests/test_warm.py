@@ -191,8 +191,14 @@ def test_an_abandoned_stream_frees_its_slot_at_once(warm) -> None:  # type: igno
     assert time.monotonic() - started < 10 and reply.usage.completion_tokens == 4
 
     async def cancel_then_call() -> float:
-        task = asyncio.ensure_future(llm.agenerate(LISTING))
-        await asyncio.sleep(1.0)
+        first_piece = asyncio.Event()
+
+        async def consume() -> None:
+            async for _ in llm.astream(LISTING):
+                first_piece.set()
+
+        task = asyncio.ensure_future(consume())
+        await asyncio.wait_for(first_piece.wait(), 120)  # it holds the slot now
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -312,12 +318,12 @@ time.sleep(600)
     assert not process_alive(server_pid)
 
 
-def test_the_prompt_stays_out_of_every_argv(warm) -> None:  # type: ignore[no-untyped-def]
+def test_the_prompt_stays_out_of_every_argv(warm, model_path: str) -> None:  # type: ignore[no-untyped-def]
     secret = "warm-secret-5d2a"
     llm = warm()
-    with ArgvScanner(secret) as scanner:
+    with ArgvScanner(secret, control=os.path.realpath(model_path)) as scanner:
         llm.generate([MessagePart("user", f"Remember {secret}.")])
-    assert scanner.seen == 0
+    assert scanner.seen == 0 and scanner.control_seen > 0
 
 
 def test_close_during_calls_says_it_ended_them(warm) -> None:  # type: ignore[no-untyped-def]
