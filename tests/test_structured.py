@@ -123,6 +123,9 @@ def test_a_p_binary_cannot_take_a_schema(make_script: Callable[..., str], tmp_pa
         llm.generate(EXTRACT, response_format=RESPONSE_FORMAT)
     with pytest.raises(LLMInvalidRequestError, match="cannot constrain"):
         llm.generate(EXTRACT, grammar=YES_NO)
+    templated = LocalLLM(binary_path=script, model="x", argv_template=["-p", "{prompt}"])
+    with pytest.raises(LLMInvalidRequestError, match="cannot constrain"):
+        templated.generate(EXTRACT, grammar=YES_NO)
     assert not marker.exists()
 
 

@@ -428,17 +428,6 @@ class _Call:
             self.session.details["binary"] if self.session is not None else self.llm.binary_path
         )
         failure = failure_of(outcome, binary, self.assembler.reply_text)
-        if (
-            failure is not None
-            and self.session is not None
-            and self.session.details.get("ended_by_close")
-        ):
-            failure = LLMInternalError(
-                "LocalLLM.close() ended this call; its model process was stopped",
-                partial_text=self.assembler.reply_text,
-                stderr=outcome.stderr,
-                exit_code=outcome.exit_code,
-            )
         if failure is not None:
             rejected = constraint_error(outcome.stderr) if self.request.constrained else None
             if rejected is not None:

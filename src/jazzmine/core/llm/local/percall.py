@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import LLMInvalidRequestError
+from ..errors import LLMInternalError, LLMInvalidRequestError
 from .binary import BinaryInfo, BinaryKind, check_executable, probe
 from .config import LocalConfig, llama_environment
 from .process import AsyncChildProcess, ChildProcess, DeadlineExceeded, ExitStatus
@@ -112,6 +112,8 @@ def check_extra_args(extra_args: Sequence[str]) -> None:
 
 
 def build_plan(options: ModelOptions, info: BinaryInfo, request: GenerationRequest) -> LaunchPlan:
+    # Refuse before any prompt file exists, so a refusal leaves nothing behind.
+    _require_constraints(options, info, request)
     if options.argv_template is not None:
         return _templated_plan(options, request)
     if info.kind is BinaryKind.PROMPT_FLAG:
@@ -120,11 +122,6 @@ def build_plan(options: ModelOptions, info: BinaryInfo, request: GenerationReque
 
 
 def _llama_plan(options: ModelOptions, info: BinaryInfo, request: GenerationRequest) -> LaunchPlan:
-    # Refuse before any prompt file exists, so a refusal leaves nothing behind.
-    if request.json_schema is not None:
-        _require_constraints(info, "--json-schema-file")
-    if request.grammar is not None:
-        _require_constraints(info, "--grammar-file")
     chat_cli = info.kind is BinaryKind.LLAMA_CHAT_CLI
     prompt_text = request.prompt
     template = PASS_THROUGH_TEMPLATE
@@ -165,28 +162,31 @@ def _constraint_args(plan: LaunchPlan, info: BinaryInfo, request: GenerationRequ
     import json
 
     if request.json_schema is not None:
-        _require_constraints(info, "--json-schema-file")
         schema_text = json.dumps(request.json_schema, ensure_ascii=False)
         return ["--json-schema-file", _private_prompt_file(plan, schema_text)]
     if request.grammar is not None:
-        _require_constraints(info, "--grammar-file")
         return ["--grammar-file", _private_prompt_file(plan, request.grammar)]
     return []
 
 
-def _require_constraints(info: BinaryInfo | None, flag: str) -> None:
-    if info is None or not info.accepts(flag):
+def _require_constraints(
+    options: ModelOptions, info: BinaryInfo, request: GenerationRequest
+) -> None:
+    if not request.constrained:
+        return
+    flag = "--json-schema-file" if request.json_schema is not None else "--grammar-file"
+    # Only llama.cpp's own argv passes the constraint on (-p scripts and templates do not).
+    passes_it = options.argv_template is None and info.kind is not BinaryKind.PROMPT_FLAG
+    if not (passes_it and info.accepts(flag)):
         raise LLMInvalidRequestError(
-            f"{info.path if info else 'this binary'} cannot constrain its output (it does not "
-            f"accept {flag}); response_format and grammar need a llama.cpp binary"
+            f"{info.path} cannot constrain its output (it does not take {flag} here); "
+            "response_format and grammar need a llama.cpp binary"
         )
 
 
 def _prompt_flag_plan(
     options: ModelOptions, info: BinaryInfo, request: GenerationRequest
 ) -> LaunchPlan:
-    if request.constrained:
-        _require_constraints(None, "--json-schema-file")
     check_argument_size(request.prompt)
     argv = [options.binary_path]
     if options.model_path:
@@ -203,8 +203,6 @@ def _prompt_flag_plan(
 
 def _templated_plan(options: ModelOptions, request: GenerationRequest) -> LaunchPlan:
     assert options.argv_template is not None
-    if request.constrained:
-        _require_constraints(None, "--json-schema-file")
     plan = LaunchPlan(
         argv=[options.binary_path],
         shape=OutputShape(echo=request.prompt),
@@ -343,11 +341,22 @@ class _PerCallSessionBase:
         self.details = details
         self.live = live
         self._child = child
+        self._ended_by_close = False
 
     def abort(self) -> None:
         """From any thread: end the child now (LocalLLM.close() during the call)."""
-        self.details["ended_by_close"] = True
+        self._ended_by_close = True
         self._child.interrupt(signal.SIGKILL)
+
+    def _ran_to_its_end(self, status: ExitStatus) -> RunOutcome:
+        """The outcome of a run left to end by itself, unless close() ended it."""
+        if self._ended_by_close and status.returncode != 0:
+            raise LLMInternalError(
+                "LocalLLM.close() ended this call; its model process was stopped",
+                stderr=status.stderr,
+                exit_code=status.returncode,
+            )
+        return outcome_of(self.plan, status)
 
     def stderr_text(self) -> str:
         return self._child.stderr_text()
@@ -379,7 +388,7 @@ class PerCallSession(_PerCallSessionBase):
 
     def finish(self, reply_complete: bool, deadline: float | None) -> RunOutcome:
         if not reply_complete:
-            return outcome_of(self.plan, self._child.wait(deadline))
+            return self._ran_to_its_end(self._child.wait(deadline))
         self._child.interrupt(self.plan.stop_signal)
         try:
             status = self._child.wait(_stop_deadline(deadline))
@@ -416,7 +425,7 @@ class AsyncPerCallSession(_PerCallSessionBase):
 
     async def finish(self, reply_complete: bool, deadline: float | None) -> RunOutcome:
         if not reply_complete:
-            return outcome_of(self.plan, await self._child.wait(deadline))
+            return self._ran_to_its_end(await self._child.wait(deadline))
         self._child.interrupt(self.plan.stop_signal)
         try:
             status = await self._child.wait(_stop_deadline(deadline))
