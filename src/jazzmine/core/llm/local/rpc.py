@@ -33,8 +33,13 @@ def parse_servers(value: str | Iterable[str] | None) -> tuple[str, ...]:
         if not isinstance(item, str) or not item.strip():
             raise ValueError(f"invalid RPC worker address {item!r}: expected host:port")
         host, port = split_address(item.strip())
-        addresses.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        addresses.append(join_address(host, port))
     return tuple(addresses)
+
+
+def join_address(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 host in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def split_address(address: str) -> tuple[str, int]:

@@ -153,9 +153,9 @@ _spawner = _Spawner()
 class LlamaServer:
     """One llama-server child and its private socket directory; the only owner of both."""
 
-    def __init__(self, key: ServerKey, env: dict[str, str] | None) -> None:
+    def __init__(self, key: ServerKey) -> None:
         self.key = key
-        self._env = env
+        self._env = dict(key.env) if key.env is not None else None
         self._lock = threading.RLock()
         self._process: subprocess.Popen[bytes] | None = None
         self._directory: str | None = None
@@ -402,12 +402,12 @@ def _stop_servers_at_exit() -> None:
         server.stop(by="interpreter exit")
 
 
-def acquire_server(key: ServerKey, env: dict[str, str] | None, keep_alive: float) -> LlamaServer:
+def acquire_server(key: ServerKey, keep_alive: float) -> LlamaServer:
     """The shared server for ``key``, counting one more sharer."""
     with _registry_lock:
         server = _registry.get(key)
         if server is None:
-            server = _registry[key] = LlamaServer(key, env)
+            server = _registry[key] = LlamaServer(key)
         server.sharers += 1
         # The server stays as long as its most patient sharer wants (negative: forever).
         if server.sharers == 1:
@@ -741,8 +741,7 @@ class ServerTransport:
                     else None,
                 )
                 assert self.config.keep_alive is not None
-                env = dict(self.config.env) if self.config.env is not None else None
-                self._server = acquire_server(key, env, self.config.keep_alive)
+                self._server = acquire_server(key, self.config.keep_alive)
             return self._server
 
     def _details(self, server: LlamaServer) -> dict[str, Any]:
