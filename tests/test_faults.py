@@ -18,7 +18,7 @@ from pathlib import Path
 
 import fakes
 import pytest
-from probes import ArgvScanner, open_fds, process_alive
+from probes import ArgvScanner, children_running, open_fds, process_alive
 
 from jazzmine.core.llm import (
     LLMInternalError,
@@ -217,19 +217,30 @@ def test_stderr_flood_is_kept_with_its_end(fake: Callable[..., tuple[LocalLLM, P
 
 
 def test_closing_or_abandoning_a_stream_reaps_the_child(
-    fake: Callable[..., tuple[LocalLLM, Path]],
+    completion_bin: str, model_path: str
 ) -> None:
-    llm, pid_file = fake(fakes.SLOW_WORDS)
+    # The real binary, made to run long: a reply of 400 tokens takes seconds.
+    llm = LocalLLM(
+        binary_path=completion_bin, model=model_path, max_tokens=400, extra_args=["--ignore-eos"]
+    )
+
+    def assert_gone(pid: int) -> None:
+        end = time.monotonic() + 1.0
+        while process_alive(pid) and time.monotonic() < end:
+            time.sleep(0.02)
+        assert not process_alive(pid), "a child outlived its call"
+
     stream = llm.stream(HELLO)
     next(stream)
+    (pid,) = children_running(completion_bin)
     stream.close()  # type: ignore[attr-defined]
-    assert_all_gone(pid_file)
+    assert_gone(pid)
 
-    llm2, pid_file2 = fake(fakes.SLOW_WORDS)
     with pytest.raises(ZeroDivisionError):
-        for _ in llm2.stream(HELLO):
+        for _ in llm.stream(HELLO):
+            (pid,) = children_running(completion_bin)
             raise ZeroDivisionError  # the consumer fails mid-stream
-    assert_all_gone(pid_file2)
+    assert_gone(pid)
 
 
 def test_cancelling_async_calls_reaps_the_child(fake: Callable[..., tuple[LocalLLM, Path]]) -> None:

@@ -68,11 +68,6 @@ def test_a_supplied_template_in_both_modes(
         assert streamed and "<end_of_turn>" not in streamed
     finally:
         llm.close()
-    if keep_alive is not None:
-        # A repeated prompt is served from the server's cache, and the base model's
-        # near-tied logits on a chat template it was never trained on can then flip.
-        return
-    assert streamed == reply.text
     inline = LocalLLM(
         binary_path=completion_bin,
         model=model_path,
@@ -82,6 +77,13 @@ def test_a_supplied_template_in_both_modes(
         keep_alive=keep_alive,
     )
     try:
+        # The same template given as text builds the same prompt, in either mode.
+        assert inline._new_call(QUESTION, None, {}).request.prompt == call.request.prompt
+        if keep_alive is not None:
+            # A repeated prompt is served from the server's cache, and the base model's
+            # near-tied logits on a chat template it was never trained on can then flip.
+            return
+        assert streamed == reply.text
         assert inline.generate(QUESTION).text == reply.text
     finally:
         inline.close()
