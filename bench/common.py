@@ -92,6 +92,29 @@ class PeakMemory:
             time.sleep(0.01)
 
 
+def machine_line(facts: dict[str, Any]) -> str:
+    return "Machine: " + ", ".join(f"{key} {value}" for key, value in facts.items())
+
+
+def completion_binary() -> str:
+    """The llama-completion the set-up built."""
+    from jazzmine.core.llm.local import defaults
+
+    return str(defaults.build_bin_dir() / "llama-completion")
+
+
+def default_model() -> str:
+    from jazzmine.core.llm.local import defaults
+
+    return str(defaults.ensure_default_model())
+
+
+def timed(function: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
+
+
 def run_steps(results: dict[str, Any], steps: dict[str, Callable[[], Any]]) -> None:
     """Run each step in order, saying which on stderr, and keep its figures under its name."""
     for name, step in steps.items():

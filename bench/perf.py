@@ -22,17 +22,20 @@ from typing import Any
 
 from common import (
     PeakMemory,
+    completion_binary,
     concurrency_table,
+    default_model,
     fmt,
     machine,
+    machine_line,
     pyplot,
     run_steps,
     save,
     summary,
+    timed,
 )
 
 from jazzmine.core.llm import LocalLLM, MessagePart
-from jazzmine.core.llm.local import defaults
 from jazzmine.core.llm.local.percall import PerCallTransport
 
 PROMPT = [MessagePart("user", "List the planets of the solar system.")]
@@ -43,8 +46,8 @@ FIXED_LENGTH = ("--ignore-eos",)
 
 class Bench:
     def __init__(self) -> None:
-        self.binary = str(defaults.build_bin_dir() / "llama-completion")
-        self.model = str(defaults.ensure_default_model())
+        self.binary = completion_binary()
+        self.model = default_model()
 
     def llm(self, max_tokens: int, **options: Any) -> LocalLLM:
         return LocalLLM(
@@ -90,12 +93,6 @@ class Bench:
         started = time.perf_counter()
         subprocess.run([*argv, *FIXED_LENGTH], capture_output=True, check=True)
         return time.perf_counter() - started
-
-
-def timed(function: Any) -> float:
-    started = time.perf_counter()
-    function()
-    return time.perf_counter() - started
 
 
 def bench_overhead(bench: Bench, repeat: int) -> dict[str, Any]:
@@ -342,7 +339,7 @@ def report(results: dict[str, Any], plots: list[str]) -> str:
     lines = [
         f"# Per-call mode: LocalLLM over the bare binary ({results['machine']['date']})",
         "",
-        "Machine: " + ", ".join(f"{k} {v}" for k, v in results["machine"].items()),
+        machine_line(results["machine"]),
         f"Repeats per figure: {results['repeat']}; median (min–max).",
         "",
         "## 1 & 5. Wall time over the same generation run by the binary alone",

@@ -26,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import fakes
+from common import completion_binary, default_model
 from probes import ArgvScanner, process_alive
 
 from jazzmine.core.llm import (
@@ -34,7 +35,6 @@ from jazzmine.core.llm import (
     LocalLLM,
     MessagePart,
 )
-from jazzmine.core.llm.local import defaults
 
 SECRET = "secret-prompt-3f9b2c"
 
@@ -88,8 +88,8 @@ def main() -> None:
 
     hello = [MessagePart("user", "hello")]
     real = LocalLLM(
-        binary_path=str(defaults.build_bin_dir() / "llama-completion"),
-        model=str(defaults.ensure_default_model()),
+        binary_path=completion_binary(),
+        model=default_model(),
         max_tokens=4,
         max_concurrency=2,
     )

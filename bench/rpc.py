@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from common import machine, save
+from common import machine, machine_line, save
 
 CLIENT_NS, WORKER_NS = "jazzmine-bench-client", "jazzmine-bench-workers"
 CLIENT_IP, WORKER_IP = "10.231.0.1", "10.231.0.2"
@@ -190,7 +190,7 @@ def main() -> None:
     lines = [
         f"# RPC workers ({results['machine']['date']})",
         "",
-        "Machine: " + ", ".join(f"{k} {v}" for k, v in results["machine"].items()),
+        machine_line(results["machine"]),
         "Each worker runs with 1 thread on the same 2-core machine as the client, so these",
         "figures show what the RPC path costs, not what more machines would add.",
         "Load: per-call, a 1-token call (model load + weights sent); warm, the first call",

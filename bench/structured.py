@@ -21,7 +21,7 @@ import sys
 import time
 from typing import Any
 
-from common import fmt, machine, run_steps, save, summary
+from common import fmt, machine, machine_line, run_steps, save, summary
 
 from jazzmine.core.llm import LocalLLM, MessagePart
 from jazzmine.core.llm.local import defaults
@@ -151,7 +151,7 @@ def report(results: dict[str, Any]) -> str:
     lines = [
         f"# Chat templates and structured output ({results['machine']['date']})",
         "",
-        "Machine: " + ", ".join(f"{k} {v}" for k, v in results["machine"].items()),
+        machine_line(results["machine"]),
         "",
         "## 1. First read of the chat template and BOS/EOS strings (default model), ms",
         "",

@@ -19,10 +19,22 @@ import os
 import time
 from typing import Any
 
-from common import PeakMemory, concurrency_table, fmt, machine, pyplot, run_steps, save, summary
+from common import (
+    PeakMemory,
+    completion_binary,
+    concurrency_table,
+    default_model,
+    fmt,
+    machine,
+    machine_line,
+    pyplot,
+    run_steps,
+    save,
+    summary,
+    timed,
+)
 
 from jazzmine.core.llm import LocalLLM, MessagePart
-from jazzmine.core.llm.local import defaults
 
 SHORT = [MessagePart("user", "List the planets of the solar system.")]
 FACTS = [
@@ -56,23 +68,9 @@ QUESTIONS = [
 FIXED_LENGTH = ("--ignore-eos",)
 
 
-def binary() -> str:
-    return str(defaults.build_bin_dir() / "llama-completion")
-
-
-def model() -> str:
-    return str(defaults.ensure_default_model())
-
-
 def llm(**options: Any) -> LocalLLM:
     options.setdefault("seed", 1)
-    return LocalLLM(binary_path=binary(), model=model(), **options)
-
-
-def timed(function: Any) -> float:
-    started = time.perf_counter()
-    function()
-    return time.perf_counter() - started
+    return LocalLLM(binary_path=completion_binary(), model=default_model(), **options)
 
 
 def bench_short_replies(repeat: int) -> dict[str, Any]:
@@ -85,7 +83,7 @@ def bench_short_replies(repeat: int) -> dict[str, Any]:
 
         # All cores, as llama.cpp uses; llama-cpp-python would otherwise take half of them.
         peer = Llama(
-            model_path=model(), n_ctx=4096, verbose=False, seed=1, n_threads=os.cpu_count()
+            model_path=default_model(), n_ctx=4096, verbose=False, seed=1, n_threads=os.cpu_count()
         )
         prompt = per_call._format_prompt(SHORT)
         peer(prompt, max_tokens=8, temperature=0.0)
@@ -200,7 +198,7 @@ def report(results: dict[str, Any], plots: list[str]) -> str:
     lines = [
         f"# Warm mode ({results['machine']['date']})",
         "",
-        "Machine: " + ", ".join(f"{k} {v}" for k, v in results["machine"].items()),
+        machine_line(results["machine"]),
         f"Repeats: {results['repeat']}; median (min–max).",
         "",
         "## 1. Replies of 8 tokens",
