@@ -23,6 +23,7 @@ from .config import LocalConfig, llama_environment
 from .process import AsyncChildProcess, ChildProcess, DeadlineExceeded, ExitStatus
 from .reply import OutputShape
 from .request import GenerationRequest, RunOutcome, parse_llama_counts
+from .transport import off_loop
 
 # Linux refuses a single argument longer than this (MAX_ARG_STRLEN) with E2BIG.
 MAX_ARGUMENT_BYTES = 128 * 1024 - 1
@@ -435,11 +436,6 @@ class AsyncPerCallSession(_PerCallSessionBase):
         return outcome_of(self.plan, status, interrupted=True)
 
 
-def _release_if_planned(planned: Any) -> None:
-    if not planned.cancelled() and planned.exception() is None:
-        planned.result()[0].release()
-
-
 class LiveSessions:
     """The calls of one transport whose children are running, so close() can end them."""
 
@@ -505,16 +501,11 @@ class PerCallTransport:
     async def aopen(
         self, request: GenerationRequest, deadline: float | None
     ) -> AsyncPerCallSession:
-        import asyncio
-
-        # The first call probes the binary (a short child run): keep it off the event loop.
-        planned = asyncio.ensure_future(asyncio.to_thread(self.plan, request))
-        try:
-            plan, details = await asyncio.shield(planned)
-        except asyncio.CancelledError:
-            # Cancelled while the thread ran on: drop the prompt file it makes.
-            planned.add_done_callback(_release_if_planned)
-            raise
+        # The first call probes the binary (a short child run): keep it off the event loop;
+        # cancelled meanwhile, drop the prompt file the plan makes.
+        plan, details = await off_loop(
+            lambda: self.plan(request), lambda planned: planned[0].release()
+        )
         return AsyncPerCallSession(plan, details, self.live)
 
     def health(self) -> bool:

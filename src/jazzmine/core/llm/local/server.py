@@ -38,6 +38,7 @@ from .percall import check_workers
 from .process import DeadlineExceeded, StderrBuffer, terminate_group
 from .reply import OutputShape
 from .request import GenerationRequest, RunOutcome
+from .transport import off_loop
 
 if TYPE_CHECKING:
     import ssl
@@ -384,11 +385,6 @@ def _no_tls() -> ssl.SSLContext:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     return context
-
-
-def _end_if_begun(begun: Any) -> None:
-    if not begun.cancelled() and begun.exception() is None:
-        begun.result().end_request()
 
 
 _live_servers: set[LlamaServer] = set()
@@ -775,16 +771,9 @@ class ServerTransport:
         return ServerSession(server, request, self._details(server), deadline)
 
     async def aopen(self, request: GenerationRequest, deadline: float | None) -> AsyncServerSession:
-        import asyncio
-
-        # Starting may wait for a model load (and the server's lock): off the event loop.
-        begun = asyncio.ensure_future(asyncio.to_thread(self._begin, deadline))
-        try:
-            server = await asyncio.shield(begun)
-        except asyncio.CancelledError:
-            # Cancelled while the thread ran on: end its count once it has one.
-            begun.add_done_callback(_end_if_begun)
-            raise
+        # Starting may wait for a model load (and the server's lock): off the event loop;
+        # cancelled meanwhile, end the request it counted.
+        server = await off_loop(lambda: self._begin(deadline), LlamaServer.end_request)
         return AsyncServerSession(server, request, self._details(server), deadline)
 
     def health(self) -> bool:

@@ -8,12 +8,32 @@ assembly. Two implementations: ``percall`` (a child process per call, the spec) 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from .reply import OutputShape
 from .request import GenerationRequest, RunOutcome
+
+_T = TypeVar("_T")
+
+
+async def off_loop(work: Callable[[], _T], undo: Callable[[_T], None]) -> _T:
+    """``work()`` in a thread, off the event loop. A cancel cannot stop the thread, so
+    when the caller is cancelled, ``undo`` runs on what the thread goes on to return."""
+    import asyncio
+
+    running = asyncio.ensure_future(asyncio.to_thread(work))
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+
+        def undo_result(done: asyncio.Future[_T]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                undo(done.result())
+
+        running.add_done_callback(undo_result)
+        raise
 
 
 class Session(Protocol):
