@@ -25,7 +25,7 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 wanted=$(sha256sum pyproject.toml | cut -c1-16)
 if [ "$(cat "$venv/.jazzmine-installed" 2>/dev/null)" != "$wanted" ]; then
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check -e ".[test,warm]"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -e ".[test]"
     echo "$wanted" > "$venv/.jazzmine-installed"
 fi
 "$venv/bin/jazzmine" setup

@@ -25,7 +25,7 @@ def fmt(stats: dict[str, float], digits: int = 3) -> str:
 
 
 def machine() -> dict[str, Any]:
-    from jazzmine.core.llm.local import defaults
+    from jazzmine.local import defaults
 
     cpu = "unknown"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -98,13 +98,13 @@ def machine_line(facts: dict[str, Any]) -> str:
 
 def completion_binary() -> str:
     """The llama-completion the set-up built."""
-    from jazzmine.core.llm.local import defaults
+    from jazzmine.local import defaults
 
     return str(defaults.build_bin_dir() / "llama-completion")
 
 
 def default_model() -> str:
-    from jazzmine.core.llm.local import defaults
+    from jazzmine.local import defaults
 
     return str(defaults.ensure_default_model())
 

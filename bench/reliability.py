@@ -29,7 +29,7 @@ import fakes
 from common import completion_binary, default_model
 from probes import ArgvScanner, process_alive
 
-from jazzmine.core.llm import (
+from jazzmine.local import (
     LLMInternalError,
     LLMTimeoutError,
     LocalLLM,

@@ -30,14 +30,14 @@ PROMPT_TEXT = "List the planets of the solar system."
 
 
 def _bin(name: str) -> str:
-    from jazzmine.core.llm.local import defaults
+    from jazzmine.local import defaults
 
     return str(defaults.build_bin_dir() / name)
 
 
 def measure(workers: list[str], repeat: int) -> dict[str, Any]:
     """Runs where the client is (loopback, or inside the client namespace)."""
-    from jazzmine.core.llm import LocalLLM, MessagePart
+    from jazzmine.local import LocalLLM, MessagePart
 
     prompt = [MessagePart("user", PROMPT_TEXT)]
     options: dict[str, Any] = {"seed": 1, "extra_args": ["--ignore-eos"], "n_ctx": 1024}

@@ -23,8 +23,7 @@ from typing import Any
 
 from common import fmt, machine, machine_line, run_steps, save, summary
 
-from jazzmine.core.llm import LocalLLM, MessagePart
-from jazzmine.core.llm.local import defaults
+from jazzmine.local import LocalLLM, MessagePart, defaults
 
 SCHEMA = {
     "type": "object",
@@ -64,8 +63,8 @@ def first_read_ms(reader: str) -> float:
     model = str(defaults.ensure_default_model())
     code = {
         "jazzmine": (
-            "from jazzmine.core.llm.local.template import template_from_gguf\n"
-            "from jazzmine.core.llm.local.gguf import read_tokenizer_info\n"
+            "from jazzmine.local.template import template_from_gguf\n"
+            "from jazzmine.local.gguf import read_tokenizer_info\n"
             "import time; t = time.perf_counter()\n"
             f"info = read_tokenizer_info({model!r}); template_from_gguf({model!r})\n"
             "assert info.bos_token == '<bos>' and info.eos_token == '<eos>'\n"

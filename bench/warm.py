@@ -34,7 +34,7 @@ from common import (
     timed,
 )
 
-from jazzmine.core.llm import LocalLLM, MessagePart
+from jazzmine.local import LocalLLM, MessagePart
 
 SHORT = [MessagePart("user", "List the planets of the solar system.")]
 FACTS = [

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from jazzmine._setup import run_setup
-from jazzmine.core.llm import MessagePart
+from jazzmine.local import MessagePart
+from jazzmine.local._setup import run_setup
 
 
 @pytest.fixture(scope="session")

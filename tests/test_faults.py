@@ -20,7 +20,7 @@ import fakes
 import pytest
 from probes import ArgvScanner, children_running, open_fds, process_alive
 
-from jazzmine.core.llm import (
+from jazzmine.local import (
     LLMInternalError,
     LLMInvalidRequestError,
     LLMTimeoutError,
@@ -396,7 +396,7 @@ def test_interpreter_exit_stops_children_of_abandoned_calls(
     hang = make_script("hang", fakes.HANG)
     program = f"""
 import sys
-from jazzmine.core.llm import LocalLLM, MessagePart
+from jazzmine.local import LocalLLM, MessagePart
 llm = LocalLLM(binary_path={hang!r}, model="x", env={{"FAKE_PID_FILE": {str(pid_file)!r}}})
 stream = llm.stream([MessagePart("user", "hi")])
 next(stream)  # the child is running; the program now exits without closing the stream

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from probes import children_running, environment_of
 
-from jazzmine.core.llm import (
+from jazzmine.local import (
     BaseLLM,
     LLMInternalError,
     LLMResponse,
@@ -22,7 +22,7 @@ from jazzmine.core.llm import (
     MessagePart,
     estimate_tokens,
 )
-from jazzmine.core.llm.local import binary as binaries
+from jazzmine.local import binary as binaries
 
 QUESTION = [MessagePart("user", "What is the capital of France?")]
 # A prompt the default model answers at length, for cutting with stop sequences.
@@ -364,7 +364,7 @@ def test_close_is_safe_at_any_time(completion_bin: str, model_path: str) -> None
 
 def _jazzmine(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "jazzmine.cli", *args],
+        [sys.executable, "-m", "jazzmine.local.cli", *args],
         input=stdin,
         capture_output=True,
         text=True,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from gguf_files import write_gguf
 
-from jazzmine.core.llm import LLMInvalidRequestError, LocalLLM, MessagePart
+from jazzmine.local import LLMInvalidRequestError, LocalLLM, MessagePart
 
 FIXTURES = Path(__file__).parent / "fixtures" / "templates"
 GEMMA = str(FIXTURES / "google-gemma-2-2b-it.jinja")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jazzmine.core.llm.local.reply import OutputShape, ReplyAssembler
+from jazzmine.local.reply import OutputShape, ReplyAssembler
 
 
 def feed_all(assembler: ReplyAssembler, chunks: list[bytes]) -> list[str]:

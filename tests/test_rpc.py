@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from probes import descendants, environment_of
 
-from jazzmine.cli import worker_banner
-from jazzmine.core.llm import LLMConnectionError, LLMInternalError, LocalLLM, MessagePart
-from jazzmine.core.llm.local.rpc import parse_servers
+from jazzmine.local import LLMConnectionError, LLMInternalError, LocalLLM, MessagePart
+from jazzmine.local.cli import worker_banner
+from jazzmine.local.rpc import parse_servers
 
 LISTING = [MessagePart("user", "List the planets of the solar system.")]
 
@@ -42,7 +42,7 @@ class Worker:
             [
                 sys.executable,
                 "-m",
-                "jazzmine.cli",
+                "jazzmine.local.cli",
                 "worker",
                 "--port",
                 str(self.port),
@@ -97,7 +97,7 @@ def test_addresses_are_validated_at_construction(monkeypatch: pytest.MonkeyPatch
 
 
 def test_the_build_has_the_rpc_backend(real_build: tuple[Path, Path], completion_bin: str) -> None:
-    from jazzmine.core.llm.local.binary import probe
+    from jazzmine.local.binary import probe
 
     assert probe(completion_bin).accepts("--rpc")
     assert (real_build[0] / "ggml-rpc-server").exists()

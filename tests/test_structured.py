@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from jazzmine.core.llm import LLMInvalidRequestError, LocalLLM, MessagePart
+from jazzmine.local import LLMInvalidRequestError, LocalLLM, MessagePart
 
 # Nested objects, enums, arrays and required fields. Kept to few tokens: llama.cpp's
 # grammar sampling over Gemma's 262k-token vocabulary costs about half a second a token.

@@ -21,9 +21,9 @@ import pytest
 from gguf_files import gguf_string, write_gguf
 from jinja2.exceptions import SecurityError
 
-from jazzmine.core.llm.errors import LLMInvalidRequestError
-from jazzmine.core.llm.local import gguf
-from jazzmine.core.llm.local.template import (
+from jazzmine.local import gguf
+from jazzmine.local.errors import LLMInvalidRequestError
+from jazzmine.local.template import (
     CHATML_TEMPLATE,
     ChatTemplate,
     clear_cache,
@@ -32,7 +32,7 @@ from jazzmine.core.llm.local.template import (
     render,
     template_from_gguf,
 )
-from jazzmine.core.llm.types import MessagePart as M
+from jazzmine.local.types import MessagePart as M
 
 TEMPLATES = Path(__file__).parent / "fixtures" / "templates"
 TEMPLATE_FILES = sorted(TEMPLATES.glob("*.jinja")) + sorted(TEMPLATES.glob("synthetic/*.jinja"))

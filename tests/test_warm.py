@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 from probes import ArgvScanner, environment_of, process_alive
 
-from jazzmine.core.llm import (
+from jazzmine.local import (
     LLMInternalError,
     LLMTimeoutError,
     LocalLLM,
     MessagePart,
 )
-from jazzmine.core.llm.local.config import parse_keep_alive
+from jazzmine.local.config import parse_keep_alive
 
 LISTING = [MessagePart("user", "List the planets of the solar system.")]
 CHATTY = [
@@ -295,7 +295,7 @@ def test_instances_with_the_same_options_share_one_server(warm) -> None:  # type
 def test_killing_the_python_process_leaves_no_server(completion_bin: str, model_path: str) -> None:
     program = f"""
 import sys, threading, time
-from jazzmine.core.llm import LocalLLM, MessagePart
+from jazzmine.local import LocalLLM, MessagePart
 def work():
     # Started from a short-lived thread: the server must still live until the process dies.
     llm = LocalLLM(binary_path={completion_bin!r}, model={model_path!r}, keep_alive=-1,

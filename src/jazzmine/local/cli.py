@@ -9,8 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .core.llm import LLMError, LocalLLM, MessagePart
-from .core.llm.local import rpc
+from . import LLMError, LocalLLM, MessagePart, rpc
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -139,7 +138,7 @@ def _chat(args: argparse.Namespace) -> int:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from .core.llm.local import binary as binaries
+    from . import binary as binaries
 
     report: dict[str, Any] = {"binary": None, "model": None, "ok": False}
     llm = LocalLLM(binary_path=args.binary, model=args.model, max_tokens=1, timeout=120)
@@ -185,8 +184,8 @@ def worker_banner(host: str, port: int) -> list[str]:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from .core.llm.local import defaults
-    from .core.llm.local.config import llama_environment
+    from . import defaults
+    from .config import llama_environment
 
     binary = args.binary or rpc.find_worker(str(defaults.default_binary_path()))
     for line in worker_banner(args.host, args.port):

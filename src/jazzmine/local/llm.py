@@ -17,13 +17,13 @@ import warnings
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..base import BaseLLM
-from ..errors import LLMError, LLMInternalError, LLMInvalidRequestError, LLMTimeoutError
-from ..types import LLMResponse, MessagePart
+from .base import BaseLLM
 from .config import LocalConfig, looks_like_gguf, optional_int, parse_keep_alive
+from .errors import LLMError, LLMInternalError, LLMInvalidRequestError, LLMTimeoutError
 from .limits import ConcurrencyLimit
 from .prompt import NEXT_TURN_MARKERS, flatten, validate_messages
 from .request import GenerationRequest, RunOutcome, constraint_error
+from .types import LLMResponse, MessagePart
 
 if TYPE_CHECKING:
     from .gguf import TokenizerInfo

@@ -1,4 +1,8 @@
-"""The abstract provider every jazzmine LLM implements."""
+"""The abstract provider every jazzmine LLM implements.
+
+With the jazzmine framework installed it derives from the framework's ``BaseLLM``, so
+``isinstance(llm, jazzmine.core.llm.BaseLLM)`` holds for ``LocalLLM``.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,11 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
+from ._framework import base_class
 from .types import LLMResponse, MessagePart
 
 
-class BaseLLM(ABC):
+class BaseLLM(base_class("BaseLLM", ABC)):  # type: ignore[misc]
     def __init__(
         self,
         model: str,

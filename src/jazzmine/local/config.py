@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..errors import LLMInvalidRequestError
+from .errors import LLMInvalidRequestError
 from .request import GenerationRequest
 
 # Room left for the reply when the caller sets no max_tokens and no n_ctx.

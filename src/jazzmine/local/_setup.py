@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .core.llm.local import defaults
+from . import defaults
 
 Report = Callable[[str], None]
 _STAMP = ".complete"
@@ -192,8 +192,8 @@ def _smoke_test(binary: Path, model: Path, report: Report) -> None:
             + done.stderr.decode(errors="replace")[-3000:]
         )
     report("check:    one-token generation works")
-    from .core.llm.local import rpc
-    from .core.llm.local.binary import probe
+    from . import rpc
+    from .binary import probe
 
     if not probe(str(binary)).accepts("--rpc") or not (binary.parent / rpc.WORKER_NAME).exists():
         raise RuntimeError("the llama.cpp build has no RPC backend (--rpc, ggml-rpc-server)")

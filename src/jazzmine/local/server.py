@@ -26,14 +26,14 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import (
+from .binary import probe
+from .config import LocalConfig, llama_environment
+from .errors import (
     LLMConnectionError,
     LLMError,
     LLMInternalError,
     LLMInvalidRequestError,
 )
-from .binary import probe
-from .config import LocalConfig, llama_environment
 from .percall import check_workers
 from .process import DeadlineExceeded, StderrBuffer, terminate_group
 from .reply import OutputShape

@@ -17,9 +17,9 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import LLMInternalError, LLMInvalidRequestError
 from .binary import BinaryInfo, BinaryKind, check_executable, probe
 from .config import LocalConfig, llama_environment
+from .errors import LLMInternalError, LLMInvalidRequestError
 from .process import AsyncChildProcess, ChildProcess, DeadlineExceeded, ExitStatus
 from .reply import OutputShape
 from .request import GenerationRequest, RunOutcome, parse_llama_counts
@@ -523,7 +523,7 @@ class PerCallTransport:
 def check_workers(addresses: Sequence[str]) -> None:
     if not addresses:
         return
-    from ..errors import LLMConnectionError
+    from .errors import LLMConnectionError
     from .rpc import CONNECT_TIMEOUT_SECONDS, unreachable
 
     dead = unreachable(addresses)

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..errors import LLMInvalidRequestError
-from ..types import MessagePart
+from .errors import LLMInvalidRequestError
+from .types import MessagePart
 
 KNOWN_ROLES = ("system", "user", "assistant")
 
@@ -21,7 +21,8 @@ NEXT_TURN_MARKERS = tuple(f"\n{role.capitalize()}:" for role in KNOWN_ROLES)
 def validate_messages(messages: Sequence[Any]) -> list[MessagePart]:
     """Return the messages as ``MessagePart``s, or raise naming the first bad one.
 
-    Dicts with ``role`` and ``content`` are accepted too, as most LLM libraries do.
+    Accepted: this package's ``MessagePart``, the jazzmine framework's, any object with
+    ``role`` and ``content`` attributes, and dicts with those keys, as most LLM libraries do.
     """
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
         raise LLMInvalidRequestError(
@@ -31,13 +32,14 @@ def validate_messages(messages: Sequence[Any]) -> list[MessagePart]:
         raise LLMInvalidRequestError("messages is empty: give at least one MessagePart")
     checked: list[MessagePart] = []
     for index, message in enumerate(messages):
-        if isinstance(message, MessagePart):
-            role, content = message.role, message.content
-        elif isinstance(message, Mapping) and "role" in message and "content" in message:
+        if isinstance(message, Mapping) and "role" in message and "content" in message:
             role, content = message["role"], message["content"]
+        elif hasattr(message, "role") and hasattr(message, "content"):
+            role, content = message.role, message.content
         else:
             raise LLMInvalidRequestError(
-                f"messages[{index}] is a {type(message).__name__}, not a MessagePart"
+                f"messages[{index}] is a {type(message).__name__}; give a MessagePart, an object "
+                "with role and content, or a dict with those keys"
             )
         if not isinstance(role, str) or role.lower() not in KNOWN_ROLES:
             raise LLMInvalidRequestError(

@@ -9,12 +9,18 @@
 
 Errors raised after generation started carry ``partial_text``: the reply text produced
 before the failure, so nothing the model wrote is lost.
+
+With the jazzmine framework installed, each class also derives from the framework's class
+of the same name, so ``except jazzmine.core.llm.LLMTimeoutError`` catches this package's
+timeouts and the attributes below stay on them.
 """
 
 from __future__ import annotations
 
+from ._framework import error_class
 
-class LLMError(Exception):
+
+class LLMError(error_class("LLMError")):  # type: ignore[misc]
     """Base class for all LLM errors."""
 
     def __init__(
@@ -34,21 +40,21 @@ class LLMError(Exception):
         self.signal_name = signal_name
 
 
-class LLMTimeoutError(LLMError):
+class LLMTimeoutError(LLMError, error_class("LLMTimeoutError")):  # type: ignore[misc]
     pass
 
 
-class LLMRateLimitError(LLMError):
+class LLMRateLimitError(LLMError, error_class("LLMRateLimitError")):  # type: ignore[misc]
     pass
 
 
-class LLMConnectionError(LLMError):
+class LLMConnectionError(LLMError, error_class("LLMConnectionError")):  # type: ignore[misc]
     pass
 
 
-class LLMInvalidRequestError(LLMError):
+class LLMInvalidRequestError(LLMError, error_class("LLMInvalidRequestError")):  # type: ignore[misc]
     pass
 
 
-class LLMInternalError(LLMError):
+class LLMInternalError(LLMError, error_class("LLMInternalError")):  # type: ignore[misc]
     pass

@@ -1,13 +1,19 @@
-"""Plain data exchanged with every provider (field names match jazzmine 0.1.x)."""
+"""Plain data exchanged with every provider (field names match jazzmine 0.1.x).
+
+With the jazzmine framework installed, each class derives from the framework's class of the
+same name: the framework's code that checks for or builds on them accepts these.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from ._framework import data_class
+
 
 @dataclass
-class LLMUsage:
+class LLMUsage(data_class("LLMUsage")):  # type: ignore[misc]
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
@@ -15,7 +21,7 @@ class LLMUsage:
 
 
 @dataclass
-class LLMResponse:
+class LLMResponse(data_class("LLMResponse")):  # type: ignore[misc]
     text: str
     usage: LLMUsage
     model: str
@@ -26,6 +32,6 @@ class LLMResponse:
 
 
 @dataclass
-class MessagePart:
+class MessagePart(data_class("MessagePart")):  # type: ignore[misc]
     role: str  # "system", "user" or "assistant"
     content: str

@@ -28,10 +28,10 @@ from jinja2.exceptions import SecurityError, TemplateError, TemplateSyntaxError
 from jinja2.ext import Extension, loopcontrols
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from ..errors import LLMInvalidRequestError
-from ..types import MessagePart
+from .errors import LLMInvalidRequestError
 from .gguf import TokenizerInfo, read_tokenizer_info
 from .gguf import clear_cache as _clear_gguf_cache
+from .types import MessagePart
 
 __all__ = [
     "CHATML_TEMPLATE",

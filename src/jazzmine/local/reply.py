@@ -14,10 +14,10 @@ import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ..errors import LLMInternalError
-from ..types import LLMUsage
-from ..usage import estimate_tokens, usage_from_counts
+from .errors import LLMInternalError
 from .request import RunOutcome
+from .types import LLMUsage
+from .usage import estimate_tokens, usage_from_counts
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from .errors import (
     LLMRateLimitError,
     LLMTimeoutError,
 )
-from .local import LocalLLM
+from .llm import LocalLLM
 from .types import LLMResponse, LLMUsage, MessagePart
 from .usage import estimate_tokens
 
