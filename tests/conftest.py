@@ -14,6 +14,17 @@ from jazzmine.local import MessagePart
 from jazzmine.local._setup import run_setup
 
 
+# Fixtures that need the llama.cpp build or a model: a test using any of them is marked
+# `real`, so `pytest -m "not real"` runs the rest in seconds on a machine with nothing built.
+REAL_FIXTURES = frozenset({"real_build", "completion_bin", "cli_bin", "model_path"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if REAL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.real)
+
+
 @pytest.fixture(scope="session")
 def real_build() -> tuple[Path, Path]:
     """The embedded llama.cpp binaries and default model (built on first use, then cached)."""

@@ -372,12 +372,14 @@ def _jazzmine(*args: str, stdin: str | None = None) -> subprocess.CompletedProce
     )
 
 
+@pytest.mark.real
 def test_cli_run_streams_a_reply() -> None:
     done = _jazzmine("run", "Name a colour.", "--max-tokens", "8", "--temperature", "0")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip()
 
 
+@pytest.mark.real
 def test_cli_chat_keeps_history() -> None:
     for keep_alive in ("5m", "0"):  # warm (the default) and a process per turn
         done = _jazzmine(
