@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's two entry points on a fresh machine:
-#   bash dev.sh demo ["PROMPT"]   set up, then stream a reply from the default model
+#   bash dev.sh demo ["PROMPT"]   set up, then stream the default model's answer
 #   bash dev.sh test [PYTEST ARGS] set up, then lint, type-check and run the test suite
 # Set-up is idempotent: a virtualenv in .venv, the package with its test tools, and
 # `jazzmine setup` (llama.cpp built once into the user cache, the default model).
@@ -29,12 +29,17 @@ if [ "$(cat "$venv/.jazzmine-installed" 2>/dev/null)" != "$wanted" ]; then
     echo "$wanted" > "$venv/.jazzmine-installed"
 fi
 "$venv/bin/jazzmine" setup
+# Offline material for the packaging and framework tests: registries are reached here,
+# at set-up, never while the tests run.
+for prepare in tests/envs/wheelhouse.sh tests/envs/framework.sh; do
+    if [ -f "$prepare" ]; then bash "$prepare" "$venv"; fi
+done
 
 command=${1:-demo}
 shift || true
 case "$command" in
     demo)
-        "$venv/bin/jazzmine" run "${1:-The three primary colours are}" --max-tokens 64
+        "$venv/bin/jazzmine" run "${1:-What are the three primary colours?}" --max-tokens 64
         ;;
     test)
         "$venv/bin/ruff" check src tests bench
