@@ -1,86 +1,52 @@
 """A small GGUF header reader: metadata values without loading weights.
 
-It reads key/value pairs in file order, stepping over arrays without decoding them.
-Results are cached per path, modification time and size.
-
-String arrays are the slow part: the vocabulary (``tokenizer.ggml.tokens``, 262144
-strings for Gemma 3) and BPE merges are stored as length-prefixed strings, so finding
-where such an array ends means hopping over every length, which costs tens of
-milliseconds in Python. Instead, a large string array is stepped over by *guessing*
-where the next key starts (searching for the byte pattern of a key name such as
-``<u64 length>tokenizer.``) and accepting the guess only when everything after it
-parses as a GGUF header: the remaining key/value pairs (exactly as many as the header
-announces) and the tensor-info table, with every tensor offset inside the file. A wrong
-guess inside the array would have to fake that entire tail, which real vocabularies do
-not do; when no guess passes, the reader falls back to hopping over every length.
+It reads key/value pairs in file order, as ``gguf_init_from_file_impl`` in llama.cpp's
+``ggml/src/gguf.cpp`` does, but decodes only the values asked for and steps over
+arrays without decoding them (a large string array by a checked guess, see
+``gguf_guess.py``). Results are cached per path, modification time and size.
 """
 
 from __future__ import annotations
 
-import contextlib
 import mmap
 import os
 import struct
 import threading
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable
 from itertools import repeat
 from typing import Any
 
-_MAGIC = b"GGUF"
-# type id -> struct format of one scalar
-_SCALARS = {
-    0: "<B",
-    1: "<b",
-    2: "<H",
-    3: "<h",
-    4: "<I",
-    5: "<i",
-    6: "<f",
-    7: "<?",
-    10: "<Q",
-    11: "<q",
-    12: "<d",
-}
-_SIZES = {t: struct.calcsize(f) for t, f in _SCALARS.items()}
-_STRING, _ARRAY = 8, 9
-_U32 = struct.Struct("<I")
-_U64 = struct.Struct("<Q")
-_ARRAY_HEAD = struct.Struct("<IQ")
+from .gguf_format import (
+    ARRAY,
+    ARRAY_HEAD,
+    MAGIC,
+    MAX_NAME_LENGTH,
+    SCALARS,
+    SIZES,
+    STRING,
+    U32,
+    U64,
+    GGUFError,
+    mapped,
+)
+from .gguf_guess import GUESS_MIN_ITEMS, candidates, check_tensor_infos
+from .gguf_vocab import INFO_KEYS, TOKENS_KEY, TokenizerInfo, special_token_ids, tokenizer_info
 
-# Below this many items an exact hop is already cheap, so no guessing is worth it.
-_GUESS_MIN_ITEMS = 4096
-# A guess is abandoned after this many candidates; the exact hop is then the cheaper way.
-_MAX_CANDIDATES = 64
+__all__ = [
+    "GGUFError",
+    "TokenizerInfo",
+    "clear_cache",
+    "file_problem",
+    "read_metadata",
+    "read_tokenizer_info",
+]
+
 # Key namespaces searched for after a large string array, most likely first.
 _ANCHORS = (b"tokenizer.", b"general.")
-_HIGH_ZEROS = b"\x00" * 7
-# ggml limits used to reject a tail that only looks like a tensor-info table
-_MAX_DIMS = 4
-_MAX_GGML_TYPE = 255
 
 _cache: dict[tuple[str, int, int, frozenset[str]], dict[str, Any]] = {}
 _info_cache: dict[tuple[str, int, int], TokenizerInfo] = {}
 _cache_lock = threading.Lock()
-
-
-class GGUFError(ValueError):
-    """The file is not a GGUF file this reader understands."""
-
-
-@dataclass(frozen=True)
-class TokenizerInfo:
-    """What rendering a chat prompt needs from a model file.
-
-    ``bos_token``/``eos_token`` are the token texts ("" when the vocabulary has none);
-    ``add_bos``/``add_eos`` say whether llama.cpp adds them when tokenizing a prompt.
-    """
-
-    chat_template: str | None
-    bos_token: str
-    eos_token: str
-    add_bos: bool
-    add_eos: bool
 
 
 def read_metadata(path: str | os.PathLike[str], keys: Iterable[str]) -> dict[str, Any]:
@@ -95,11 +61,7 @@ def read_metadata(path: str | os.PathLike[str], keys: Iterable[str]) -> dict[str
     with _cache_lock:
         if cache_key in _cache:
             return dict(_cache[cache_key])
-    with (
-        _malformed_as_gguf_error(),
-        open(path, "rb") as file,
-        mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as view,
-    ):
+    with mapped(path) as view:
         found = _Header(view, wanted).scan()[0]
     with _cache_lock:
         _cache[cache_key] = found
@@ -121,31 +83,6 @@ def file_problem(path: str) -> str | None:
     return None
 
 
-_INFO_KEYS = frozenset(
-    {
-        "tokenizer.chat_template",
-        "tokenizer.ggml.model",
-        "tokenizer.ggml.pre",
-        "tokenizer.ggml.bos_token_id",
-        "tokenizer.ggml.eos_token_id",
-        "tokenizer.ggml.add_bos_token",
-        "tokenizer.ggml.add_eos_token",
-    }
-)
-_TOKENS_KEY = b"tokenizer.ggml.tokens"
-
-
-@contextlib.contextmanager
-def _malformed_as_gguf_error() -> Iterator[None]:
-    """A short, empty or corrupt file is a GGUFError, whatever part of parsing notices."""
-    try:
-        yield
-    except GGUFError:
-        raise
-    except (ValueError, struct.error, IndexError, OverflowError, UnicodeDecodeError) as exc:
-        raise GGUFError(f"malformed GGUF file: {exc}") from exc
-
-
 def read_tokenizer_info(path: str | os.PathLike[str]) -> TokenizerInfo:
     """The chat template and the BOS/EOS token texts, without reading the vocabulary.
 
@@ -157,27 +94,10 @@ def read_tokenizer_info(path: str | os.PathLike[str]) -> TokenizerInfo:
         cached = _info_cache.get(cache_key)
     if cached is not None:
         return cached
-    with (
-        _malformed_as_gguf_error(),
-        open(path, "rb") as file,
-        mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as view,
-    ):
-        found, arrays = _Header(view, _INFO_KEYS, record=frozenset({_TOKENS_KEY})).scan()
-        tokens = arrays.get(_TOKENS_KEY)
-        model = str(found.get("tokenizer.ggml.model", "llama"))
-        pre = str(found.get("tokenizer.ggml.pre", ""))
-        default_bos, default_eos, add_bos, add_eos = _vocab_defaults(model, pre)
-        bos_id = found.get("tokenizer.ggml.bos_token_id", default_bos)
-        eos_id = found.get("tokenizer.ggml.eos_token_id", default_eos)
-        bos, eos = _token_texts(view, tokens, (bos_id, eos_id))
-    template = found.get("tokenizer.chat_template")
-    info = TokenizerInfo(
-        chat_template=template if isinstance(template, str) else None,
-        bos_token=bos,
-        eos_token=eos,
-        add_bos=bool(found.get("tokenizer.ggml.add_bos_token", add_bos)),
-        add_eos=bool(found.get("tokenizer.ggml.add_eos_token", add_eos)),
-    )
+    with mapped(path) as view:
+        found, arrays = _Header(view, INFO_KEYS, record=frozenset({TOKENS_KEY})).scan()
+        bos, eos = _token_texts(view, arrays.get(TOKENS_KEY), special_token_ids(found))
+    info = tokenizer_info(found, bos, eos)
     with _cache_lock:
         _info_cache[cache_key] = info
     return info
@@ -188,42 +108,6 @@ def clear_cache() -> None:
     with _cache_lock:
         _cache.clear()
         _info_cache.clear()
-
-
-# llama-vocab.cpp picks these when the file does not say: special token ids by tokenizer
-# model, and whether BOS/EOS are added (BPE vocabularies add BOS only for some
-# pre-tokenizers).
-_BPE_ADD_BOS = frozenset(
-    {
-        "llama3",
-        "llama-v3",
-        "llama-bpe",
-        "falcon3",
-        "falcon-h1",
-        "pixtral",
-        "midm-2.0",
-        "lfm2",
-        "jina-v5-nano",
-        "tekken",
-        "chameleon",
-    }
-)
-
-
-def _vocab_defaults(model: str, pre: str) -> tuple[int | None, int | None, bool, bool]:
-    if model == "llama":
-        return 1, 2, True, False
-    if model == "bert":
-        return 101, None, True, False
-    if model in ("gpt2", "hybriddna", "whitespace"):
-        return 11, 11, pre in _BPE_ADD_BOS, False
-    if model == "gemma4":
-        return 11, 11, True, False
-    if model == "t5":
-        return None, 1, False, True
-    if model == "plamo2":
-        return 1, 2, False, False
-    return None, None, False, False
 
 
 def _token_texts(
@@ -255,7 +139,7 @@ def _decode(raw: bytes) -> str:
 
 
 def _read_string(view: mmap.mmap, offset: int) -> tuple[str, int]:
-    (length,) = _U64.unpack_from(view, offset)
+    (length,) = U64.unpack_from(view, offset)
     start = offset + 8
     end = start + length
     if end > len(view):
@@ -265,7 +149,7 @@ def _read_string(view: mmap.mmap, offset: int) -> tuple[str, int]:
 
 def _hop_strings(view: mmap.mmap, offset: int, count: int) -> int:
     """The offset just past ``count`` length-prefixed strings starting at ``offset``."""
-    unpack = _U64.unpack_from
+    unpack = U64.unpack_from
     try:
         # Unrolled by eight: the loop bookkeeping costs as much as the hop itself.
         for _ in repeat(None, count >> 3):
@@ -287,10 +171,10 @@ def _hop_strings(view: mmap.mmap, offset: int, count: int) -> int:
 
 
 def _read_value(view: mmap.mmap, offset: int, value_type: int) -> tuple[Any, int]:
-    if value_type == _STRING:
+    if value_type == STRING:
         return _read_string(view, offset)
-    if value_type == _ARRAY:
-        item_type, length = _ARRAY_HEAD.unpack_from(view, offset)
+    if value_type == ARRAY:
+        item_type, length = ARRAY_HEAD.unpack_from(view, offset)
         offset += 12
         if length > len(view):
             raise GGUFError("array longer than the file")
@@ -299,10 +183,10 @@ def _read_value(view: mmap.mmap, offset: int, value_type: int) -> tuple[Any, int
             item, offset = _read_value(view, offset, item_type)
             items.append(item)
         return items, offset
-    fmt = _SCALARS.get(value_type)
+    fmt = SCALARS.get(value_type)
     if fmt is None:
         raise GGUFError(f"unknown GGUF value type {value_type}")
-    return struct.unpack_from(fmt, view, offset)[0], offset + _SIZES[value_type]
+    return struct.unpack_from(fmt, view, offset)[0], offset + SIZES[value_type]
 
 
 class _Header:
@@ -323,9 +207,9 @@ class _Header:
 
     def scan(self) -> tuple[dict[str, Any], dict[bytes, tuple[int, int]]]:
         view = self.view
-        if view[:4] != _MAGIC:
+        if view[:4] != MAGIC:
             raise GGUFError("not a GGUF file (bad magic)")
-        (version,) = _U32.unpack_from(view, 4)
+        (version,) = U32.unpack_from(view, 4)
         if version < 2:
             raise GGUFError(f"GGUF version {version} is too old")
         self.n_tensors, count = struct.unpack_from("<QQ", view, 8)
@@ -350,12 +234,12 @@ class _Header:
         found: dict[str, Any] = {}
         arrays: dict[bytes, tuple[int, int]] = {}
         for index in range(count):
-            (key_length,) = _U64.unpack_from(view, offset)
-            if key_length > 65535:
+            (key_length,) = U64.unpack_from(view, offset)
+            if key_length > MAX_NAME_LENGTH:
                 raise GGUFError("implausible key length")
             key = view[offset + 8 : offset + 8 + key_length]
             offset += 8 + key_length
-            (value_type,) = _U32.unpack_from(view, offset)
+            (value_type,) = U32.unpack_from(view, offset)
             offset += 4
             if self._wants(key):
                 found[_decode(key)], offset = _read_value(view, offset, value_type)
@@ -367,21 +251,21 @@ class _Header:
                 ):
                     return found, arrays, offset
                 continue
-            if value_type != _ARRAY:
-                if value_type == _STRING:
-                    (length,) = _U64.unpack_from(view, offset)
+            if value_type != ARRAY:
+                if value_type == STRING:
+                    (length,) = U64.unpack_from(view, offset)
                     offset += 8 + length
-                elif value_type in _SIZES:
-                    offset += _SIZES[value_type]
+                elif value_type in SIZES:
+                    offset += SIZES[value_type]
                 else:
                     raise GGUFError(f"unknown GGUF value type {value_type}")
                 continue
-            item_type, length = _ARRAY_HEAD.unpack_from(view, offset)
+            item_type, length = ARRAY_HEAD.unpack_from(view, offset)
             offset += 12
-            if item_type in _SIZES:
-                offset += length * _SIZES[item_type]
+            if item_type in SIZES:
+                offset += length * SIZES[item_type]
                 continue
-            if item_type != _STRING:
+            if item_type != STRING:
                 # arrays of arrays are legal but never large in practice
                 for _ in range(length):
                     offset = _skip_nested(view, offset, item_type)
@@ -391,7 +275,7 @@ class _Header:
             if key in self.record:
                 arrays[key] = (offset, length)
             remaining = count - index - 1
-            if length >= _GUESS_MIN_ITEMS:
+            if length >= GUESS_MIN_ITEMS:
                 guessed = self._guess_past(offset, length, remaining)
                 if guessed is not None:
                     more_found, more_arrays, end = guessed
@@ -402,73 +286,36 @@ class _Header:
                     raise GGUFError("no plausible end for a string array")
             offset = _hop_strings(view, offset, length)
         if speculative:
-            self._check_tensor_infos(offset)
+            check_tensor_infos(view, offset, self.n_tensors)
         return found, arrays, offset
 
     def _guess_past(
         self, start: int, length: int, remaining: int
     ) -> tuple[dict[str, Any], dict[bytes, tuple[int, int]], int] | None:
         """Parse the rest of the header from a guessed end of a string array."""
-        for candidate in self._candidates(start + 8 * length):
+        for candidate in candidates(self.view, start + 8 * length, _ANCHORS):
             try:
                 return self._pairs(candidate, remaining, speculative=True)
             except (GGUFError, struct.error, UnicodeDecodeError, OverflowError):
                 continue
         return None
 
-    def _candidates(self, lowest: int) -> Iterator[int]:
-        """Offsets at or past ``lowest`` where a key named ``<anchor>...`` could start."""
-        view = self.view
-        tried = 0
-        for anchor in _ANCHORS:
-            needle = _HIGH_ZEROS + anchor
-            position = lowest + 1
-            while tried < _MAX_CANDIDATES:
-                hit = view.find(needle, position)
-                if hit < 0:
-                    break
-                tried += 1
-                yield hit - 1  # the key length's low byte sits just before its zeros
-                position = hit + 1
-
-    def _check_tensor_infos(self, offset: int) -> None:
-        view = self.view
-        size = len(view)
-        for _ in range(self.n_tensors):
-            (name_length,) = _U64.unpack_from(view, offset)
-            if not 0 < name_length <= 65535:
-                raise GGUFError("implausible tensor name")
-            offset += 8 + name_length
-            (n_dims,) = _U32.unpack_from(view, offset)
-            if not 0 < n_dims <= _MAX_DIMS:
-                raise GGUFError("implausible tensor rank")
-            dims = struct.unpack_from(f"<{n_dims}Q", view, offset + 4)
-            if not all(0 < d < 1 << 48 for d in dims):
-                raise GGUFError("implausible tensor shape")
-            offset += 4 + 8 * n_dims
-            ggml_type, data_offset = struct.unpack_from("<IQ", view, offset)
-            if ggml_type > _MAX_GGML_TYPE or data_offset >= size:
-                raise GGUFError("implausible tensor type or offset")
-            offset += 12
-        if offset > size:
-            raise GGUFError("tensor infos run past the end of the file")
-
 
 def _skip_nested(view: mmap.mmap, offset: int, value_type: int) -> int:
-    if value_type == _STRING:
-        (length,) = _U64.unpack_from(view, offset)
+    if value_type == STRING:
+        (length,) = U64.unpack_from(view, offset)
         return offset + 8 + int(length)
-    if value_type == _ARRAY:
-        item_type, length = _ARRAY_HEAD.unpack_from(view, offset)
+    if value_type == ARRAY:
+        item_type, length = ARRAY_HEAD.unpack_from(view, offset)
         offset += 12
-        if item_type in _SIZES:
-            return offset + int(length) * _SIZES[item_type]
-        if item_type == _STRING:
+        if item_type in SIZES:
+            return offset + int(length) * SIZES[item_type]
+        if item_type == STRING:
             return _hop_strings(view, offset, length)
         for _ in range(length):
             offset = _skip_nested(view, offset, item_type)
         return offset
-    size = _SIZES.get(value_type)
+    size = SIZES.get(value_type)
     if size is None:
         raise GGUFError(f"unknown GGUF value type {value_type}")
     return offset + size
