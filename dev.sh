@@ -31,9 +31,8 @@ fi
 "$venv/bin/jazzmine" setup
 # Offline material for the packaging and framework tests: registries are reached here,
 # at set-up, never while the tests run.
-for prepare in tests/envs/wheelhouse.sh tests/envs/framework.sh; do
-    if [ -f "$prepare" ]; then bash "$prepare" "$venv"; fi
-done
+bash tests/envs/wheelhouse.sh "$venv"
+if [ -f tests/envs/framework.sh ]; then bash tests/envs/framework.sh "$venv"; fi
 
 command=${1:-demo}
 shift || true
