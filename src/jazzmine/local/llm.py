@@ -18,7 +18,13 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .base import BaseLLM
-from .config import LocalConfig, looks_like_gguf, optional_int, parse_keep_alive
+from .config import (
+    Options,
+    call_options,
+    constraint_of,
+    looks_like_gguf,
+    reject_unknown,
+)
 from .errors import LLMError, LLMInternalError, LLMInvalidRequestError, LLMTimeoutError
 from .limits import ConcurrencyLimit
 from .prompt import NEXT_TURN_MARKERS, flatten, validate_messages
@@ -31,10 +37,7 @@ if TYPE_CHECKING:
     from .template import ChatTemplate
     from .transport import AsyncSession, Session, Transport
 
-_PER_CALL_OPTIONS = frozenset({"temperature", "max_tokens", "seed", "response_format", "grammar"})
 DEFAULT_MODEL_LABEL = "gemma-3-270m-q4_k_m"
-PROMPT_FORMATS = ("auto", "template", "flat")
-RPC_DEFAULT_KEEP_ALIVE = "5m"
 
 
 class LocalLLM(BaseLLM):
@@ -44,6 +47,10 @@ class LocalLLM(BaseLLM):
     270M (``jazzmine setup``); ``JAZZMINE_LLAMA_BIN`` and ``JAZZMINE_MODEL`` override them.
     ``keep_alive`` (or ``JAZZMINE_KEEP_ALIVE``) switches to warm mode: a private
     llama-server keeps the model loaded between calls.
+
+    Every option is checked here, and again when given per call, by its entry in
+    ``config.OPTIONS``: a misspelt name or a wrong value raises at once (a TypeError or
+    ValueError that is also an LLMInvalidRequestError) instead of being ignored.
     """
 
     def __init__(
@@ -74,69 +81,25 @@ class LocalLLM(BaseLLM):
         chat_template: str | os.PathLike[str] | None = None,
         **kwargs: Any,
     ) -> None:
-        from . import defaults, percall, rpc
-
-        if binary_path is not None:
-            binary = os.path.expanduser(os.fspath(binary_path))
-        else:
-            binary = str(defaults.default_binary_path())
-        model_text = os.fspath(model) if model is not None else None
+        reject_unknown("LocalLLM()", kwargs, per_call=False)
+        # Here locals() holds just the parameters: each goes through its entry in
+        # config.OPTIONS, so none is taken unchecked.
+        options = Options.checked(locals())
         super().__init__(
-            model=model_text or DEFAULT_MODEL_LABEL,
-            temperature=temperature,
-            max_tokens=optional_int("max_tokens", max_tokens, 1),
-            timeout=timeout,
+            model=options.model or DEFAULT_MODEL_LABEL,
+            temperature=options.temperature,
+            max_tokens=options.max_tokens,
+            timeout=options.timeout,
         )
-        if timeout is not None and timeout <= 0:
-            raise ValueError(f"timeout must be positive, got {timeout}")
-        if prompt_flag is not None and argv_template is not None:
-            raise ValueError("give prompt_flag or argv_template, not both")
-        template = tuple(argv_template) if argv_template is not None else None
-        if prompt_flag is not None:
-            template = (prompt_flag, "{prompt}")
-        extra = tuple(str(arg) for arg in extra_args)
-        percall.check_extra_args(extra)
-        if keep_alive is None:
-            keep_alive = os.environ.get("JAZZMINE_KEEP_ALIVE") or None
-        if rpc_servers is None:
-            rpc_servers = os.environ.get("JAZZMINE_RPC_SERVERS") or None
-        workers = rpc.parse_servers(rpc_servers)
-        if keep_alive is None and workers:
-            # Per call, every call would send the weights to the workers again: the
-            # workers are there for big models, so keep it loaded unless told otherwise.
-            keep_alive = RPC_DEFAULT_KEEP_ALIVE
-        split = tuple(float(share) for share in tensor_split) if tensor_split else None
-        if split is not None and any(share < 0 for share in split):
-            raise ValueError(f"tensor_split shares must be >= 0, got {tensor_split!r}")
-        self.stop = _stop_list(stop)
-        self.seed = seed
-        self.response_format = response_format
-        self.grammar = grammar
-        constraint_of(response_format, grammar)  # a malformed one fails now
-        self.max_concurrency = max_concurrency
-        self._limit = ConcurrencyLimit(max_concurrency)
-        is_gguf = looks_like_gguf(model_text)
-        self.config = LocalConfig(
-            binary_path=binary,
-            model_path=os.path.expanduser(model_text) if is_gguf and model_text else None,
-            wants_default_model=model_text is None,
-            n_ctx=optional_int("n_ctx", n_ctx, 0),
-            threads=optional_int("threads", threads, 1),
-            n_gpu_layers=optional_int("n_gpu_layers", n_gpu_layers, -1),
-            extra_args=extra,
-            env=dict(env) if env is not None else None,
-            argv_template=template,
-            server_path=os.path.expanduser(os.fspath(server_path)) if server_path else None,
-            keep_alive=parse_keep_alive(keep_alive),
-            rpc_servers=workers,
-            tensor_split=split,
-        )
-        if prompt_format not in PROMPT_FORMATS:
-            raise ValueError(
-                f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}"
-            )
-        self.prompt_format = prompt_format
-        self._chat_template_value = os.fspath(chat_template) if chat_template is not None else None
+        self.stop = options.stop or ()
+        self.seed = options.seed
+        self.response_format = options.response_format
+        self.grammar = options.grammar
+        self.max_concurrency = options.max_concurrency
+        self._limit = ConcurrencyLimit(options.max_concurrency)
+        self.config = options.local_config()
+        self.prompt_format = options.prompt_format
+        self._chat_template_value = options.chat_template
         self._template: ChatTemplate | None = None
         self._template_resolved = False
         if self._chat_template_value is not None:
@@ -228,7 +191,7 @@ class LocalLLM(BaseLLM):
     def generate(
         self, messages: Sequence[MessagePart], *, stop: Iterable[str] | None = None, **kwargs: Any
     ) -> LLMResponse:
-        call = self._new_call(messages, stop, kwargs)
+        call = self._new_call(messages, stop, kwargs, "generate()")
         for _ in self._run(call):
             pass
         return call.response()
@@ -236,8 +199,9 @@ class LocalLLM(BaseLLM):
     async def agenerate(
         self, messages: Sequence[MessagePart], *, stop: Iterable[str] | None = None, **kwargs: Any
     ) -> LLMResponse:
+        call_options("agenerate()", stop, kwargs)  # bad options fail before any probe
         await self._aresolve_template()
-        call = self._new_call(messages, stop, kwargs)
+        call = self._new_call(messages, stop, kwargs, "agenerate()")
         async for _ in self._arun(call):
             pass
         return call.response()
@@ -245,21 +209,23 @@ class LocalLLM(BaseLLM):
     def stream(
         self, messages: Sequence[MessagePart], *, stop: Iterable[str] | None = None, **kwargs: Any
     ) -> Iterator[str]:
-        call = self._new_call(messages, stop, kwargs)
+        call = self._new_call(messages, stop, kwargs, "stream()")
         call.caller_depth = 3  # the caller iterates _run itself: one frame fewer than generate
         return self._run(call)
 
     def astream(
         self, messages: Sequence[MessagePart], *, stop: Iterable[str] | None = None, **kwargs: Any
     ) -> AsyncIterator[str]:
-        validate_messages(messages)  # bad input fails here, not at the first piece
+        # Bad input fails here, not at the first piece.
+        validate_messages(messages)
+        call_options("astream()", stop, kwargs)
         return self._astream(messages, stop, kwargs)
 
     async def _astream(
         self, messages: Sequence[MessagePart], stop: Iterable[str] | None, overrides: dict[str, Any]
     ) -> AsyncIterator[str]:
         await self._aresolve_template()
-        stream = self._arun(self._new_call(messages, stop, overrides))
+        stream = self._arun(self._new_call(messages, stop, overrides, "astream()"))
         try:
             async for piece in stream:
                 yield piece
@@ -305,17 +271,19 @@ class LocalLLM(BaseLLM):
         return self._transport
 
     def _new_call(
-        self, messages: Sequence[MessagePart], stop: Iterable[str] | None, overrides: dict[str, Any]
+        self,
+        messages: Sequence[MessagePart],
+        stop: Iterable[str] | None,
+        overrides: dict[str, Any],
+        where: str = "generate()",
     ) -> _Call:
-        unknown = set(overrides) - _PER_CALL_OPTIONS
-        if unknown:
-            raise TypeError(f"unexpected per-call option(s): {', '.join(sorted(unknown))}")
+        options = call_options(where, stop, overrides)
         checked = validate_messages(messages)
         template = self._chat_template()
-        if "response_format" in overrides or "grammar" in overrides:
+        if "response_format" in options or "grammar" in options:
             # A per-call constraint replaces the constructor's, whichever kind it is.
             json_schema, grammar = constraint_of(
-                overrides.get("response_format"), overrides.get("grammar")
+                options.get("response_format"), options.get("grammar")
             )
         else:
             json_schema, grammar = constraint_of(self.response_format, self.grammar)
@@ -330,10 +298,10 @@ class LocalLLM(BaseLLM):
             turn_markers = ()
         request = GenerationRequest(
             prompt=prompt,
-            max_tokens=optional_int("max_tokens", overrides.get("max_tokens", self.max_tokens), 1),
-            temperature=overrides.get("temperature", self.temperature),
-            seed=overrides.get("seed", self.seed),
-            stop_sequences=(*self.stop, *_stop_list(stop), *turn_markers),
+            max_tokens=options.get("max_tokens", self.max_tokens),
+            temperature=options.get("temperature", self.temperature),
+            seed=options.get("seed", self.seed),
+            stop_sequences=(*self.stop, *options["stop"], *turn_markers),
             json_schema=json_schema,
             grammar=grammar,
         )
@@ -520,45 +488,6 @@ class _Call:
             raw=self.assembler.raw_text,
             api_metrics=metrics,
         )
-
-
-def constraint_of(
-    response_format: Mapping[str, Any] | None, grammar: str | None
-) -> tuple[dict[str, Any] | None, str | None]:
-    """(json_schema, grammar) from the cloud providers' ``response_format`` shape or GBNF."""
-    if grammar is not None and not isinstance(grammar, str):
-        raise LLMInvalidRequestError(f"grammar must be GBNF text, got {type(grammar).__name__}")
-    if response_format is None:
-        return None, grammar
-    if grammar is not None:
-        raise LLMInvalidRequestError("give response_format or grammar, not both")
-    kind = response_format.get("type") if isinstance(response_format, Mapping) else None
-    if kind == "text":
-        return None, None
-    if kind == "json_object":
-        return {"type": "object"}, None
-    if kind == "json_schema":
-        spec = response_format.get("json_schema")
-        schema = spec.get("schema") if isinstance(spec, Mapping) else None
-        if isinstance(schema, Mapping):
-            return dict(schema), None
-        raise LLMInvalidRequestError(
-            'response_format json_schema needs {"json_schema": {"name": ..., "schema": {...}}}'
-        )
-    raise LLMInvalidRequestError(
-        'response_format must be {"type": "json_object"} or {"type": "json_schema", ...}, '
-        f"got {response_format!r}"
-    )
-
-
-def _stop_list(stop: Iterable[str] | str | None) -> tuple[str, ...]:
-    if stop is None:
-        return ()
-    items = (stop,) if isinstance(stop, str) else tuple(stop)
-    for item in items:
-        if not isinstance(item, str) or not item:
-            raise LLMInvalidRequestError(f"stop sequences must be non-empty strings, got {item!r}")
-    return items
 
 
 __all__ = ["LocalLLM"]
