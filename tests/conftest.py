@@ -13,7 +13,6 @@ import pytest
 from jazzmine.local import MessagePart
 from jazzmine.local._setup import run_setup
 
-
 # Fixtures that need the llama.cpp build or a model: a test using any of them is marked
 # `real`, so `pytest -m "not real"` runs the rest in seconds on a machine with nothing built.
 REAL_FIXTURES = frozenset({"real_build", "completion_bin", "cli_bin", "model_path"})

@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 
 from jazzmine.local import LLMInvalidRequestError, LocalLLM, MessagePart
-from jazzmine.local.config import (
+from jazzmine.local.config import looks_like_gguf
+from jazzmine.local.options import (
     ALIASES,
     LLAMA_FLAGS,
     OPTIONS,
     PER_CALL_OPTIONS,
     Options,
-    looks_like_gguf,
 )
 
 NOWHERE = "/nonexistent/llama-completion"

@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from jazzmine.local import LLMInvalidRequestError, LocalLLM, MessagePart
+from jazzmine.local import LLMInvalidRequestError, LocalLLM, MessagePart, MockReply, MockTransport
 
 # Nested objects, enums, arrays and required fields. Kept to few tokens: llama.cpp's
 # grammar sampling over Gemma's 262k-token vocabulary costs about half a second a token.
@@ -144,10 +144,18 @@ def test_malformed_response_formats_are_refused(response_format: Any) -> None:
 
 
 def test_a_per_call_constraint_replaces_the_constructors() -> None:
-    llm = LocalLLM(binary_path="/bin/true", model="x", response_format={"type": "json_object"})
-    request = llm._new_call(EXTRACT, None, {"grammar": YES_NO}).request
+    transport = MockTransport(lambda request: MockReply(["yes"]))
+    llm = LocalLLM(
+        model="x",
+        response_format={"type": "json_object"},
+        transport=transport,
+        prompt_format="flat",
+    )
+    llm.generate(EXTRACT, grammar=YES_NO)
+    request = transport.requests[-1]
     assert (request.grammar, request.json_schema) == (YES_NO, None)
-    request = llm._new_call(EXTRACT, None, {"response_format": None}).request
+    llm.generate(EXTRACT, response_format=None)
+    request = transport.requests[-1]
     assert not request.constrained and "\nUser:" in request.stop_sequences
     with pytest.raises(LLMInvalidRequestError, match="not both"):
         LocalLLM(

@@ -21,7 +21,7 @@ from jazzmine.local import (
     LocalLLM,
     MessagePart,
 )
-from jazzmine.local.config import parse_keep_alive
+from jazzmine.local.checks import parse_keep_alive
 
 LISTING = [MessagePart("user", "List the planets of the solar system.")]
 CHATTY = [

@@ -1,4 +1,15 @@
-"""jazzmine's LLM layer: one API over every provider (here: local binaries)."""
+"""jazzmine-local: the local provider for jazzmine (llama.cpp as a child process).
+
+The whole public API is importable from here. The data classes, errors and base class
+are loaded at once (they are small); ``LocalLLM`` and the transports, which bring in
+the HTTP client, asyncio and the template engine, on first use: the one lazy entry point,
+so ``import jazzmine.local`` stays cheap for a program that only handles its types.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from .base import BaseLLM
 from .errors import (
@@ -9,12 +20,43 @@ from .errors import (
     LLMRateLimitError,
     LLMTimeoutError,
 )
-from .llm import LocalLLM
+from .request import GenerationRequest, RunOutcome
 from .types import LLMResponse, LLMUsage, MessagePart
 from .usage import estimate_tokens
 
+if TYPE_CHECKING:
+    from .llm import LocalLLM
+    from .mock import MockReply, MockTransport
+    from .stream import AsyncResponseStream, ResponseStream
+    from .transport import Session, Transport
+
+__version__ = "0.3.0"
+
+# Public name -> the module that defines it, imported when the name is first asked for.
+_LAZY = {
+    "LocalLLM": "llm",
+    "MockReply": "mock",
+    "MockTransport": "mock",
+    "ResponseStream": "stream",
+    "AsyncResponseStream": "stream",
+    "Session": "transport",
+    "Transport": "transport",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
 __all__ = [
+    "AsyncResponseStream",
     "BaseLLM",
+    "GenerationRequest",
     "LLMConnectionError",
     "LLMError",
     "LLMInternalError",
@@ -25,5 +67,11 @@ __all__ = [
     "LLMUsage",
     "LocalLLM",
     "MessagePart",
+    "MockReply",
+    "MockTransport",
+    "ResponseStream",
+    "RunOutcome",
+    "Session",
+    "Transport",
     "estimate_tokens",
 ]

@@ -58,3 +58,30 @@ class LLMInvalidRequestError(LLMError, error_class("LLMInvalidRequestError")):  
 
 class LLMInternalError(LLMError, error_class("LLMInternalError")):  # type: ignore[misc]
     pass
+
+
+class OptionTypeError(LLMInvalidRequestError, TypeError):
+    """An option of the wrong type. A TypeError, as Python raises for its own arguments, and
+    an LLMInvalidRequestError, which code written for any jazzmine provider catches."""
+
+
+class OptionValueError(LLMInvalidRequestError, ValueError):
+    """An option of the right type whose value is out of range or malformed."""
+
+
+class DeadlineExceeded(Exception):
+    """Internal: a wait inside a transport ran past the call's deadline. Never reaches the
+    caller: the call boundary (``call.Call.failure``) turns it into ``LLMTimeoutError``."""
+
+
+def completed(error: LLMError, *, partial_text: str, stderr: str, cause: str | None) -> LLMError:
+    """The error the caller sees: a transport's error with what only the call knows (the
+    reply so far, the stderr, a diagnosed cause) built in, as a new object."""
+    message = f"{cause}; {error.message}" if cause else error.message
+    return type(error)(
+        message,
+        partial_text=error.partial_text or partial_text,
+        stderr=error.stderr or stderr,
+        exit_code=error.exit_code,
+        signal_name=error.signal_name,
+    )

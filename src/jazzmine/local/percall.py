@@ -1,312 +1,29 @@
 """The spec's transport: one child process per call.
 
-Turns a request into argv for the recognised binary kind, runs one child and hands its
-raw stdout to reply assembly. The prompt never travels in argv when the binary can read
-a file: it goes through an anonymous in-memory file (``memfd``) that only the child can
-open and that vanishes with the last descriptor, on every path, crash and cancel included.
+Builds the call's argv (``argv``), runs one ``ChildProcess`` and hands its raw stdout to
+reply assembly; a reply complete before the child is ends the child with the signal that
+still makes llama.cpp print its counts.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from .binary import BinaryInfo, BinaryKind, check_executable, probe
-from .config import LocalConfig, llama_environment
-from .errors import LLMInternalError, LLMInvalidRequestError
-from .process import AsyncChildProcess, ChildProcess, DeadlineExceeded, ExitStatus
-from .reply import OutputShape
+from .argv import END_OF_TEXT, LaunchPlan, ModelOptions, build_plan
+from .binary import BinaryKind, check_executable, probe
+from .config import LocalConfig
+from .diagnose import failure_cause
+from .errors import DeadlineExceeded, LLMConnectionError, LLMError, LLMInternalError
+from .process import ChildProcess, ExitStatus
 from .request import GenerationRequest, RunOutcome, parse_llama_counts
-from .transport import off_loop
+from .rpc import CONNECT_TIMEOUT_SECONDS, unreachable
 
-# Linux refuses a single argument longer than this (MAX_ARG_STRLEN) with E2BIG.
-MAX_ARGUMENT_BYTES = 128 * 1024 - 1
 STOP_WAIT_SECONDS = 2.0
-# llama-completion prints this when the model ends its reply (an end-of-generation token).
-END_OF_TEXT = " [end of text]"
-# llama-cli's chat UI ends a session with this line once the reply is over.
-CHAT_CLI_TRAILERS = ("\n\n\nExiting...", "\n\nExiting...", "\n[ Prompt:")
-# Renders llama-cli's one user message verbatim, so it completes our prompt exactly as
-# llama-completion does instead of wrapping it in a chat template.
-PASS_THROUGH_TEMPLATE = "{% for message in messages %}{{ message.content }}{% endfor %}"
-# llama-cli shows at most this many bytes of the prompt it echoes.
-CHAT_CLI_ECHO_LIMIT = 500
-# Flags that could make llama.cpp reach the network; never passed through extra_args.
-NETWORK_FLAGS = frozenset(
-    {
-        "-hf",
-        "-hfr",
-        "--hf-repo",
-        "-hff",
-        "--hf-file",
-        "-hft",
-        "--hf-token",
-        "-mu",
-        "--model-url",
-        "-dr",
-        "--docker-repo",
-        "-hfd",
-        "-hfrd",
-        "--hf-repo-draft",
-        "-hfv",
-        "-hfrv",
-        "--hf-repo-v",
-        "-hffv",
-        "--hf-file-v",
-        "--server-base",
-    }
-)
-
-
-@dataclass(frozen=True)
-class ModelOptions:
-    """Load-time options: the same for every call of one LocalLLM."""
-
-    binary_path: str
-    model_path: str | None
-    n_ctx: int | None
-    threads: int | None
-    offload_args: tuple[str, ...] = ()
-    extra_args: tuple[str, ...] = ()
-    env: Mapping[str, str] | None = None
-    # For a binary with other flags: argv after the binary, with {prompt}, {prompt_file},
-    # {model}, {max_tokens}, {temperature} and {seed} filled in per call.
-    argv_template: tuple[str, ...] | None = None
-
-
-@dataclass
-class LaunchPlan:
-    argv: list[str]
-    shape: OutputShape
-    # Sent when the reply is complete before the child is: llama.cpp prints its
-    # statistics on SIGINT, so its counts stay exact.
-    stop_signal: int
-    reads_llama_stats: bool
-    # The child's environment (None: ours).
-    env: Mapping[str, str] | None = None
-    pass_fds: tuple[int, ...] = ()
-    _cleanups: list[tuple[str, object]] = field(default_factory=list)
-
-    def release(self) -> None:
-        """Drop the prompt file: its descriptor, or its private directory."""
-        for what, item in self._cleanups:
-            with contextlib.suppress(OSError):
-                if what == "fd":
-                    os.close(item)  # type: ignore[arg-type]
-                else:
-                    _remove_private_dir(str(item))
-        self._cleanups.clear()
-
-
-def check_extra_args(extra_args: Sequence[str]) -> None:
-    for arg in extra_args:
-        if arg.split("=", 1)[0] in NETWORK_FLAGS:
-            raise ValueError(
-                f"extra_args may not contain {arg!r}: LocalLLM never reaches the network"
-            )
-
-
-def build_plan(options: ModelOptions, info: BinaryInfo, request: GenerationRequest) -> LaunchPlan:
-    # Refuse before any prompt file exists, so a refusal leaves nothing behind.
-    _require_constraints(options, info, request)
-    if options.argv_template is not None:
-        return _templated_plan(options, request)
-    if info.kind is BinaryKind.PROMPT_FLAG:
-        return _prompt_flag_plan(options, info, request)
-    return _llama_plan(options, info, request)
-
-
-def _llama_plan(options: ModelOptions, info: BinaryInfo, request: GenerationRequest) -> LaunchPlan:
-    chat_cli = info.kind is BinaryKind.LLAMA_CHAT_CLI
-    prompt_text = request.prompt
-    template = PASS_THROUGH_TEMPLATE
-    if chat_cli and prompt_text.endswith("\n"):
-        # llama-cli drops a trailing newline from what it reads; keep it in the template.
-        body = prompt_text.rstrip("\n")
-        template += "{{ " + repr(prompt_text[len(body) :]).replace("'", '"') + " }}"
-        prompt_text = body
-    plan = LaunchPlan(
-        argv=[options.binary_path],
-        shape=_chat_cli_shape(prompt_text) if chat_cli else OutputShape(end_markers=(END_OF_TEXT,)),
-        stop_signal=signal.SIGINT,
-        reads_llama_stats=True,
-        env=llama_environment(options.env),
-    )
-    argv = plan.argv
-    if options.model_path:
-        argv += ["-m", options.model_path]
-    # llama.cpp drops one trailing newline from a prompt file: add one for it to drop.
-    file_text = prompt_text + "\n" if prompt_text.endswith("\n") else prompt_text
-    argv += ["-f", _private_prompt_file(plan, file_text)]
-    argv += _constraint_args(plan, info, request)
-    argv += _sampling_args(request)
-    argv += _load_args(options)
-    wanted = ["--no-escape", "--offline", "--simple-io", "--no-warmup"]
-    if chat_cli:
-        argv += ["-st", "--jinja", "--chat-template", template, "--no-show-timings"]
-        # Verbosity 3 makes the embedded server print its token counts on stderr.
-        argv += ["-lv", "3"]
-    else:
-        wanted += ["--no-display-prompt", "--no-conversation"]
-    argv += [flag for flag in wanted if info.accepts(flag)]
-    argv += options.extra_args
-    return plan
-
-
-def _constraint_args(plan: LaunchPlan, info: BinaryInfo, request: GenerationRequest) -> list[str]:
-    import json
-
-    if request.json_schema is not None:
-        schema_text = json.dumps(request.json_schema, ensure_ascii=False)
-        return ["--json-schema-file", _private_prompt_file(plan, schema_text)]
-    if request.grammar is not None:
-        return ["--grammar-file", _private_prompt_file(plan, request.grammar)]
-    return []
-
-
-def _require_constraints(
-    options: ModelOptions, info: BinaryInfo, request: GenerationRequest
-) -> None:
-    if not request.constrained:
-        return
-    flag = "--json-schema-file" if request.json_schema is not None else "--grammar-file"
-    # Only llama.cpp's own argv passes the constraint on (-p scripts and templates do not).
-    passes_it = options.argv_template is None and info.kind is not BinaryKind.PROMPT_FLAG
-    if not (passes_it and info.accepts(flag)):
-        raise LLMInvalidRequestError(
-            f"{info.path} cannot constrain its output (it does not take {flag} here); "
-            "response_format and grammar need a llama.cpp binary"
-        )
-
-
-def _prompt_flag_plan(
-    options: ModelOptions, info: BinaryInfo, request: GenerationRequest
-) -> LaunchPlan:
-    check_argument_size(request.prompt)
-    argv = [options.binary_path]
-    if options.model_path:
-        argv += ["-m", options.model_path]
-    argv += ["-p", request.prompt, *options.extra_args]
-    return LaunchPlan(
-        argv=argv,
-        shape=OutputShape(echo=request.prompt, end_markers=(END_OF_TEXT,)),
-        stop_signal=signal.SIGTERM,
-        reads_llama_stats=False,
-        env=options.env,
-    )
-
-
-def _templated_plan(options: ModelOptions, request: GenerationRequest) -> LaunchPlan:
-    assert options.argv_template is not None
-    plan = LaunchPlan(
-        argv=[options.binary_path],
-        shape=OutputShape(echo=request.prompt),
-        stop_signal=signal.SIGTERM,
-        reads_llama_stats=False,
-        env=options.env,
-    )
-    values = {
-        "model": options.model_path or "",
-        "max_tokens": "" if request.max_tokens is None else str(request.max_tokens),
-        "temperature": "" if request.temperature is None else str(request.temperature),
-        "seed": "" if request.seed is None else str(request.seed),
-    }
-    if any("{prompt}" in part for part in options.argv_template):
-        check_argument_size(request.prompt)
-        values["prompt"] = request.prompt
-    try:
-        for part in options.argv_template:
-            if "{prompt_file}" in part and "prompt_file" not in values:
-                values["prompt_file"] = _private_prompt_file(plan, request.prompt)
-            plan.argv.append(part.format_map(values))
-    except (KeyError, ValueError, IndexError) as error:
-        plan.release()
-        known = "{prompt}, {prompt_file}, {model}, {max_tokens}, {temperature}, {seed}"
-        raise LLMInvalidRequestError(
-            f"argv_template has a placeholder that is not one of {known} "
-            f"(write a literal brace as {{{{ or }}}}): {error!r}"
-        ) from None
-    plan.argv += options.extra_args
-    return plan
-
-
-def _sampling_args(request: GenerationRequest) -> list[str]:
-    argv = ["-n", str(request.max_tokens if request.max_tokens is not None else -1)]
-    if request.temperature is not None:
-        argv += ["--temp", repr(float(request.temperature))]
-    if request.seed is not None:
-        argv += ["-s", str(request.seed)]
-    return argv
-
-
-def _load_args(options: ModelOptions) -> list[str]:
-    argv: list[str] = []
-    if options.n_ctx is not None:
-        argv += ["-c", str(options.n_ctx)]
-    if options.threads is not None:
-        argv += ["-t", str(options.threads)]
-    return argv + list(options.offload_args)
-
-
-def _chat_cli_shape(prompt_text: str) -> OutputShape:
-    shown = prompt_text.encode("utf-8")
-    echoed = shown[:CHAT_CLI_ECHO_LIMIT] + (
-        b" ... (truncated)" if len(shown) > CHAT_CLI_ECHO_LIMIT else b""
-    )
-    return OutputShape(
-        preamble_end="\n> " + echoed.decode("utf-8", errors="replace") + "\n",
-        trailer_markers=CHAT_CLI_TRAILERS,
-    )
-
-
-def check_argument_size(prompt: str) -> None:
-    size = len(prompt.encode("utf-8"))
-    if size > MAX_ARGUMENT_BYTES:
-        raise LLMInvalidRequestError(
-            f"the prompt is {size} bytes, over the {MAX_ARGUMENT_BYTES}-byte limit Linux puts on "
-            "one command-line argument; this binary takes the prompt only on its command line "
-            "(use llama.cpp's llama-completion, which reads it from a private file)"
-        )
-
-
-def _private_prompt_file(plan: LaunchPlan, text: str) -> str:
-    data = text.encode("utf-8")
-    if hasattr(os, "memfd_create"):
-        fd = os.memfd_create("jazzmine-prompt", os.MFD_CLOEXEC)
-        plan._cleanups.append(("fd", fd))
-        _write_all(fd, data)
-        plan.pass_fds += (fd,)
-        return f"/proc/self/fd/{fd}"
-    # Elsewhere: a 0600 file in a 0700 directory of our own, removed after the call.
-    import tempfile
-
-    directory = tempfile.mkdtemp(prefix="jazzmine-")
-    plan._cleanups.append(("dir", directory))
-    path = os.path.join(directory, "prompt.txt")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        _write_all(fd, data)
-    finally:
-        os.close(fd)
-    return path
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _remove_private_dir(directory: str) -> None:
-    for name in os.listdir(directory):
-        os.unlink(os.path.join(directory, name))
-    os.rmdir(directory)
 
 
 def _stop_deadline(deadline: float | None) -> float:
@@ -327,52 +44,20 @@ def outcome_of(plan: LaunchPlan, status: ExitStatus, interrupted: bool = False) 
     return outcome
 
 
-class _PerCallSessionBase:
-    """What the sync and async sessions share: the plan, the child, ending it early."""
+class PerCallSession:
+    """One child for one call."""
 
-    def __init__(
-        self,
-        plan: LaunchPlan,
-        details: dict[str, Any],
-        live: LiveSessions,
-        child: ChildProcess | AsyncChildProcess,
-    ) -> None:
+    def __init__(self, plan: LaunchPlan, details: dict[str, Any], live: LiveSessions) -> None:
         self.plan = plan
         self.shape = plan.shape
         self.details = details
         self.live = live
-        self._child = child
-        self._ended_by_close = False
-
-    def abort(self) -> None:
-        """From any thread: end the child now (LocalLLM.close() during the call)."""
-        self._ended_by_close = True
-        self._child.interrupt(signal.SIGKILL)
-
-    def _ran_to_its_end(self, status: ExitStatus) -> RunOutcome:
-        """The outcome of a run left to end by itself, unless close() ended it."""
-        if self._ended_by_close and status.returncode != 0:
-            raise LLMInternalError(
-                "LocalLLM.close() ended this call; its model process was stopped",
-                stderr=status.stderr,
-                exit_code=status.returncode,
-            )
-        return outcome_of(self.plan, status)
-
-    def stderr_text(self) -> str:
-        return self._child.stderr_text()
-
-
-class PerCallSession(_PerCallSessionBase):
-    """One child for one call (sync)."""
-
-    def __init__(self, plan: LaunchPlan, details: dict[str, Any], live: LiveSessions) -> None:
-        self._child: ChildProcess = ChildProcess(plan.argv, env=plan.env, pass_fds=plan.pass_fds)
-        super().__init__(plan, details, live, self._child)
+        self._child = ChildProcess(plan.argv, env=plan.env, pass_fds=plan.pass_fds)
+        self._ended_by: str | None = None
 
     def __enter__(self) -> PerCallSession:
         try:
-            self._child.__enter__()
+            self._child.start()
         finally:
             # The child holds its own copy of the prompt file now (or failed to start).
             self.plan.release()
@@ -384,12 +69,24 @@ class PerCallSession(_PerCallSessionBase):
         self._child.stop()
         self.plan.release()
 
+    def interrupt(self, reason: str) -> None:
+        """From any thread: end the child now; its output is no longer wanted."""
+        self._ended_by = reason
+        self._child.interrupt(signal.SIGKILL)
+
     def chunks(self, deadline: float | None) -> Iterator[bytes]:
         return self._child.stdout_chunks(deadline)
 
     def finish(self, reply_complete: bool, deadline: float | None) -> RunOutcome:
         if not reply_complete:
-            return self._ran_to_its_end(self._child.wait(deadline))
+            status = self._child.wait(deadline)
+            if self._ended_by is not None and status.returncode != 0:
+                raise LLMInternalError(
+                    f"{self._ended_by} ended this call; its model process was stopped",
+                    stderr=status.stderr,
+                    exit_code=status.returncode,
+                )
+            return outcome_of(self.plan, status)
         self._child.interrupt(self.plan.stop_signal)
         try:
             status = self._child.wait(_stop_deadline(deadline))
@@ -398,42 +95,8 @@ class PerCallSession(_PerCallSessionBase):
             status = ExitStatus(-signal.SIGKILL, self._child.stderr_text())
         return outcome_of(self.plan, status, interrupted=True)
 
-
-class AsyncPerCallSession(_PerCallSessionBase):
-    """One child for one call (asyncio)."""
-
-    def __init__(self, plan: LaunchPlan, details: dict[str, Any], live: LiveSessions) -> None:
-        self._child: AsyncChildProcess = AsyncChildProcess(
-            plan.argv, env=plan.env, pass_fds=plan.pass_fds
-        )
-        super().__init__(plan, details, live, self._child)
-
-    async def __aenter__(self) -> AsyncPerCallSession:
-        try:
-            await self._child.__aenter__()
-        finally:
-            self.plan.release()
-        self.live.add(self)
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.live.discard(self)
-        await self._child.stop()
-        self.plan.release()
-
-    def chunks(self, deadline: float | None) -> AsyncIterator[bytes]:
-        return self._child.stdout_chunks(deadline)
-
-    async def finish(self, reply_complete: bool, deadline: float | None) -> RunOutcome:
-        if not reply_complete:
-            return self._ran_to_its_end(await self._child.wait(deadline))
-        self._child.interrupt(self.plan.stop_signal)
-        try:
-            status = await self._child.wait(_stop_deadline(deadline))
-        except DeadlineExceeded:
-            await self._child.stop()
-            status = ExitStatus(-signal.SIGKILL, self._child.stderr_text())
-        return outcome_of(self.plan, status, interrupted=True)
+    def stderr_text(self) -> str:
+        return self._child.stderr_text()
 
 
 class LiveSessions:
@@ -441,13 +104,13 @@ class LiveSessions:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._sessions: set[PerCallSession | AsyncPerCallSession] = set()
+        self._sessions: set[PerCallSession] = set()
 
-    def add(self, session: PerCallSession | AsyncPerCallSession) -> None:
+    def add(self, session: PerCallSession) -> None:
         with self._lock:
             self._sessions.add(session)
 
-    def discard(self, session: PerCallSession | AsyncPerCallSession) -> None:
+    def discard(self, session: PerCallSession) -> None:
         with self._lock:
             self._sessions.discard(session)
 
@@ -455,7 +118,7 @@ class LiveSessions:
         with self._lock:
             sessions = list(self._sessions)
         for session in sessions:
-            session.abort()
+            session.interrupt("LocalLLM.close()")
 
 
 class PerCallTransport:
@@ -498,15 +161,13 @@ class PerCallTransport:
         plan, details = self.plan(request)
         return PerCallSession(plan, details, self.live)
 
-    async def aopen(
-        self, request: GenerationRequest, deadline: float | None
-    ) -> AsyncPerCallSession:
-        # The first call probes the binary (a short child run): keep it off the event loop;
-        # cancelled meanwhile, drop the prompt file the plan makes.
-        plan, details = await off_loop(
-            lambda: self.plan(request), lambda planned: planned[0].release()
-        )
-        return AsyncPerCallSession(plan, details, self.live)
+    def runs_llama_cpp(self) -> bool:
+        if self.config.argv_template is not None:
+            return False
+        return probe(self.config.binary_path).kind is not BinaryKind.PROMPT_FLAG
+
+    def explain(self, error: LLMError) -> str | None:
+        return failure_cause(self.config, error)
 
     def health(self) -> bool:
         try:
@@ -523,9 +184,6 @@ class PerCallTransport:
 def check_workers(addresses: Sequence[str]) -> None:
     if not addresses:
         return
-    from .errors import LLMConnectionError
-    from .rpc import CONNECT_TIMEOUT_SECONDS, unreachable
-
     dead = unreachable(addresses)
     if dead:
         raise LLMConnectionError(

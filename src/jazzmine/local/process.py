@@ -1,10 +1,11 @@
 """Child processes with exactly one owner: spawn, drain both pipes, stop, reap.
 
-The only module that touches ``subprocess`` and ``asyncio.subprocess``. Every child runs
-in a session (process group) of its own, so stopping it also stops whatever it started;
-stdin is closed so nothing can wait for input; stdout and stderr are drained together
-so neither pipe can fill and block the child. Leaving the ``with`` block always reaps
-the child, whatever ended the block: normal exit, an exception, a timeout, a cancel.
+The only module that touches ``subprocess``. Every child, per-call or a kept server, is a
+``ChildProcess``: it runs in a session (process group) of its own, so stopping it also
+stops whatever it started; stdin is closed so nothing can wait for input; stderr is
+drained by a thread while stdout is read, so neither pipe can fill and block the child;
+and one stop policy (terminate the group, a grace period, kill, reap) runs on every path.
+Blocking code only: asyncio callers reach it through ``bridge``.
 """
 
 from __future__ import annotations
@@ -12,29 +13,41 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import queue
 import selectors
 import signal
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import Any
 
-if TYPE_CHECKING:
-    import asyncio
+from .errors import DeadlineExceeded
 
 # Long enough for llama.cpp to flush its last lines after SIGTERM, short enough that a
 # cancelled call has its child gone within a second.
 GRACE_SECONDS = 0.5
 READ_SIZE = 65536
-# stderr kept per call; a flood beyond this keeps its newest part (errors come last).
+# stderr kept per child; a flood beyond this keeps its newest part (errors come last).
 STDERR_LIMIT = 4 * 1024 * 1024
+# How long a child's stderr may stay open after it exited (a grandchild holding it).
+STDERR_CLOSE_WAIT = 2.0
 
-
-class DeadlineExceeded(Exception):
-    """The child did not finish before the caller's deadline."""
+# Runs between fork and exec of a child that must die with this process: ask Linux to
+# SIGKILL it when the thread that started it ends. That thread is the spawner below,
+# which lives as long as the process, so the child dies with the process even on SIGKILL
+# or the OOM killer. A parent already gone by then makes it exit at once.
+_LAUNCHER = """
+import ctypes, os, sys
+PR_SET_PDEATHSIG = 1
+ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, 9)
+if os.getppid() != int(sys.argv[1]):
+    os._exit(70)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
 
 
 @dataclass(frozen=True)
@@ -48,37 +61,33 @@ class ExitStatus:
 
 
 class StderrBuffer:
+    """A child's stderr, bounded; written by the drain thread, read by anyone."""
+
     def __init__(self) -> None:
         self._data = bytearray()
+        self._lock = threading.Lock()
         self.dropped = 0
 
     def add(self, chunk: bytes) -> None:
-        self._data += chunk
-        excess = len(self._data) - STDERR_LIMIT
-        if excess > 0:
-            del self._data[:excess]
-            self.dropped += excess
+        with self._lock:
+            self._data += chunk
+            excess = len(self._data) - STDERR_LIMIT
+            if excess > 0:
+                del self._data[:excess]
+                self.dropped += excess
 
     def text(self) -> str:
-        body = self._data.decode("utf-8", errors="replace")
-        if self.dropped:
-            return f"[... {self.dropped} earlier bytes of stderr dropped ...]\n{body}"
+        with self._lock:
+            body = self._data.decode("utf-8", errors="replace")
+            dropped = self.dropped
+        if dropped:
+            return f"[... {dropped} earlier bytes of stderr dropped ...]\n{body}"
         return body
 
 
 # Children alive right now, so interpreter exit can stop the ones whose owner never ran.
 _live_groups: set[int] = set()
 _live_lock = threading.Lock()
-
-
-def _register(pid: int) -> None:
-    with _live_lock:
-        _live_groups.add(pid)
-
-
-def _unregister(pid: int) -> None:
-    with _live_lock:
-        _live_groups.discard(pid)
 
 
 @atexit.register
@@ -95,38 +104,47 @@ def signal_group(group: int, signum: int) -> None:
         os.killpg(group, signum)
 
 
-def terminate_group(popen: subprocess.Popen[bytes], grace: float) -> None:
-    """Terminate the child's group, wait ``grace``, kill, reap; then kill what is left."""
-    try:
-        if popen.poll() is None:
-            signal_group(popen.pid, signal.SIGTERM)
-            try:
-                popen.wait(grace)
-            except subprocess.TimeoutExpired:
-                signal_group(popen.pid, signal.SIGKILL)
-                popen.wait()
-    finally:
-        signal_group(popen.pid, signal.SIGKILL)  # anything the child left behind
-
-
-def _popen_options(env: Mapping[str, str] | None, pass_fds: Sequence[int]) -> dict[str, object]:
-    return {
-        "stdin": subprocess.DEVNULL,
-        "stdout": subprocess.PIPE,
-        "stderr": subprocess.PIPE,
-        "start_new_session": True,
-        "close_fds": True,
-        "pass_fds": tuple(pass_fds),
-        "env": dict(env) if env is not None else None,
-    }
-
-
-def _remaining(deadline: float | None) -> float | None:
+def remaining(deadline: float | None) -> float | None:
     return None if deadline is None else deadline - time.monotonic()
 
 
+class _Spawner:
+    """A thread that lives as long as the process and starts the children that must die
+    with it (the parent-death signal follows the thread that forked)."""
+
+    def __init__(self) -> None:
+        self._requests: queue.Queue[tuple[Callable[[], Any], queue.Queue[Any]]] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def run(self, start: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._serve, name="jazzmine-spawner", daemon=True
+                )
+                self._thread.start()
+        answer: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self._requests.put((start, answer))
+        result = answer.get()
+        if isinstance(result, BaseException):
+            raise result
+        return result  # type: ignore[no-any-return]
+
+    def _serve(self) -> None:
+        while True:
+            start, answer = self._requests.get()
+            try:
+                answer.put(start())
+            except BaseException as error:  # handed to the caller, who raises it
+                answer.put(error)
+
+
+_spawner = _Spawner()
+
+
 class ChildProcess:
-    """A synchronous child owned by a ``with`` block."""
+    """One child owned by a ``with`` block (or ``start()``/``stop()``)."""
 
     def __init__(
         self,
@@ -134,23 +152,50 @@ class ChildProcess:
         *,
         env: Mapping[str, str] | None = None,
         pass_fds: Sequence[int] = (),
+        read_stdout: bool = True,
+        dies_with_parent: bool = False,
+        grace: float = GRACE_SECONDS,
     ) -> None:
-        self._argv = list(argv)
-        self._env = env
-        self._pass_fds = pass_fds
+        self.argv = list(argv)
+        self._env = dict(env) if env is not None else None
+        self._pass_fds = tuple(pass_fds)
+        self._read_stdout = read_stdout
+        self._dies_with_parent = dies_with_parent
+        self._grace = grace
         self._stderr = StderrBuffer()
         self._popen: subprocess.Popen[bytes] | None = None
+        self._stderr_thread: threading.Thread | None = None
         self._selector: selectors.BaseSelector | None = None
 
-    @property
-    def pid(self) -> int:
-        assert self._popen is not None
-        return self._popen.pid
+    # ---------- ownership ----------
+    def start(self) -> ChildProcess:
+        argv = self.argv
+        if self._dies_with_parent:
+            argv = [sys.executable, "-S", "-c", _LAUNCHER, str(os.getpid()), *argv]
+
+        def spawn() -> subprocess.Popen[bytes]:
+            return subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE if self._read_stdout else subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                close_fds=True,
+                pass_fds=self._pass_fds,
+                env=self._env,
+            )
+
+        self._popen = _spawner.run(spawn) if self._dies_with_parent else spawn()
+        with _live_lock:
+            _live_groups.add(self._popen.pid)
+        self._stderr_thread = threading.Thread(
+            target=self._drain_stderr, args=(self._popen,), name="jazzmine-stderr", daemon=True
+        )
+        self._stderr_thread.start()
+        return self
 
     def __enter__(self) -> ChildProcess:
-        self._popen = subprocess.Popen(self._argv, **_popen_options(self._env, self._pass_fds))  # type: ignore[call-overload]
-        _register(self._popen.pid)
-        return self
+        return self.start()
 
     def __exit__(
         self,
@@ -160,173 +205,100 @@ class ChildProcess:
     ) -> None:
         self.stop()
 
-    def stdout_chunks(self, deadline: float | None) -> Iterator[bytes]:
-        """Yield stdout as it arrives, draining stderr alongside, until both close."""
+    def stop(self) -> None:
+        """The one stop policy: terminate the group, grace, kill, reap. Idempotent."""
         popen = self._popen
-        assert popen is not None and popen.stdout is not None and popen.stderr is not None
+        if popen is None:
+            return
+        try:
+            if popen.poll() is None:
+                signal_group(popen.pid, signal.SIGTERM)
+                try:
+                    popen.wait(self._grace)
+                except subprocess.TimeoutExpired:
+                    signal_group(popen.pid, signal.SIGKILL)
+                    popen.wait()
+        finally:
+            signal_group(popen.pid, signal.SIGKILL)  # anything the child left behind
+            self._join_stderr(STDERR_CLOSE_WAIT)
+            if self._selector is not None:
+                self._selector.close()
+                self._selector = None
+            for pipe in (popen.stdout, popen.stderr):
+                if pipe is not None:
+                    pipe.close()
+            with _live_lock:
+                _live_groups.discard(popen.pid)
+
+    # ---------- state ----------
+    @property
+    def pid(self) -> int:
+        assert self._popen is not None
+        return self._popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self._popen is None else self._popen.poll()
+
+    def running(self) -> bool:
+        return self._popen is not None and self._popen.poll() is None
+
+    def exited_within(self, seconds: float) -> bool:
+        if self._popen is None:
+            return True
+        try:
+            self._popen.wait(seconds)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    def stderr_text(self) -> str:
+        return self._stderr.text()
+
+    # ---------- output ----------
+    def _drain_stderr(self, popen: subprocess.Popen[bytes]) -> None:
+        assert popen.stderr is not None
+        with contextlib.suppress(OSError, ValueError):  # closed under us by stop()
+            while chunk := os.read(popen.stderr.fileno(), READ_SIZE):
+                self._stderr.add(chunk)
+
+    def _join_stderr(self, timeout: float | None) -> None:
+        if self._stderr_thread is not None:
+            self._stderr_thread.join(STDERR_CLOSE_WAIT if timeout is None else max(0, timeout))
+
+    def stdout_chunks(self, deadline: float | None) -> Iterator[bytes]:
+        """Yield stdout as it arrives, until it closes."""
+        popen = self._popen
+        assert popen is not None and popen.stdout is not None
         if self._selector is None:
             self._selector = selectors.DefaultSelector()
-            self._selector.register(popen.stdout, selectors.EVENT_READ, "out")
-            self._selector.register(popen.stderr, selectors.EVENT_READ, "err")
+            self._selector.register(popen.stdout, selectors.EVENT_READ)
         selector = self._selector
         while selector.get_map():
-            left = _remaining(deadline)
+            left = remaining(deadline)
             if left is not None and left <= 0:
                 raise DeadlineExceeded
             for key, _ in selector.select(left):
                 chunk = os.read(key.fd, READ_SIZE)
                 if not chunk:
                     selector.unregister(key.fileobj)
-                elif key.data == "err":
-                    self._stderr.add(chunk)
                 else:
                     yield chunk
 
     def interrupt(self, signum: int) -> None:
-        """Ask the child to end now (its output is no longer wanted)."""
-        assert self._popen is not None
-        if self._popen.poll() is None:
+        """From any thread: ask the child to end now (its output is no longer wanted)."""
+        if self._popen is not None and self._popen.poll() is None:
             signal_group(self._popen.pid, signum)
 
     def wait(self, deadline: float | None) -> ExitStatus:
-        """Drain what is left of both pipes, then reap; stdout left now is discarded."""
+        """Drain what is left of stdout (discarded) and stderr, then reap."""
         assert self._popen is not None
-        for _ in self.stdout_chunks(deadline):
-            pass
+        if self._read_stdout:
+            for _ in self.stdout_chunks(deadline):
+                pass
         try:
-            returncode = self._popen.wait(_remaining(deadline))
+            returncode = self._popen.wait(remaining(deadline))
         except subprocess.TimeoutExpired:
             raise DeadlineExceeded from None
+        self._join_stderr(remaining(deadline))
         return ExitStatus(returncode, self._stderr.text())
-
-    def stderr_text(self) -> str:
-        return self._stderr.text()
-
-    def stop(self) -> None:
-        """Terminate, give a grace period, kill, reap. Idempotent."""
-        popen = self._popen
-        if popen is None:
-            return
-        try:
-            terminate_group(popen, GRACE_SECONDS)
-        finally:
-            if self._selector is not None:
-                self._selector.close()
-            for pipe in (popen.stdout, popen.stderr):
-                if pipe is not None:
-                    pipe.close()
-            _unregister(popen.pid)
-
-
-class AsyncChildProcess:
-    """An asyncio child owned by an ``async with`` block."""
-
-    def __init__(
-        self,
-        argv: Sequence[str],
-        *,
-        env: Mapping[str, str] | None = None,
-        pass_fds: Sequence[int] = (),
-    ) -> None:
-        self._argv = list(argv)
-        self._env = env
-        self._pass_fds = pass_fds
-        self._stderr = StderrBuffer()
-        self._process: asyncio.subprocess.Process | None = None
-        self._stderr_task: asyncio.Task[None] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self._process is not None
-        return self._process.pid
-
-    async def __aenter__(self) -> AsyncChildProcess:
-        import asyncio
-
-        self._process = await asyncio.create_subprocess_exec(
-            *self._argv,
-            **_popen_options(self._env, self._pass_fds),  # type: ignore[arg-type]
-        )
-        _register(self._process.pid)
-        self._stderr_task = asyncio.ensure_future(self._drain_stderr())
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    async def _drain_stderr(self) -> None:
-        assert self._process is not None and self._process.stderr is not None
-        while chunk := await self._process.stderr.read(READ_SIZE):
-            self._stderr.add(chunk)
-
-    async def stdout_chunks(self, deadline: float | None) -> AsyncIterator[bytes]:
-        import asyncio
-
-        process = self._process
-        assert process is not None and process.stdout is not None
-        while True:
-            left = _remaining(deadline)
-            if left is not None and left <= 0:
-                raise DeadlineExceeded
-            try:
-                chunk = await asyncio.wait_for(process.stdout.read(READ_SIZE), left)
-            except asyncio.TimeoutError:
-                raise DeadlineExceeded from None
-            if not chunk:
-                return
-            yield chunk
-
-    def interrupt(self, signum: int) -> None:
-        """Ask the child to end now (its output is no longer wanted)."""
-        assert self._process is not None
-        if self._process.returncode is None:
-            signal_group(self._process.pid, signum)
-
-    async def wait(self, deadline: float | None) -> ExitStatus:
-        """Drain what is left of both pipes, then reap; stdout left now is discarded."""
-        import asyncio
-
-        assert self._process is not None and self._stderr_task is not None
-        async for _ in self.stdout_chunks(deadline):
-            pass
-        try:
-            returncode = await asyncio.wait_for(self._process.wait(), _remaining(deadline))
-            await asyncio.wait_for(asyncio.shield(self._stderr_task), _remaining(deadline))
-        except asyncio.TimeoutError:
-            raise DeadlineExceeded from None
-        return ExitStatus(returncode, self._stderr.text())
-
-    def stderr_text(self) -> str:
-        return self._stderr.text()
-
-    async def stop(self) -> None:
-        """Terminate, grace, kill, reap; a cancel arriving meanwhile turns into a kill."""
-        import asyncio
-
-        process = self._process
-        if process is None:
-            return
-        try:
-            if process.returncode is None:
-                signal_group(process.pid, signal.SIGTERM)
-                try:
-                    await asyncio.wait_for(asyncio.shield(process.wait()), GRACE_SECONDS)
-                except asyncio.TimeoutError:
-                    signal_group(process.pid, signal.SIGKILL)
-                    await asyncio.shield(process.wait())
-        finally:
-            # Runs on cancel too: SIGKILL cannot be ignored, and asyncio's child watcher
-            # reaps the child even when nobody awaits it any more.
-            signal_group(process.pid, signal.SIGKILL)
-            if self._stderr_task is not None and not self._stderr_task.done():
-                self._stderr_task.cancel()
-            # Close the pipes now rather than when the garbage collector gets to them.
-            transport = getattr(process, "_transport", None)
-            if transport is not None:
-                transport.close()
-            _unregister(process.pid)

@@ -1,43 +1,30 @@
 """The seam between LocalLLM and the ways of reaching a model.
 
-A transport turns a request into raw output bytes and a final ``RunOutcome``; it knows
-nothing of prompts, stop handling or usage accounting, which stay in LocalLLM and reply
-assembly. Two implementations: ``percall`` (a child process per call, the spec) and
-``server`` (a kept llama-server, warm mode).
+A transport turns a ``GenerationRequest`` into raw output bytes and a final
+``RunOutcome``; it knows nothing of prompts, stop handling or usage accounting, which
+stay in ``call`` and ``reply``. It is also the one place that knows what only the way of
+running can know: whether the binary is llama.cpp (so the prompt may use the model's
+chat template) and what a failure means (a broken model file, a worker gone).
+
+Implementations: ``PerCallTransport`` (a child process per call, the spec),
+``ServerTransport`` (a kept llama-server, warm mode) and ``MockTransport`` (scripted, for
+tests). Any object with these methods can be handed to ``LocalLLM(transport=...)``.
+Transports are blocking; asyncio callers reach them through ``bridge``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, AbstractContextManager
-from typing import Any, Protocol, TypeVar
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
+from .errors import LLMError
 from .reply import OutputShape
 from .request import GenerationRequest, RunOutcome
 
-_T = TypeVar("_T")
-
-
-async def off_loop(work: Callable[[], _T], undo: Callable[[_T], None]) -> _T:
-    """``work()`` in a thread, off the event loop. A cancel cannot stop the thread, so
-    when the caller is cancelled, ``undo`` runs on what the thread goes on to return."""
-    import asyncio
-
-    running = asyncio.ensure_future(asyncio.to_thread(work))
-    try:
-        return await asyncio.shield(running)
-    except asyncio.CancelledError:
-
-        def undo_result(done: asyncio.Future[_T]) -> None:
-            if not done.cancelled() and done.exception() is None:
-                undo(done.result())
-
-        running.add_done_callback(undo_result)
-        raise
-
 
 class Session(Protocol):
-    """One request in flight (sync)."""
+    """One request in flight. ``interrupt`` may be called from any thread."""
 
     shape: OutputShape
     details: dict[str, Any]
@@ -50,18 +37,9 @@ class Session(Protocol):
 
     def stderr_text(self) -> str: ...
 
-
-class AsyncSession(Protocol):
-    """One request in flight (asyncio)."""
-
-    shape: OutputShape
-    details: dict[str, Any]
-
-    def chunks(self, deadline: float | None) -> AsyncIterator[bytes]: ...
-
-    async def finish(self, reply_complete: bool, deadline: float | None) -> RunOutcome: ...
-
-    def stderr_text(self) -> str: ...
+    def interrupt(self, reason: str) -> None:
+        """End the run now: its output is no longer wanted (``reason`` names who ended it)."""
+        ...
 
 
 class Transport(Protocol):
@@ -71,10 +49,16 @@ class Transport(Protocol):
         self, request: GenerationRequest, deadline: float | None
     ) -> AbstractContextManager[Session]: ...
 
-    async def aopen(
-        self, request: GenerationRequest, deadline: float | None
-    ) -> AbstractAsyncContextManager[AsyncSession]: ...
+    def runs_llama_cpp(self) -> bool:
+        """True when prompts reach llama.cpp itself, which reads the model's template."""
+        ...
+
+    def explain(self, error: LLMError) -> str | None:
+        """What the transport can tell of a failure that its own message may lack."""
+        ...
 
     def health(self) -> bool: ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release what is pooled; calls still running end with an error."""
+        ...

@@ -1,0 +1,180 @@
+"""One call, from request to response: the same code for every transport and every method.
+
+``run_call`` drives a transport's session and passes its raw bytes through reply
+assembly; ``Call`` holds the state (the request, the session, the assembled reply, the
+outcome) and is the one boundary where what went wrong becomes the error the caller sees,
+built once with everything it carries: the reply so far, the stderr, the cause the
+transport diagnosed. ``generate`` and ``stream``, sync and async, all run this code.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import (
+    DeadlineExceeded,
+    LLMError,
+    LLMInvalidRequestError,
+    LLMTimeoutError,
+    completed,
+)
+from .reply import OutputShape, ReplyAssembler, failure_of, finish_reason_of, usage_of
+from .request import GenerationRequest, RunOutcome, constraint_error
+from .transport import Session, Transport
+from .types import LLMResponse
+
+
+@dataclass
+class CallFacts:
+    """What the response reports besides the reply: set by LocalLLM when it builds the call."""
+
+    model: str
+    binary_path: str
+    prompt_format: str
+    timeout: float | None
+
+
+@dataclass
+class Call:
+    request: GenerationRequest
+    transport: Transport
+    facts: CallFacts
+    started: float = field(default_factory=time.monotonic)
+    session: Session | None = None
+    assembler: ReplyAssembler = field(init=False)
+    outcome: RunOutcome | None = None
+    # Set when the run finished without a single character of reply text.
+    empty: bool = False
+    _ended_by: str | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.assembler = ReplyAssembler(OutputShape(), self.request.stop_sequences)
+
+    @property
+    def deadline(self) -> float | None:
+        timeout = self.facts.timeout
+        return None if timeout is None else self.started + timeout
+
+    # ---------- the session ----------
+    def attach(self, session: Session) -> None:
+        """The transport knows what surrounds the reply in its output."""
+        with self._lock:
+            self.session = session
+            ended_by = self._ended_by
+        self.assembler = ReplyAssembler(session.shape, self.request.stop_sequences)
+        if ended_by is not None:
+            session.interrupt(ended_by)
+
+    def interrupt(self, reason: str = "the caller") -> None:
+        """From any thread: end the run (a stream closed or cancelled early)."""
+        with self._lock:
+            self._ended_by = reason
+            session = self.session
+        if session is not None:
+            session.interrupt(reason)
+
+    # ---------- the boundary ----------
+    def failure(self, error: BaseException) -> BaseException:
+        """What the caller sees for ``error``: the one mapping to the public error tree."""
+        self.assembler.finish()  # what was held back for stop matching is reply text too
+        stderr = self.session.stderr_text() if self.session is not None else ""
+        if isinstance(error, (TimeoutError, DeadlineExceeded)):
+            return LLMTimeoutError(
+                f"the call ran past its timeout of {self.facts.timeout} s; "
+                "the model process was stopped",
+                partial_text=self.assembler.reply_text,
+                stderr=stderr,
+            )
+        if not isinstance(error, LLMError):
+            return error
+        return completed(
+            error,
+            partial_text=self.assembler.reply_text,
+            stderr=stderr,
+            cause=self.transport.explain(error),
+        )
+
+    def complete(self, outcome: RunOutcome) -> list[str]:
+        """The rest of the reply; raises what the run amounts to if it failed."""
+        tail = self.assembler.finish()
+        self.outcome = outcome
+        failure = failure_of(outcome, self._binary(), self.assembler.reply_text)
+        if failure is not None:
+            rejected = constraint_error(outcome.stderr) if self.request.constrained else None
+            if rejected is not None:
+                what = "grammar" if self.request.grammar is not None else "JSON schema"
+                failure = LLMInvalidRequestError(
+                    f"llama.cpp rejected the {what}: {rejected}",
+                    stderr=outcome.stderr,
+                    exit_code=outcome.exit_code,
+                )
+            raise failure
+        self.empty = not self.assembler.reply_text
+        return tail
+
+    def _binary(self) -> str:
+        details = self.session.details if self.session is not None else {}
+        return str(details.get("binary") or self.facts.binary_path)
+
+    def empty_warning(self) -> str:
+        return f"{self._binary()} finished without producing any text"
+
+    # ---------- the result ----------
+    def response(self) -> LLMResponse:
+        outcome = self.outcome
+        assert outcome is not None and self.session is not None
+        usage, usage_source = usage_of(self.request.prompt, self.assembler.reply_text, outcome)
+        details = self.session.details
+        metrics: dict[str, Any] = {
+            "provider": "local",
+            "endpoint": details.get("endpoint"),
+            "transport": self.transport.name,
+            "binary": details.get("binary"),
+            "binary_kind": details.get("binary_kind"),
+            "model_path": details.get("model_path"),
+            "usage_source": usage_source,
+            "prompt_format": self.facts.prompt_format,
+            "exit_code": outcome.exit_code,
+            "stopped_by": self.assembler.stopped_by,
+            "request_bytes": len(self.request.prompt.encode("utf-8")),
+            "response_bytes": len(self.assembler.raw_text.encode("utf-8")),
+            "status_code": 0,
+        }
+        metrics.update({key: value for key, value in details.items() if key not in metrics})
+        metrics.update(outcome.details)
+        return LLMResponse(
+            text=self.assembler.reply_text,
+            usage=usage,
+            model=self.facts.model,
+            latency_ms=int((time.monotonic() - self.started) * 1000),
+            finish_reason=finish_reason_of(self.assembler, outcome, self.request.max_tokens),
+            raw=self.assembler.raw_text,
+            api_metrics=metrics,
+        )
+
+
+def run_call(call: Call, slot: AbstractContextManager[None] | None = None) -> Iterator[str]:
+    """Reply pieces of one call, as they are assembled; ``slot`` is the concurrency permit
+    (already held by an async caller, so then none is taken here)."""
+    deadline = call.deadline
+    try:
+        with (
+            slot if slot is not None else nullcontext(),
+            call.transport.open(call.request, deadline) as session,
+        ):
+            call.attach(session)
+            for chunk in session.chunks(deadline):
+                yield from call.assembler.feed(chunk)
+                if call.assembler.done:
+                    break
+            outcome = session.finish(call.assembler.done, deadline)
+        tail = call.complete(outcome)
+    except (TimeoutError, DeadlineExceeded, LLMError) as error:
+        raise call.failure(error) from error
+    yield from tail

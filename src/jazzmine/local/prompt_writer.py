@@ -1,0 +1,91 @@
+"""How a call's prompt is written: the spec's flattening, or the model's chat template.
+
+``prompt_format="auto"`` writes in the model's own template when the transport reaches
+llama.cpp and the GGUF carries one; ``"template"`` insists on a template; ``"flat"`` is
+the spec's ``Role: content`` text. A template given by the caller wins over the model's.
+Learned once per instance: the GGUF header read and the binary probe happen on the first
+call, never at import or construction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Sequence
+
+from .errors import LLMInvalidRequestError
+from .gguf import GGUFError, TokenizerInfo, read_tokenizer_info
+from .prompt import NEXT_TURN_MARKERS, flatten
+from .template import (
+    ChatTemplate,
+    end_of_turn_markers,
+    load_template,
+    render,
+    template_from_gguf,
+    template_with_tokens,
+)
+from .transport import Transport
+from .types import MessagePart
+
+_UNKNOWN_TOKENS = TokenizerInfo(None, "", "", True, False)
+
+
+class PromptWriter:
+    def __init__(
+        self,
+        prompt_format: str,
+        chat_template: str | None,
+        model_path: Callable[[], str | None],
+    ) -> None:
+        self.prompt_format = prompt_format
+        self._model_path = model_path
+        self._lock = threading.Lock()
+        self._template: ChatTemplate | None = None
+        self._resolved = False
+        if chat_template is not None:  # a broken one fails at construction, whatever the format
+            self._template = self._caller_template(chat_template)
+            self._resolved = True
+
+    def write(
+        self, messages: Sequence[MessagePart], transport: Transport
+    ) -> tuple[str, tuple[str, ...], str]:
+        """(prompt text, the markers that end the model's turn, the format's name)."""
+        template = self.template(transport)
+        if template is None:
+            return flatten(messages), NEXT_TURN_MARKERS, "flat"
+        return render(template, messages), end_of_turn_markers(template), "template"
+
+    def template(self, transport: Transport) -> ChatTemplate | None:
+        if self.prompt_format == "flat":
+            return None
+        with self._lock:
+            if not self._resolved:
+                self._template = self._model_template(transport)
+                self._resolved = True
+            return self._template
+
+    def _model_template(self, transport: Transport) -> ChatTemplate | None:
+        found = None
+        path = self._model_path()
+        if path is not None and os.path.exists(path) and transport.runs_llama_cpp():
+            try:
+                found = template_from_gguf(path)
+            except (OSError, GGUFError):
+                found = None  # not a readable GGUF: llama.cpp will say what is wrong with it
+        if found is None and self.prompt_format == "template":
+            raise LLMInvalidRequestError(
+                f"prompt_format='template' but the model {path!r} carries no chat template "
+                "(tokenizer.chat_template); pass chat_template= (a Jinja string or file)"
+            )
+        return found
+
+    def _caller_template(self, value: str) -> ChatTemplate:
+        tokens = _UNKNOWN_TOKENS
+        path = self._model_path()
+        if path is not None and os.path.exists(path):
+            with contextlib.suppress(OSError, GGUFError):
+                tokens = read_tokenizer_info(path)
+        return template_with_tokens(
+            load_template(value, tokens.bos_token, tokens.eos_token), tokens
+        )

@@ -1,0 +1,147 @@
+"""Streams that keep their response: iterate for the text, then read ``.response``.
+
+``stream()`` and ``astream()`` return these. They are plain iterators of reply pieces,
+so code written against jazzmine's ``Iterator[str]`` keeps working; once iterated to the
+end, ``.response`` is the ``LLMResponse`` that ``generate`` would have returned (usage,
+finish reason, metrics). ``generate`` is such a stream, joined. Closing a stream early
+ends its model process. The async stream runs the very same call in a thread of its own
+(``bridge``); only the waiting differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+from collections.abc import AsyncIterator, Callable, Iterator
+from types import TracebackType
+
+from .bridge import iterate_off_loop, run_off_loop
+from .call import Call, run_call
+from .limits import ConcurrencyLimit
+from .types import LLMResponse
+
+_NOT_DONE = "the stream has not been iterated to its end yet: its response is not known"
+
+
+def _finish(call: Call, stacklevel: int) -> LLMResponse:
+    response = call.response()
+    if call.empty:
+        # stacklevel counts the frames between here and the caller's own line.
+        warnings.warn(call.empty_warning(), RuntimeWarning, stacklevel=stacklevel + 1)
+    return response
+
+
+class ResponseStream(Iterator[str]):
+    def __init__(self, call: Call, limit: ConcurrencyLimit) -> None:
+        self._call = call
+        self._pieces = run_call(call, limit.hold(call.deadline))
+        self._response: LLMResponse | None = None
+
+    def __iter__(self) -> ResponseStream:
+        return self
+
+    def __next__(self) -> str:
+        try:
+            return next(self._pieces)
+        except StopIteration:
+            if self._response is None:
+                self._response = _finish(self._call, stacklevel=2)
+            raise
+
+    def join(self, *, stacklevel: int = 2) -> LLMResponse:
+        """Iterate what is left; the response."""
+        for _ in self._pieces:
+            pass
+        if self._response is None:
+            self._response = _finish(self._call, stacklevel)
+        return self._response
+
+    @property
+    def response(self) -> LLMResponse:
+        if self._response is None:
+            raise RuntimeError(_NOT_DONE)
+        return self._response
+
+    def close(self) -> None:
+        """End the call now if it is still running (the model process is stopped)."""
+        self._call.interrupt("the stream's close()")
+        self._pieces.close()  # type: ignore[attr-defined]
+
+    def __enter__(self) -> ResponseStream:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AsyncResponseStream(AsyncIterator[str]):
+    """The async twin. ``build`` makes the call (it may probe the binary and render a
+    template), so it runs off the event loop too, on first iteration."""
+
+    def __init__(self, build: Callable[[], Call], limit: ConcurrencyLimit) -> None:
+        self._build = build
+        self._limit = limit
+        self._call: Call | None = None
+        self._pieces: AsyncIterator[str] | None = None
+        self._response: LLMResponse | None = None
+
+    def __aiter__(self) -> AsyncResponseStream:
+        return self
+
+    async def __anext__(self) -> str:
+        if self._pieces is None:
+            self._pieces = self._run()
+        try:
+            return await self._pieces.__anext__()
+        except StopAsyncIteration:
+            if self._response is None:
+                assert self._call is not None
+                self._response = _finish(self._call, stacklevel=2)
+            raise
+
+    async def _run(self) -> AsyncIterator[str]:
+        call = self._call = await run_off_loop(self._build, lambda: None)
+        try:
+            # The slot is waited for on the loop: a queued call holds no thread.
+            async with self._limit.ahold(call.deadline):
+                async for piece in iterate_off_loop(run_call(call), call.interrupt):
+                    yield piece
+        except (TimeoutError, asyncio.TimeoutError) as error:
+            raise call.failure(error) from None
+
+    async def join(self, *, stacklevel: int = 2) -> LLMResponse:
+        if self._pieces is None:
+            self._pieces = self._run()
+        async for _ in self._pieces:
+            pass
+        if self._response is None:
+            assert self._call is not None
+            self._response = _finish(self._call, stacklevel)
+        return self._response
+
+    @property
+    def response(self) -> LLMResponse:
+        if self._response is None:
+            raise RuntimeError(_NOT_DONE)
+        return self._response
+
+    async def aclose(self) -> None:
+        """End the call now if it is still running, and wait until its process is gone."""
+        if self._pieces is not None:
+            await self._pieces.aclose()  # type: ignore[attr-defined]
+
+    async def __aenter__(self) -> AsyncResponseStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
