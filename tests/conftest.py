@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 
 from jazzmine.local import MessagePart
-from jazzmine.local._setup import run_setup
+from jazzmine.local._setup import SetupResult, run_setup
 
 # Fixtures that need the llama.cpp build or a model: a test using any of them is marked
 # `real`, so `pytest -m "not real"` runs the rest in seconds on a machine with nothing built.
-REAL_FIXTURES = frozenset({"real_build", "completion_bin", "cli_bin", "model_path"})
+REAL_FIXTURES = frozenset(
+    {"setup_result", "real_build", "completion_bin", "cli_bin", "model_path", "base_model_path"}
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -25,10 +27,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def real_build() -> tuple[Path, Path]:
-    """The embedded llama.cpp binaries and default model (built on first use, then cached)."""
-    result = run_setup(lambda line: None)
-    return result.bin_dir, result.model_path
+def setup_result() -> SetupResult:
+    """What `jazzmine setup` installed (built on first use, then cached)."""
+    return run_setup(lambda line: None)
+
+
+@pytest.fixture(scope="session")
+def real_build(setup_result: SetupResult) -> tuple[Path, Path]:
+    """The embedded llama.cpp binaries and the default model (SmolLM2-135M-Instruct)."""
+    return setup_result.bin_dir, setup_result.model_path
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +50,15 @@ def cli_bin(real_build: tuple[Path, Path]) -> str:
 
 @pytest.fixture(scope="session")
 def model_path(real_build: tuple[Path, Path]) -> str:
+    """The default model: instruction-tuned, with a ChatML template in its GGUF."""
     return str(real_build[1])
+
+
+@pytest.fixture(scope="session")
+def base_model_path(setup_result: SetupResult) -> str:
+    """Gemma 3 270M, a base model with no chat template: LocalLLM gives it the spec's
+    flattened prompt, which it continues as text (and goes on to write the next turn)."""
+    return str(setup_result.base_model_path)
 
 
 @pytest.fixture

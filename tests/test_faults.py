@@ -342,11 +342,17 @@ def test_the_prompt_never_appears_in_any_argv(completion_bin: str, model_path: s
     assert scanner.seen == 0 and scanner.control_seen > 0
 
 
-def test_backslashes_reach_the_model_byte_for_byte(completion_bin: str, model_path: str) -> None:
-    # With llama.cpp's own prompt display on, its stdout starts with the prompt it saw.
+def test_backslashes_reach_the_model_byte_for_byte(
+    completion_bin: str, base_model_path: str
+) -> None:
+    # With llama.cpp's own prompt display on, its stdout starts with the prompt it saw:
+    # the spec's flattened one, which the base model (no chat template) is given.
     content = "Open C:\\new\\table and \\x41 \\\\ done"
     llm = LocalLLM(
-        binary_path=completion_bin, model=model_path, max_tokens=1, extra_args=["--display-prompt"]
+        binary_path=completion_bin,
+        model=base_model_path,
+        max_tokens=1,
+        extra_args=["--display-prompt"],
     )
     response = llm.generate([MessagePart("user", content)])
     # The echoed "\nAssistant:" is itself a next-turn marker: the reply ends there, and
@@ -354,11 +360,14 @@ def test_backslashes_reach_the_model_byte_for_byte(completion_bin: str, model_pa
     assert response.raw.startswith("User: " + content + "\nAssistant:")
 
 
-def test_prompts_far_over_128_kib_work(completion_bin: str, model_path: str) -> None:
-    # Runs of spaces are single tokens for Gemma, so this is long in bytes, short in tokens.
+def test_prompts_far_over_128_kib_work(completion_bin: str, base_model_path: str) -> None:
+    # Runs of spaces are single tokens for Gemma (the base model), so this is long in
+    # bytes, short in tokens.
     filler = (" " * 31 + "x") * 5000
     assert len(filler.encode()) > 150_000
-    llm = LocalLLM(binary_path=completion_bin, model=model_path, max_tokens=2, n_ctx=0, timeout=240)
+    llm = LocalLLM(
+        binary_path=completion_bin, model=base_model_path, max_tokens=2, n_ctx=0, timeout=240
+    )
     response = llm.generate([MessagePart("user", filler + "\nSay ok.")])
     assert response.usage.prompt_tokens > 5000
 

@@ -1,4 +1,9 @@
-"""LocalLLM end to end on the real llama.cpp build and the default model."""
+"""LocalLLM end to end on the real llama.cpp build, the default model and the base model.
+
+The default model (SmolLM2-135M-Instruct) is given its own ChatML template; the base
+model (Gemma 3 270M, no template) gets the spec's flattened ``User:/Assistant:`` prompt,
+so the tests of that format, its echo and its next-turn markers run on the base model.
+"""
 
 from __future__ import annotations
 
@@ -25,9 +30,10 @@ from jazzmine.local import (
 from jazzmine.local import binary as binaries
 
 QUESTION = [MessagePart("user", "What is the capital of France?")]
-# A prompt the default model answers at length, for cutting with stop sequences.
+# A prompt the models answer at length, for cutting with stop sequences.
 LISTING = [MessagePart("user", "List the planets of the solar system.")]
-# A conversation after which the default model goes on to write the user's next turn.
+COLOURS = [MessagePart("user", "What are the three primary colours?")]
+# A conversation after which the base model goes on to write the user's next turn.
 CHATTY = [
     MessagePart("user", "Say hello."),
     MessagePart("assistant", "Hello! How can I help you today?"),
@@ -66,12 +72,15 @@ def test_format_prompt_is_the_spec_flattening() -> None:
     assert llm.model == "llama-3-8b"
 
 
+@pytest.mark.parametrize("which", ["default", "base"])
 def test_generate_returns_the_reply_alone_with_exact_usage(
-    completion_bin: str, model_path: str
+    completion_bin: str, model_path: str, base_model_path: str, which: str
 ) -> None:
+    model_path = model_path if which == "default" else base_model_path
     response = deterministic(completion_bin, model_path).generate(QUESTION)
     assert response.text and response.text == response.text.strip()
     assert "Assistant:" not in response.text and "capital of France?" not in response.text
+    assert "<|im_" not in response.text
     assert "[end of text]" not in response.text and "llama" not in response.text
     assert response.finish_reason in ("stop", "length")
     assert response.api_metrics is not None
@@ -110,8 +119,10 @@ def test_stream_pieces_join_to_the_generated_text(completion_bin: str, model_pat
     assert "".join(async_pieces) == text
 
 
-def test_the_model_never_writes_the_next_user_turn(completion_bin: str, model_path: str) -> None:
-    llm = deterministic(completion_bin, model_path, max_tokens=120)
+def test_the_base_model_never_writes_the_next_user_turn(
+    completion_bin: str, base_model_path: str
+) -> None:
+    llm = deterministic(completion_bin, base_model_path, max_tokens=120)
     response = llm.generate(CHATTY)
     assert response.api_metrics is not None
     assert response.api_metrics["stopped_by"] in ("\nUser:", "\nSystem:", "\nAssistant:")
@@ -173,14 +184,15 @@ def test_llama_cli_chat_ui_returns_the_same_reply_alone(
 
 
 def test_a_users_p_script_works_and_its_echo_is_removed(
-    make_script: Callable[..., str], completion_bin: str, model_path: str
+    make_script: Callable[..., str], completion_bin: str, base_model_path: str
 ) -> None:
     # A user's wrapper in the spec's convention: takes -p PROMPT, and shows the prompt.
+    # It gets the flattened prompt, so it runs the base model, which continues it.
     script = make_script(
         "my-llama.sh",
         f"""
         [ "$1" = "--help" ] && {{ echo "usage: my-llama.sh -p PROMPT"; exit 0; }}
-        exec {completion_bin} -m {model_path} -n 12 --temp 0 -c 512 -no-cnv --simple-io \\
+        exec {completion_bin} -m {base_model_path} -n 12 --temp 0 -c 512 -no-cnv --simple-io \\
             --offline "$@"
         """,
         python=False,
@@ -195,8 +207,9 @@ def test_a_users_p_script_works_and_its_echo_is_removed(
 
 
 def test_a_binary_with_other_flags_is_configured_in_python(
-    make_script: Callable[..., str], completion_bin: str, model_path: str
+    make_script: Callable[..., str], completion_bin: str, base_model_path: str
 ) -> None:
+    # A program of the user's is given the flattened prompt: the base model's format.
     script = make_script(
         "input-llm",
         f"""
@@ -206,7 +219,8 @@ def test_a_binary_with_other_flags_is_configured_in_python(
             print("usage: input-llm --input TEXT [--tokens N]"); sys.exit(0)
         text = args[args.index("--input") + 1]
         n = args[args.index("--tokens") + 1] if "--tokens" in args else "8"
-        os.execv({completion_bin!r}, [{completion_bin!r}, "-m", {model_path!r}, "-p", text, "-n", n,
+        os.execv({completion_bin!r}, [{completion_bin!r}, "-m", {base_model_path!r}, "-p", text,
+                 "-n", n,
                  "--temp", "0", "-c", "512", "-no-cnv", "--no-display-prompt", "--simple-io"])
         """,
     )
@@ -282,6 +296,28 @@ def test_default_binary_and_model(real_build: tuple[Path, Path]) -> None:
     response = llm.generate(QUESTION)
     assert response.usage.completion_tokens == 4
     assert llm.model_path == str(real_build[1])
+    assert real_build[1].name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def test_the_default_model_answers_the_question(real_build: tuple[Path, Path]) -> None:
+    # An instruction-tuned model in its own chat format answers; a base model given the
+    # same question as text tends to go on with more questions. Both modes, greedy.
+    replies = []
+    for keep_alive in (None, 60):
+        llm = LocalLLM(keep_alive=keep_alive, max_tokens=60, seed=1)
+        try:
+            replies.append(llm.generate(COLOURS))
+        finally:
+            llm.close()
+    for reply in replies:
+        assert reply.api_metrics is not None
+        assert reply.api_metrics["prompt_format"] == "template"
+        text = reply.text.lower()
+        assert sum(colour in text for colour in ("red", "blue", "yellow", "green")) >= 2, text
+        assert "?" not in text.split(".")[0], text  # it does not open with a question
+        assert "<|im_" not in text and "user" not in text
+    assert replies[0].api_metrics["transport"] != replies[1].api_metrics["transport"]  # type: ignore[index]
+    assert replies[0].text == replies[1].text
 
 
 def test_environment_overrides_the_defaults(

@@ -15,13 +15,27 @@ GEMMA = str(FIXTURES / "google-gemma-2-2b-it.jinja")
 QUESTION = [MessagePart("user", "What is the capital of France?")]
 
 
-def test_auto_uses_the_spec_flattening_for_the_default_model(
+def test_auto_uses_the_spec_flattening_for_the_base_model(
+    completion_bin: str, base_model_path: str
+) -> None:
+    llm = LocalLLM(binary_path=completion_bin, model=base_model_path, max_tokens=4)
+    reply = llm.generate(QUESTION)
+    assert reply.api_metrics is not None and reply.api_metrics["prompt_format"] == "flat"
+    assert llm._new_call(QUESTION, None, {}).request.prompt == llm._format_prompt(QUESTION)
+
+
+def test_auto_renders_the_default_models_chatml_template(
     completion_bin: str, model_path: str
 ) -> None:
     llm = LocalLLM(binary_path=completion_bin, model=model_path, max_tokens=4)
     reply = llm.generate(QUESTION)
-    assert reply.api_metrics is not None and reply.api_metrics["prompt_format"] == "flat"
-    assert llm._new_call(QUESTION, None, {}).request.prompt == llm._format_prompt(QUESTION)
+    assert reply.api_metrics is not None and reply.api_metrics["prompt_format"] == "template"
+    request = llm._new_call(QUESTION, None, {}).request
+    assert request.prompt.endswith(
+        "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
+    )
+    assert "<|im_end|>" in request.stop_sequences and "\nUser:" not in request.stop_sequences
+    assert "<|im_" not in reply.text
 
 
 def test_auto_uses_the_models_own_template_with_llama_cpp(
@@ -46,11 +60,12 @@ def test_auto_uses_the_models_own_template_with_llama_cpp(
 
 @pytest.mark.parametrize("keep_alive", [None, -1])
 def test_a_supplied_template_in_both_modes(
-    completion_bin: str, model_path: str, keep_alive: int | None
+    completion_bin: str, base_model_path: str, keep_alive: int | None
 ) -> None:
+    # Gemma's own chat template, given to the Gemma base model (which carries none).
     llm = LocalLLM(
         binary_path=completion_bin,
-        model=model_path,
+        model=base_model_path,
         max_tokens=24,
         seed=2,
         chat_template=GEMMA,
@@ -70,7 +85,7 @@ def test_a_supplied_template_in_both_modes(
         llm.close()
     inline = LocalLLM(
         binary_path=completion_bin,
-        model=model_path,
+        model=base_model_path,
         max_tokens=24,
         seed=2,
         chat_template=Path(GEMMA).read_text(),
@@ -104,17 +119,19 @@ def test_end_of_turn_markers_never_reach_the_reply(make_script: Callable[..., st
 
 
 def test_template_without_any_template_is_a_clear_error(
-    completion_bin: str, model_path: str
+    completion_bin: str, base_model_path: str
 ) -> None:
-    llm = LocalLLM(binary_path=completion_bin, model=model_path, prompt_format="template")
+    llm = LocalLLM(binary_path=completion_bin, model=base_model_path, prompt_format="template")
     with pytest.raises(LLMInvalidRequestError, match="chat_template="):
         llm.generate(QUESTION)
     with pytest.raises(ValueError):
-        LocalLLM(binary_path=completion_bin, model=model_path, prompt_format="chatml-ish")
+        LocalLLM(binary_path=completion_bin, model=base_model_path, prompt_format="chatml-ish")
 
 
-def test_a_template_that_raises_gives_its_message(completion_bin: str, model_path: str) -> None:
-    llm = LocalLLM(binary_path=completion_bin, model=model_path, chat_template=GEMMA)
+def test_a_template_that_raises_gives_its_message(
+    completion_bin: str, base_model_path: str
+) -> None:
+    llm = LocalLLM(binary_path=completion_bin, model=base_model_path, chat_template=GEMMA)
     with pytest.raises(LLMInvalidRequestError, match="alternate"):
         llm.generate([MessagePart("user", "a"), MessagePart("user", "b")])
 

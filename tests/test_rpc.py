@@ -109,15 +109,16 @@ def test_worker_banner_warns_off_loopback() -> None:
 
 
 def test_per_call_and_warm_replies_through_two_workers(
-    workers: list[Worker], completion_bin: str, model_path: str
+    workers: list[Worker], completion_bin: str, base_model_path: str
 ) -> None:
+    # The larger base model (253 MB), so the weights the workers hold are plain to see.
     addresses = [worker.address for worker in workers]
     assert workers[0].banner[0].strip().endswith(workers[0].address)
     # `jazzmine worker` became the worker binary, with the short OpenMP spin.
     assert environment_of(workers[0].process.pid).get("GOMP_SPINCOUNT") == "1000"
     per_call = LocalLLM(
         binary_path=completion_bin,
-        model=model_path,
+        model=base_model_path,
         max_tokens=8,
         rpc_servers=addresses,
         keep_alive=0,
@@ -128,7 +129,7 @@ def test_per_call_and_warm_replies_through_two_workers(
 
     idle = [rss_mib(worker.process.pid) for worker in workers]
     warm = LocalLLM(
-        binary_path=completion_bin, model=model_path, max_tokens=8, rpc_servers=addresses
+        binary_path=completion_bin, model=base_model_path, max_tokens=8, rpc_servers=addresses
     )
     assert warm.keep_alive == 300  # warm by default: the weights are sent once
     try:

