@@ -60,14 +60,14 @@ def test_public_names_match_the_published_api() -> None:
 
 
 def test_format_prompt_is_the_spec_flattening() -> None:
-    llm = LocalLLM(binary_path="/bin/true", model="llama-3-8b")
-    prompt = llm._format_prompt(
+    llm = LocalLLM(binary_path="/bin/true", model="llama-3-8b", prompt_format="flat")
+    prompt = llm.build_request(
         [
             MessagePart("system", "Be brief."),
             MessagePart("user", "Hi"),
             MessagePart("assistant", "Hello"),
         ]
-    )
+    ).prompt
     assert prompt == "System: Be brief.\nUser: Hi\nAssistant: Hello\nAssistant: "
     assert llm.model == "llama-3-8b"
 
@@ -203,7 +203,7 @@ def test_a_users_p_script_works_and_its_echo_is_removed(
     assert response.text
     assert "capital of France?" not in response.text
     assert response.api_metrics is not None and response.api_metrics["usage_source"] == "estimated"
-    assert response.usage.prompt_tokens == estimate_tokens(llm._format_prompt(QUESTION))
+    assert response.usage.prompt_tokens == estimate_tokens(llm.build_request(QUESTION).prompt)
 
 
 def test_a_binary_with_other_flags_is_configured_in_python(

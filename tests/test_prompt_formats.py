@@ -9,6 +9,7 @@ import pytest
 from gguf_files import write_gguf
 
 from jazzmine.local import LLMInvalidRequestError, LocalLLM, MessagePart
+from jazzmine.local.prompt import flatten
 
 FIXTURES = Path(__file__).parent / "fixtures" / "templates"
 GEMMA = str(FIXTURES / "google-gemma-2-2b-it.jinja")
@@ -21,7 +22,7 @@ def test_auto_uses_the_spec_flattening_for_the_base_model(
     llm = LocalLLM(binary_path=completion_bin, model=base_model_path, max_tokens=4)
     reply = llm.generate(QUESTION)
     assert reply.api_metrics is not None and reply.api_metrics["prompt_format"] == "flat"
-    assert llm._new_call(QUESTION, None, {}).request.prompt == llm._format_prompt(QUESTION)
+    assert llm.build_request(QUESTION).prompt == flatten(QUESTION)
 
 
 def test_auto_renders_the_default_models_chatml_template(
@@ -30,7 +31,7 @@ def test_auto_renders_the_default_models_chatml_template(
     llm = LocalLLM(binary_path=completion_bin, model=model_path, max_tokens=4)
     reply = llm.generate(QUESTION)
     assert reply.api_metrics is not None and reply.api_metrics["prompt_format"] == "template"
-    request = llm._new_call(QUESTION, None, {}).request
+    request = llm.build_request(QUESTION)
     assert request.prompt.endswith(
         "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
     )
@@ -49,12 +50,12 @@ def test_auto_uses_the_models_own_template_with_llama_cpp(
         model, [("general.architecture", 8, "llama"), ("tokenizer.chat_template", 8, template)]
     )
     templated = LocalLLM(binary_path=completion_bin, model=str(model))
-    assert templated._new_call(QUESTION, None, {}).request.prompt == (
+    assert templated.build_request(QUESTION).prompt == (
         "<|user|>What is the capital of France?<|end|><|assistant|>"
     )
     flat = LocalLLM(binary_path=completion_bin, model=str(model), prompt_format="flat")
-    assert flat._new_call(QUESTION, None, {}).request.prompt == flat._format_prompt(QUESTION)
-    stops = templated._new_call(QUESTION, None, {}).request.stop_sequences
+    assert flat.build_request(QUESTION).prompt == flatten(QUESTION)
+    stops = templated.build_request(QUESTION).stop_sequences
     assert "<|end|>" in stops and "\nUser:" not in stops
 
 
@@ -73,9 +74,9 @@ def test_a_supplied_template_in_both_modes(
         keep_alive=keep_alive,
     )
     try:
-        call = llm._new_call(QUESTION, None, {})
+        call = llm.build_request(QUESTION)
         turn = "<start_of_turn>user\nWhat is the capital of France?<end_of_turn>\n"
-        assert call.request.prompt == turn + "<start_of_turn>model\n"
+        assert call.prompt == turn + "<start_of_turn>model\n"
         reply = llm.generate(QUESTION)
         assert reply.api_metrics is not None and reply.api_metrics["prompt_format"] == "template"
         assert "<end_of_turn>" not in reply.text and "<start_of_turn>" not in reply.text
@@ -93,7 +94,7 @@ def test_a_supplied_template_in_both_modes(
     )
     try:
         # The same template given as text builds the same prompt, in either mode.
-        assert inline._new_call(QUESTION, None, {}).request.prompt == call.request.prompt
+        assert inline.build_request(QUESTION).prompt == call.prompt
         if keep_alive is not None:
             # A repeated prompt is served from the server's cache, and the base model's
             # near-tied logits on a chat template it was never trained on can then flip.

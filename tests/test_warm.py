@@ -53,8 +53,7 @@ def warm(completion_bin: str, model_path: str):  # type: ignore[no-untyped-def]
 
 
 def server_of(llm: LocalLLM):  # type: ignore[no-untyped-def]
-    transport = llm._get_transport()
-    return transport._shared_server()  # type: ignore[attr-defined]
+    return llm.transport.server  # type: ignore[attr-defined]
 
 
 def listening_tcp_sockets() -> set[str]:
@@ -305,7 +304,7 @@ def work():
     llm = LocalLLM(binary_path={completion_bin!r}, model={model_path!r}, keep_alive=-1,
                    max_tokens=2)
     llm.generate([MessagePart("user", "hi")])
-    print(llm._get_transport()._shared_server().pid, flush=True)
+    print(llm.transport.server.pid, flush=True)
 thread = threading.Thread(target=work); thread.start(); thread.join()
 time.sleep(600)
 """

