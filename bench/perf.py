@@ -62,9 +62,9 @@ class Bench:
     def run_direct(self, llm: LocalLLM) -> tuple[float, float]:
         """(wall s, s to the first stdout byte) of the binary run directly with the very
         argv LocalLLM would use (the physical limit for a process per call)."""
-        transport = llm._get_transport()
+        transport = llm.transport
         assert isinstance(transport, PerCallTransport)
-        plan, _ = transport.plan(llm._new_call(PROMPT, None, {}).request)
+        plan, _ = transport.plan(llm.build_request(PROMPT))
         started = time.perf_counter()
         child = subprocess.Popen(
             plan.argv,
@@ -285,7 +285,7 @@ def load_cost(bench: Bench, context: int | None) -> tuple[float, float]:
 
 def bench_context(bench: Bench, repeat: int) -> dict[str, Any]:
     llm = bench.llm(1)
-    sized = llm.config.context_for_call(llm._new_call(PROMPT, None, {}).request, bench.model)
+    sized = llm.config.context_for_call(llm.build_request(PROMPT), bench.model)
     default_costs, sized_costs = [], []
     for _ in range(repeat):
         default_costs.append(load_cost(bench, None))

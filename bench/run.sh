@@ -6,9 +6,10 @@ cd "$(dirname "$0")/.."
 bash dev.sh demo "Hello" >/dev/null    # the project's own set-up: build and model
 venv=.venv-bench
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/python" -m pip install -q --disable-pip-version-check -e ".[warm]" matplotlib litellm langchain-community ollama gguf jsonschema
-# The in-process peer, built from the same pinned source with the same portable flags.
-CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DLLAMA_OPENSSL=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_UI=OFF" \
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -e . matplotlib litellm langchain-community ollama gguf jsonschema
+# The in-process peer, built from the same pinned source with the same portable flags,
+# read from the one place set-up reads them.
+CMAKE_ARGS=$("$venv/bin/python" -c 'from jazzmine.local import defaults; print(" ".join(defaults.CPU_FLAGS + defaults.OFFLINE_FLAGS))') \
     "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-binary llama-cpp-python llama-cpp-python==0.3.36
 "$venv/bin/python" bench/perf.py
 "$venv/bin/python" bench/warm.py

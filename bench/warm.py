@@ -85,7 +85,7 @@ def bench_short_replies(repeat: int) -> dict[str, Any]:
         peer = Llama(
             model_path=default_model(), n_ctx=4096, verbose=False, seed=1, n_threads=os.cpu_count()
         )
-        prompt = per_call._format_prompt(SHORT)
+        prompt = per_call.build_request(SHORT).prompt
         peer(prompt, max_tokens=8, temperature=0.0)
     except ImportError:
         prompt = ""

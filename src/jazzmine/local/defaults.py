@@ -16,20 +16,28 @@ LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 # Portable x86-64 flags: a native build picks AMX kernels that die with SIGILL on VMs
 # that report the feature but do not allow it. AVX2/FMA/F16C is what every x86 host
 # of the last decade has; other architectures ignore these switches.
-CMAKE_FLAGS: tuple[str, ...] = (
-    "-DCMAKE_BUILD_TYPE=Release",
-    "-DBUILD_SHARED_LIBS=OFF",
+CPU_FLAGS: tuple[str, ...] = (
     "-DGGML_NATIVE=OFF",
     "-DGGML_AVX=ON",
     "-DGGML_AVX2=ON",
     "-DGGML_FMA=ON",
     "-DGGML_F16C=ON",
     "-DGGML_BMI2=ON",
-    "-DGGML_RPC=ON",
-    # No network during the build, and none at run time: no prebuilt web UI, no HTTPS.
+)
+# No network during the build, and none at run time: no prebuilt web UI, no HTTPS.
+OFFLINE_FLAGS: tuple[str, ...] = (
     "-DLLAMA_OPENSSL=OFF",
     "-DLLAMA_USE_PREBUILT_UI=OFF",
     "-DLLAMA_BUILD_UI=OFF",
+)
+# The one source of build flags: set-up builds with these, and bench/run.sh builds its
+# in-process peer (llama-cpp-python) with CPU_FLAGS + OFFLINE_FLAGS from here.
+CMAKE_FLAGS: tuple[str, ...] = (
+    "-DCMAKE_BUILD_TYPE=Release",
+    "-DBUILD_SHARED_LIBS=OFF",
+    *CPU_FLAGS,
+    "-DGGML_RPC=ON",
+    *OFFLINE_FLAGS,
     "-DLLAMA_BUILD_TESTS=OFF",
     "-DLLAMA_BUILD_EXAMPLES=OFF",
 )

@@ -150,7 +150,13 @@ class LlamaServer:
         _live_servers.add(self)
         self.starts += 1
         self.stopped_by = None
-        self._wait_ready(deadline)
+        try:
+            self._wait_ready(deadline)
+        except BaseException:
+            # Interrupted while loading (Ctrl-C, a cancel): a server left half-ready would
+            # be taken as running by the next call and answer 503.
+            self._reap()
+            raise
 
     def _wait_ready(self, deadline: float | None) -> None:
         limit = time.monotonic() + START_TIMEOUT_SECONDS
