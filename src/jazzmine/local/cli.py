@@ -10,7 +10,11 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from . import LLMError, LocalLLM, MessagePart, rpc
+from . import LLMError, LocalLLM, MessagePart, defaults, rpc
+from . import binary as binaries
+from .binary import BinaryKind, check_executable, probe
+from .config import llama_environment
+from .setup import run_setup
 
 USER_PROMPT = "you> "
 MODEL_PROMPT = "model> "
@@ -113,8 +117,6 @@ def _require_setup(binary: str | None, model: str | None, *, needs_model: bool =
     What the user named (``--binary``, ``--model`` or their environment variables) is
     theirs: a missing one is reported by the library under its own name, never as set-up.
     """
-    from . import defaults
-
     built = binary is None and not os.environ.get("JAZZMINE_LLAMA_BIN")
     if built and not defaults.default_binary_path().exists():
         raise NotSetUp(
@@ -136,8 +138,6 @@ def _require_setup(binary: str | None, model: str | None, *, needs_model: bool =
 
 def _needs_a_model(binary: str) -> bool:
     """Only llama.cpp binaries are given a model; a `-p PROMPT` program brings its own."""
-    from .binary import BinaryKind, probe
-
     try:
         return probe(os.path.expanduser(binary)).kind is not BinaryKind.PROMPT_FLAG
     except OSError:
@@ -147,8 +147,6 @@ def _needs_a_model(binary: str) -> bool:
 def _check_binary(binary: str | None) -> None:
     """Fail before the first turn when the binary the user named cannot run."""
     if binary is not None:
-        from .binary import check_executable
-
         check_executable(os.path.expanduser(binary))
 
 
@@ -166,8 +164,6 @@ def _llm(args: argparse.Namespace, keep_alive: str | int | None = None) -> Local
 
 
 def _setup(args: argparse.Namespace) -> int:
-    from .setup import run_setup
-
     try:
         result = run_setup(lambda line: print(line, flush=True))
     except RuntimeError as error:
@@ -299,8 +295,6 @@ def _chat_turn(
 
 
 def _chat_llm(args: argparse.Namespace) -> LocalLLM:
-    from . import defaults
-
     chosen = args.keep_alive or os.environ.get("JAZZMINE_KEEP_ALIVE")
     try:
         return _llm(args, keep_alive=chosen or CHAT_KEEP_ALIVE)
@@ -366,9 +360,6 @@ def _read_line(interactive: bool) -> str | None:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from . import binary as binaries
-    from . import defaults
-
     try:
         _require_setup(args.binary, args.model)
     except NotSetUp as problem:
@@ -430,9 +421,6 @@ def worker_banner(host: str, port: int) -> list[str]:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from . import defaults
-    from .config import llama_environment
-
     _require_setup(args.binary, None, needs_model=False)  # weights come from the clients
     binary = args.binary or rpc.find_worker(str(defaults.default_binary_path()))
     for line in worker_banner(args.host, args.port):

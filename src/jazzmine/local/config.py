@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from . import defaults, gguf
 from .request import GenerationRequest
 
 GGUF_MAGIC = b"GGUF"
@@ -64,8 +65,6 @@ class LocalConfig:
         if self.model_path is not None:
             return self.model_path
         if self.wants_default_model and llama_binary and self.argv_template is None:
-            from . import defaults
-
             return str(defaults.ensure_default_model())
         return None
 
@@ -97,8 +96,6 @@ def trained_context(model_path: str | None) -> int | None:
     """The model's trained context length, from its GGUF header."""
     if model_path is None or not os.path.exists(model_path):
         return None
-    from . import gguf
-
     try:
         arch = gguf.read_metadata(model_path, ["general.architecture"]).get("general.architecture")
         if not isinstance(arch, str):

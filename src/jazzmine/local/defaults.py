@@ -6,11 +6,10 @@ flags never picks up a stale build. ``jazzmine setup`` (``jazzmine.local.setup``
 
 from __future__ import annotations
 
+import hashlib
 import os
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from pathlib import Path
+import shutil
+from pathlib import Path
 
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 # Portable x86-64 flags: a native build picks AMX kernels that die with SIGILL on VMs
@@ -66,15 +65,11 @@ BASE_MODEL_FILE = "gemma-3-270m-q4_k_m.gguf"
 
 
 def cache_root() -> Path:
-    from pathlib import Path  # imported on use: it costs import time for every user
-
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "jazzmine"
 
 
 def build_key() -> str:
-    import hashlib
-
     flags = hashlib.sha256("\n".join((*CMAKE_FLAGS, *BUILD_TARGETS)).encode()).hexdigest()[:12]
     return f"llama.cpp-{LLAMA_CPP_PYTHON_VERSION}-{flags}"
 
@@ -85,15 +80,11 @@ def build_bin_dir() -> Path:
 
 def default_binary_path() -> Path:
     """``$JAZZMINE_LLAMA_BIN`` (``~`` expanded, a bare name found on PATH), else the build."""
-    from pathlib import Path
-
     override = os.environ.get("JAZZMINE_LLAMA_BIN")
     if not override:
         return build_bin_dir() / "llama-completion"
     override = os.path.expanduser(override)
     if os.sep not in override:
-        import shutil
-
         # A bare name means a program on PATH, as a shell would run it; one that is not
         # there stays as given, so the error names what the user wrote.
         override = shutil.which(override) or override
@@ -106,8 +97,6 @@ def models_dir() -> Path:
 
 def default_model_path() -> Path:
     """``$JAZZMINE_MODEL``, else SmolLM2-135M-Instruct as ``jazzmine setup`` installs it."""
-    from pathlib import Path
-
     override = os.environ.get("JAZZMINE_MODEL")
     return Path(os.path.expanduser(override)) if override else models_dir() / DEFAULT_MODEL_FILE
 

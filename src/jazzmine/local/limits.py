@@ -8,15 +8,12 @@ against the call's deadline.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import asyncio
 
 
 class ConcurrencyLimit:
@@ -69,8 +66,6 @@ class ConcurrencyLimit:
         return False
 
     async def _aacquire(self, deadline: float | None) -> None:
-        import asyncio
-
         loop = asyncio.get_running_loop()
         with self._lock:
             if self._free and not self._waiters:

@@ -25,7 +25,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import defaults
+from . import defaults, rpc
+from .binary import probe
 
 Report = Callable[[str], None]
 _STAMP = ".complete"
@@ -365,9 +366,6 @@ def _smoke_test(binary: Path, model: Path, report: Report) -> None:
             + done.stderr.decode(errors="replace")[-3000:]
         )
     report("check:    one-token generation works")
-    from . import rpc
-    from .binary import probe
-
     if not probe(str(binary)).accepts("--rpc") or not (binary.parent / rpc.WORKER_NAME).exists():
         raise RuntimeError("the llama.cpp build has no RPC backend (--rpc, ggml-rpc-server)")
     report("check:    RPC backend built (--rpc, ggml-rpc-server)")

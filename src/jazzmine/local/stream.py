@@ -31,7 +31,18 @@ def _finish(call: Call, stacklevel: int) -> LLMResponse:
     return response
 
 
-class ResponseStream(Iterator[str]):
+class _KeepsResponse:
+    _response: LLMResponse | None = None
+
+    @property
+    def response(self) -> LLMResponse:
+        """The call's ``LLMResponse``, once the stream was iterated to its end."""
+        if self._response is None:
+            raise RuntimeError(_NOT_DONE)
+        return self._response
+
+
+class ResponseStream(_KeepsResponse, Iterator[str]):
     def __init__(self, call: Call, limit: ConcurrencyLimit) -> None:
         self._call = call
         self._pieces = run_call(call, limit.hold(call.deadline))
@@ -56,12 +67,6 @@ class ResponseStream(Iterator[str]):
             self._response = _finish(self._call, stacklevel)
         return self._response
 
-    @property
-    def response(self) -> LLMResponse:
-        if self._response is None:
-            raise RuntimeError(_NOT_DONE)
-        return self._response
-
     def close(self) -> None:
         """End the call now if it is still running (the model process is stopped)."""
         self._call.interrupt("the stream's close()")
@@ -79,7 +84,7 @@ class ResponseStream(Iterator[str]):
         self.close()
 
 
-class AsyncResponseStream(AsyncIterator[str]):
+class AsyncResponseStream(_KeepsResponse, AsyncIterator[str]):
     """The async twin. ``build`` makes the call (it may probe the binary and render a
     template), so it runs off the event loop too, on first iteration."""
 
@@ -122,12 +127,6 @@ class AsyncResponseStream(AsyncIterator[str]):
         if self._response is None:
             assert self._call is not None
             self._response = _finish(self._call, stacklevel)
-        return self._response
-
-    @property
-    def response(self) -> LLMResponse:
-        if self._response is None:
-            raise RuntimeError(_NOT_DONE)
         return self._response
 
     async def aclose(self) -> None:
