@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 
@@ -21,8 +23,12 @@ class ConcurrencyLimit:
         if limit < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {limit}")
         self.limit = limit
+        self._reset()
+        _limits.add(self)
+
+    def _reset(self) -> None:
         self._lock = threading.Lock()
-        self._free = limit
+        self._free = self.limit
         self._waiters: deque[
             threading.Event | tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]
         ] = deque()
@@ -105,3 +111,16 @@ class ConcurrencyLimit:
 def _grant(granted: asyncio.Future[None]) -> None:
     if not granted.done():
         granted.set_result(None)
+
+
+# A forked child starts with every limit free: the calls that held permits in the parent
+# are not running in the child, and would never give them back.
+_limits: weakref.WeakSet[ConcurrencyLimit] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for limit in list(_limits):
+        limit._reset()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -19,6 +19,7 @@ import ssl
 import tempfile
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 
 import httpx
@@ -92,6 +93,7 @@ class LlamaServer:
         self._lock = threading.RLock()
         self._child: ChildProcess | None = None
         self._directory: str | None = None
+        self._owner = os.getpid()
         self._client: httpx.Client | None = None
         self.sharers = 0
         self.keep_alive: float = -1.0
@@ -100,6 +102,17 @@ class LlamaServer:
         self.starts = 0
         # Who stopped the server on purpose, so a call it cut short can say so.
         self.stopped_by: str | None = None
+        _every_server.add(self)
+
+    def _forget_after_fork(self) -> None:
+        self._lock = threading.RLock()
+        self._idle_timer = None  # its thread did not come along
+        self.active = 0
+        self._client = None  # its connections are the parent's sockets
+        if self._child is not None:
+            self._child.stop()  # forgets: a forked copy never signals the parent's child
+            self._child = None
+        self._directory = None
 
     # ---------- lifecycle ----------
     @property
@@ -134,6 +147,7 @@ class LlamaServer:
 
     def _start(self, deadline: float | None) -> None:
         self._directory = tempfile.mkdtemp(prefix="jazzmine-server-")  # mode 0700
+        self._owner = os.getpid()
         child = ChildProcess(
             self.key.argv(self.socket_path),
             env=llama_environment(self._env),  # read at each start, as inheriting would
@@ -207,9 +221,10 @@ class LlamaServer:
         self._remove_directory()
 
     def _remove_directory(self) -> None:
-        if self._directory is not None:
+        # A forked copy forgets its parent's socket directory; only its maker removes it.
+        if self._directory is not None and self._owner == os.getpid():
             shutil.rmtree(self._directory, ignore_errors=True)
-            self._directory = None
+        self._directory = None
 
     # ---------- idleness ----------
     def begin_request(self) -> None:
@@ -270,6 +285,22 @@ def _no_tls() -> ssl.SSLContext:
 _live_servers: set[LlamaServer] = set()
 _registry: dict[ServerKey, LlamaServer] = {}
 _registry_lock = threading.Lock()
+_every_server: weakref.WeakSet[LlamaServer] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child shares no server with its parent: the parent's servers, their
+    sockets and connections stay the parent's. The child's instances start their own
+    server on their next call (``running()`` is False for a parent's child)."""
+    global _registry_lock
+    _live_servers.clear()
+    _registry.clear()
+    _registry_lock = threading.Lock()
+    for server in list(_every_server):
+        server._forget_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @atexit.register

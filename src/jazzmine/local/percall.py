@@ -53,7 +53,10 @@ class PerCallSession:
         self.shape = plan.shape
         self.details = details
         self.live = live
-        self._child = ChildProcess(plan.argv, env=plan.env, pass_fds=plan.pass_fds)
+        # dies_with_parent: a SIGKILLed caller must not leave a model process running.
+        self._child = ChildProcess(
+            plan.argv, env=plan.env, pass_fds=plan.pass_fds, dies_with_parent=True
+        )
         self._ended_by: str | None = None
 
     def __enter__(self) -> PerCallSession:

@@ -5,6 +5,8 @@ The only module that touches ``subprocess``. Every child, per-call or a kept ser
 stops whatever it started; stdin is closed so nothing can wait for input; stderr is
 drained by a thread while stdout is read, so neither pipe can fill and block the child;
 and one stop policy (terminate the group, a grace period, kill, reap) runs on every path.
+A child started with ``dies_with_parent`` is killed by the kernel if this process dies
+(``launcher``). A forked copy of this process never signals its parent's children.
 Blocking code only: asyncio callers reach it through ``bridge``.
 """
 
@@ -17,7 +19,6 @@ import queue
 import selectors
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+from . import launcher
 from .errors import DeadlineExceeded
 
 # Long enough for llama.cpp to flush its last lines after SIGTERM, short enough that a
@@ -35,19 +37,6 @@ READ_SIZE = 65536
 STDERR_LIMIT = 4 * 1024 * 1024
 # How long a child's stderr may stay open after it exited (a grandchild holding it).
 STDERR_CLOSE_WAIT = 2.0
-
-# Runs between fork and exec of a child that must die with this process: ask Linux to
-# SIGKILL it when the thread that started it ends. That thread is the spawner below,
-# which lives as long as the process, so the child dies with the process even on SIGKILL
-# or the OOM killer. A parent already gone by then makes it exit at once.
-_LAUNCHER = """
-import ctypes, os, sys
-PR_SET_PDEATHSIG = 1
-ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, 9)
-if os.getppid() != int(sys.argv[1]):
-    os._exit(70)
-os.execv(sys.argv[2], sys.argv[2:])
-"""
 
 
 @dataclass(frozen=True)
@@ -110,7 +99,8 @@ def remaining(deadline: float | None) -> float | None:
 
 class _Spawner:
     """A thread that lives as long as the process and starts the children that must die
-    with it (the parent-death signal follows the thread that forked)."""
+    with it: the parent-death signal (``launcher``) follows the thread that forked, and a
+    call's own thread may be short-lived."""
 
     def __init__(self) -> None:
         self._requests: queue.Queue[tuple[Callable[[], Any], queue.Queue[Any]]] = queue.Queue()
@@ -143,6 +133,18 @@ class _Spawner:
 _spawner = _Spawner()
 
 
+def _after_fork_in_child() -> None:
+    """A forked child owns none of its parent's children: forget them (never signal them),
+    and start its own spawner, since the parent's thread did not come along."""
+    global _spawner, _live_lock
+    _live_groups.clear()
+    _live_lock = threading.Lock()
+    _spawner = _Spawner()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class ChildProcess:
     """One child owned by a ``with`` block (or ``start()``/``stop()``)."""
 
@@ -166,12 +168,15 @@ class ChildProcess:
         self._popen: subprocess.Popen[bytes] | None = None
         self._stderr_thread: threading.Thread | None = None
         self._selector: selectors.BaseSelector | None = None
+        self._owner = os.getpid()
 
     # ---------- ownership ----------
+    def _ours(self) -> bool:
+        """False in a forked copy of the owner: the child is the parent's, not ours."""
+        return self._popen is not None and self._owner == os.getpid()
+
     def start(self) -> ChildProcess:
-        argv = self.argv
-        if self._dies_with_parent:
-            argv = [sys.executable, "-S", "-c", _LAUNCHER, str(os.getpid()), *argv]
+        argv = launcher.argv_for(self.argv) if self._dies_with_parent else self.argv
 
         def spawn() -> subprocess.Popen[bytes]:
             return subprocess.Popen(
@@ -185,6 +190,7 @@ class ChildProcess:
                 env=self._env,
             )
 
+        self._owner = os.getpid()
         self._popen = _spawner.run(spawn) if self._dies_with_parent else spawn()
         with _live_lock:
             _live_groups.add(self._popen.pid)
@@ -209,6 +215,9 @@ class ChildProcess:
         """The one stop policy: terminate the group, grace, kill, reap. Idempotent."""
         popen = self._popen
         if popen is None:
+            return
+        if not self._ours():
+            self._popen = None  # a forked copy: the parent's child is the parent's to stop
             return
         try:
             if popen.poll() is None:
@@ -241,10 +250,10 @@ class ChildProcess:
         return None if self._popen is None else self._popen.poll()
 
     def running(self) -> bool:
-        return self._popen is not None and self._popen.poll() is None
+        return self._ours() and self._popen is not None and self._popen.poll() is None
 
     def exited_within(self, seconds: float) -> bool:
-        if self._popen is None:
+        if self._popen is None or not self._ours():
             return True
         try:
             self._popen.wait(seconds)
@@ -287,7 +296,8 @@ class ChildProcess:
 
     def interrupt(self, signum: int) -> None:
         """From any thread: ask the child to end now (its output is no longer wanted)."""
-        if self._popen is not None and self._popen.poll() is None:
+        if self.running():
+            assert self._popen is not None
             signal_group(self._popen.pid, signum)
 
     def wait(self, deadline: float | None) -> ExitStatus:

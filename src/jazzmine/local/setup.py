@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import defaults, rpc
+from . import defaults, launcher, rpc
 from .binary import probe
 
 Report = Callable[[str], None]
@@ -53,6 +53,8 @@ def run_setup(report: Report = print) -> SetupResult:
     with open(root / ".setup.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         built_now = _ensure_build(report)
+        if not launcher.path().exists():
+            report(f"launcher: {launcher.build(launcher.path())}")
         installed = install_default_model(report)
         base = defaults.ensure_base_model()
     model = defaults.default_model_path()
