@@ -6,15 +6,21 @@ per file (path, size, modification time), so no call pays for it twice.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 import re
 import stat
-import subprocess
 import threading
+import time
 from dataclasses import dataclass
 
+from .errors import DeadlineExceeded
+from .process import ChildProcess
+
 PROBE_TIMEOUT_SECONDS = 15.0
+# llama.cpp's --help is about 30 KB; a binary that prints forever is cut off here.
+PROBE_OUTPUT_LIMIT = 1024 * 1024
 
 
 class BinaryKind(str, enum.Enum):
@@ -86,27 +92,26 @@ def _run_help(path: str) -> str:
 
 
 def _ask(path: str, flag: str) -> str:
-    """All the binary prints for ``flag``. One that does not understand the flag may run,
-    or hang: stdin is closed and the run is bounded; what it printed is all we learn."""
+    """What the binary prints for ``flag``, bounded in time and size. One that does not
+    understand the flag may run, hang or print forever: stdin is closed, at most
+    PROBE_OUTPUT_LIMIT bytes are kept, and the whole group is stopped after
+    PROBE_TIMEOUT_SECONDS; what it printed by then is all we learn."""
+    output = bytearray()
+    deadline = time.monotonic() + PROBE_TIMEOUT_SECONDS
     try:
-        done = subprocess.run(
-            [path, flag],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=PROBE_TIMEOUT_SECONDS,
-            start_new_session=True,
-        )
-    except subprocess.TimeoutExpired as timed_out:
-        return _as_text(timed_out.stdout) + _as_text(timed_out.stderr)
+        with ChildProcess([path, flag]) as child, contextlib.suppress(DeadlineExceeded):
+            for chunk in child.stdout_chunks(deadline):
+                output += chunk
+                if len(output) >= PROBE_OUTPUT_LIMIT:
+                    break
+            else:
+                child.wait(deadline)  # its stderr, whole
+        stderr = child.stderr_text()
     except OSError:
         return ""
-    return _as_text(done.stdout) + _as_text(done.stderr)
-
-
-def _as_text(data: bytes | str | None) -> str:
-    if data is None:
-        return ""
-    return data if isinstance(data, str) else data.decode("utf-8", errors="replace")
+    return (
+        output[:PROBE_OUTPUT_LIMIT].decode("utf-8", errors="replace") + stderr[:PROBE_OUTPUT_LIMIT]
+    )
 
 
 def version_of(path: str) -> str:
