@@ -62,6 +62,34 @@ NETWORK_FLAGS = frozenset(
         "--server-base",
     }
 )
+# Flags that would undo what keeps a call private: the server's Unix socket in a 0700
+# directory (a TCP listener instead), --no-slots (an endpoint showing every prompt), the
+# private prompt file (the prompt in argv, readable by every local user), the echo-free
+# output, and key files an attacker could point elsewhere.
+PRIVACY_FLAGS = frozenset(
+    {
+        "--host",
+        "--port",
+        "--slots",
+        "--metrics",
+        "--props",
+        "--slot-save-path",
+        "--path",
+        "--webui",
+        "--api-key",
+        "--api-key-file",
+        "--ssl-key-file",
+        "--ssl-cert-file",
+        "-p",
+        "--prompt",
+        "-f",
+        "--file",
+        "-bf",
+        "--binary-file",
+        "--escape",
+        "--display-prompt",
+    }
+)
 
 
 def _wrong_type(name: str, value: object, wanted: str) -> OptionTypeError:
@@ -169,9 +197,15 @@ def check_arguments(name: str, value: Any) -> tuple[str, ...]:
 def check_extra_args(name: str, value: Any) -> tuple[str, ...]:
     arguments = check_arguments(name, value)
     for argument in arguments:
-        if argument.split("=", 1)[0] in NETWORK_FLAGS:
+        flag = argument.split("=", 1)[0]
+        if flag in NETWORK_FLAGS:
             raise OptionValueError(
                 f"{name} may not contain {argument!r}: LocalLLM never reaches the network"
+            )
+        if flag in PRIVACY_FLAGS:
+            raise OptionValueError(
+                f"{name} may not contain {argument!r}: it would undo what keeps prompts "
+                "private (the server's private socket, --no-slots, the private prompt file)"
             )
     return arguments
 
