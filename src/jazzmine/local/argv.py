@@ -156,7 +156,10 @@ def _prompt_flag_plan(
     argv += ["-p", request.prompt, *options.extra_args]
     return LaunchPlan(
         argv=argv,
-        shape=OutputShape(echo=request.prompt, end_markers=(END_OF_TEXT,)),
+        # Such a binary is never told max_tokens: the reply is cut at the budget instead.
+        shape=OutputShape(
+            echo=request.prompt, end_markers=(END_OF_TEXT,), token_budget=request.max_tokens
+        ),
         stop_signal=signal.SIGTERM,
         reads_llama_stats=False,
         env=options.env,
@@ -165,9 +168,12 @@ def _prompt_flag_plan(
 
 def _templated_plan(options: ModelOptions, request: GenerationRequest) -> LaunchPlan:
     assert options.argv_template is not None
+    told_max_tokens = any("{max_tokens}" in part for part in options.argv_template)
     plan = LaunchPlan(
         argv=[options.binary_path],
-        shape=OutputShape(echo=request.prompt),
+        shape=OutputShape(
+            echo=request.prompt, token_budget=None if told_max_tokens else request.max_tokens
+        ),
         stop_signal=signal.SIGTERM,
         reads_llama_stats=False,
         env=options.env,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from .errors import LLMInternalError
 from .request import RunOutcome
 from .types import LLMUsage
-from .usage import estimate_tokens, usage_from_counts
+from .usage import CHARS_PER_TOKEN, estimate_tokens, usage_from_counts
 
 
 @dataclass(frozen=True)
@@ -28,12 +28,15 @@ class OutputShape:
     ``echo``: the prompt, when the binary may print it back before the reply.
     ``end_markers``: printed by the binary when the model itself ended the reply.
     ``trailer_markers``: the reply is over and chrome follows (timings, prompts for input).
+    ``token_budget``: for a binary that was not told the caller's ``max_tokens``: the reply
+    is cut here (estimated tokens, as usage is), and the run ended.
     """
 
     preamble_end: str | None = None
     echo: str | None = None
     end_markers: tuple[str, ...] = ()
     trailer_markers: tuple[str, ...] = ()
+    token_budget: int | None = None
 
 
 @dataclass
@@ -136,6 +139,16 @@ class ReplyAssembler:
     def _emit(self, piece: str) -> list[str]:
         if not piece:
             return []
+        budget = self.shape.token_budget
+        if budget is not None:
+            room = budget * CHARS_PER_TOKEN - len(self.reply_text)
+            if len(piece) >= room:
+                piece = piece[: max(0, room)]
+                self._pending = ""
+                self._phase = "done"
+                self.finish_reason = "length"
+                if not piece:
+                    return []
         self._started = True
         self.reply_text += piece
         return [piece]
@@ -198,8 +211,8 @@ def _stderr_tail(stderr: str) -> str:
 
 
 def finish_reason_of(assembler: ReplyAssembler, outcome: RunOutcome, max_tokens: int | None) -> str:
-    if assembler.finish_reason == "stop":
-        return "stop"
+    if assembler.finish_reason in ("stop", "length"):
+        return assembler.finish_reason
     if outcome.hit_token_limit is not None:
         return "length" if outcome.hit_token_limit else "stop"
     if (
