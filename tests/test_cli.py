@@ -2,9 +2,10 @@
 
 The CLI runs as a subprocess, as a user starts it. A fake `-p PROMPT` program stands in
 for the model (it logs every prompt it gets, can fail or stream slowly on demand), so
-none of these needs the llama.cpp build; one `real` test chats with the default model.
-Terminal tests run the CLI on a pseudo-terminal, so Ctrl-C and line length are the
-kernel's terminal behaviour, not a simulation of it.
+these need no llama.cpp build; the `real` tests at the end use the default model (a chat
+on a terminal, `run`, `chat` over a pipe, `doctor --json`). Terminal tests run the CLI
+on a pseudo-terminal, so Ctrl-C and line length are the kernel's terminal behaviour, not
+a simulation of it.
 """
 
 from __future__ import annotations
@@ -57,6 +58,23 @@ REAL_WAIT_SECONDS = 600.0  # the real model loads on a busy two-core machine
 LONG_LINE = " ".join(f"w{i:05d}" for i in range(1667))[:10_000]
 
 
+def jazzmine(
+    *args: str,
+    stdin: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = REAL_WAIT_SECONDS,
+) -> subprocess.CompletedProcess[str]:
+    """Run the `jazzmine` command as a user would, in this environment unless given one."""
+    return subprocess.run(
+        [sys.executable, "-m", "jazzmine.local.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+
+
 @pytest.fixture
 def world(tmp_path: Path, make_script: Callable[..., str]) -> World:
     return World(tmp_path, make_script("fake-model", CHAT_FAKE))
@@ -86,14 +104,7 @@ class World:
     def jazzmine(
         self, *args: str, stdin: str = "", env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "jazzmine.local.cli", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            env={**self.env, **(env or {})},
-            timeout=WAIT_SECONDS,
-        )
+        return jazzmine(*args, stdin=stdin, env={**self.env, **(env or {})}, timeout=WAIT_SECONDS)
 
     def prompts(self) -> list[str]:
         if not self.prompt_log.exists():
@@ -429,3 +440,40 @@ def test_two_turns_with_the_default_model(
     finally:
         chat.close()
     assert all(reply.strip() for reply in replies), replies
+
+
+@pytest.mark.real
+def test_cli_run_streams_a_reply() -> None:
+    done = jazzmine("run", "Name a colour.", "--max-tokens", "8", "--temperature", "0")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip()
+
+
+@pytest.mark.real
+def test_cli_chat_keeps_history() -> None:
+    for keep_alive in ("5m", "0"):  # warm (the default) and a process per turn
+        done = jazzmine(
+            "chat",
+            "--max-tokens",
+            "6",
+            "--temperature",
+            "0",
+            "--keep-alive",
+            keep_alive,
+            stdin="Hello\nAnd again\n",
+        )
+        assert done.returncode == 0, done.stderr
+        assert len([line for line in done.stdout.splitlines() if line.strip()]) >= 2
+
+
+def test_cli_doctor_json(completion_bin: str, model_path: str) -> None:
+    done = jazzmine("doctor", "--json")
+    report = json.loads(done.stdout)
+    assert done.returncode == 0, done.stderr
+    assert report["ok"] is True
+    assert report["binary"] == completion_bin and report["model"] == model_path
+    assert report["binary_kind"] == "llama-completion" and "version" in report["binary_version"]
+    assert report["server"] == {"found": True, "starts": True}
+    broken = jazzmine("doctor", "--json", "--binary", "/nonexistent/llama")
+    assert broken.returncode == 1 and json.loads(broken.stdout)["ok"] is False
+    assert os.path.exists(model_path)

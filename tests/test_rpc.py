@@ -13,12 +13,11 @@ from pathlib import Path
 
 import pytest
 from probes import descendants, environment_of
+from real_calls import LISTING
 
-from jazzmine.local import LLMConnectionError, LLMInternalError, LocalLLM, MessagePart
+from jazzmine.local import LLMConnectionError, LLMInternalError, LocalLLM
 from jazzmine.local.cli import worker_banner
 from jazzmine.local.rpc import parse_servers
-
-LISTING = [MessagePart("user", "List the planets of the solar system.")]
 
 
 def free_port() -> int:

@@ -1,4 +1,4 @@
-"""`jazzmine setup` without building anything: build progress, model install, overrides."""
+"""`jazzmine setup` without building anything: build progress and the model install."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from jazzmine.local import defaults, setup
+from jazzmine.local import defaults, launcher, setup
 from jazzmine.local.setup import BuildProgress, count_work, extract_model
 
 
@@ -210,9 +210,13 @@ def test_setup_says_which_model_is_which(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(defaults, "ensure_base_model", lambda: base)
     checked: list[Path] = []
     monkeypatch.setattr(setup, "_smoke_test", lambda binary, model, report: checked.append(model))
+    # No build ran, so there is no bin directory for the C launcher: record its build.
+    launchers: list[Path] = []
+    monkeypatch.setattr(launcher, "build", lambda target: launchers.append(target) or target)
     lines: list[str] = []
     result = setup.run_setup(lines.append)
     assert (result.model_path, result.base_model_path, checked) == (default, base, [default])
+    assert launchers == [launcher.path()] and f"launcher: {launcher.path()}" in lines
     assert f"default model (chat, ChatML template): {default}" in lines
     flat = [line for line in lines if line.startswith("base model (spec's flat format):")]
     assert len(flat) == 1 and flat[0].endswith(f" {base}")
@@ -224,50 +228,6 @@ def test_setup_says_which_model_is_which(tmp_path: Path, monkeypatch: pytest.Mon
     lines.clear()
     assert setup.run_setup(lines.append).model_path == mine
     assert f"default model ($JAZZMINE_MODEL): {mine}" in lines
-
-
-# ---------- the environment's overrides ----------
-def test_jazzmine_llama_bin_expands_home_and_finds_bare_names_on_path(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setenv("JAZZMINE_LLAMA_BIN", "~/llama/llama-cli")
-    assert defaults.default_binary_path() == tmp_path / "llama" / "llama-cli"
-
-    tools = tmp_path / "tools"
-    tools.mkdir()
-    program = tools / "my-llama"
-    program.write_text("#!/bin/sh\n")
-    program.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{tmp_path / 'empty'}{os.pathsep}{tools}")
-    monkeypatch.setenv("JAZZMINE_LLAMA_BIN", "my-llama")
-    assert defaults.default_binary_path() == program
-    # Not on PATH: left as written, so the error names what the user gave.
-    monkeypatch.setenv("JAZZMINE_LLAMA_BIN", "no-such-llama")
-    assert str(defaults.default_binary_path()) == "no-such-llama"
-    # With a slash it is a path, never searched for.
-    monkeypatch.setenv("JAZZMINE_LLAMA_BIN", "elsewhere/my-llama")
-    assert str(defaults.default_binary_path()) == "elsewhere/my-llama"
-
-    monkeypatch.delenv("JAZZMINE_LLAMA_BIN")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    assert defaults.default_binary_path() == defaults.build_bin_dir() / "llama-completion"
-    assert defaults.build_bin_dir().is_relative_to(tmp_path / "cache")
-
-
-def test_jazzmine_model_overrides_the_default_model_only(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.delenv("JAZZMINE_MODEL", raising=False)
-    models = tmp_path / "cache" / "jazzmine" / "models"
-    assert defaults.default_model_path() == models / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    assert defaults.ensure_default_model() == defaults.default_model_path()
-    assert not models.exists()  # run time never fetches: only set-up does
-    monkeypatch.setenv("JAZZMINE_MODEL", "~/weights/m.gguf")
-    assert defaults.default_model_path() == tmp_path / "weights" / "m.gguf"
-    assert defaults.base_model_path() == models / "gemma-3-270m-q4_k_m.gguf"
 
 
 def test_the_installed_default_model_is_the_pinned_file(setup_result: setup.SetupResult) -> None:

@@ -1,4 +1,11 @@
-"""Warm mode on the real llama-server, the default model and (for the flat format) the base."""
+"""Warm mode: LocalLLM on a kept llama-server (``server.py`` speaks to it,
+``llama_server.py`` starts, shares, idles out and reaps it).
+
+On the real llama-server with the default model, and the base model for the flat format:
+the same text as per call, stops on the server side, prompt reuse, parallel slots, freed
+slots, timeouts, a killed or unloadable server, the private socket, sharing, and no
+server left behind.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from probes import ArgvScanner, environment_of, process_alive
+from real_calls import CHATTY, LISTING
 
 from jazzmine.local import (
     LLMInternalError,
@@ -21,14 +29,7 @@ from jazzmine.local import (
     LocalLLM,
     MessagePart,
 )
-from jazzmine.local.checks import parse_keep_alive
 
-LISTING = [MessagePart("user", "List the planets of the solar system.")]
-CHATTY = [
-    MessagePart("user", "Say hello."),
-    MessagePart("assistant", "Hello! How can I help you today?"),
-    MessagePart("user", "Thanks, bye."),
-]
 SYSTEM = MessagePart(
     "system", "You are a helpful assistant who answers questions about astronomy. " * 6
 )
@@ -64,22 +65,6 @@ def listening_tcp_sockets() -> set[str]:
             if fields[3] == "0A":  # LISTEN
                 found.add(fields[1] + "/" + fields[9])
     return found
-
-
-def test_keep_alive_values() -> None:
-    assert (
-        parse_keep_alive(None) is None
-        and parse_keep_alive(0) is None
-        and parse_keep_alive("0") is None
-    )
-    assert parse_keep_alive(30) == 30 and parse_keep_alive("30s") == 30
-    assert parse_keep_alive("5m") == 300 and parse_keep_alive("1h") == 3600
-    assert parse_keep_alive(-1) == -1 and parse_keep_alive("-1") == -1
-    for bad in ("soon", "5 minutes", "1d", True):
-        with pytest.raises(ValueError):
-            parse_keep_alive(bad)  # type: ignore[arg-type]
-    with pytest.raises(ValueError):
-        LocalLLM(binary_path="/bin/true", model="x.gguf", keep_alive="later")
 
 
 def test_environment_sets_keep_alive(monkeypatch: pytest.MonkeyPatch, completion_bin: str) -> None:
