@@ -79,7 +79,6 @@ def test_a_help_probe_that_prints_forever_is_bounded_in_time_and_memory(
         ["--prompt", "hello"],
         ["-f", "/etc/passwd"],
         ["--api-key-file", "/tmp/k"],
-        ["--escape"],
     ],
 )
 @pytest.mark.parametrize("keep_alive", [None, "1m"], ids=["per-call", "warm"])

@@ -64,8 +64,8 @@ NETWORK_FLAGS = frozenset(
 )
 # Flags that would undo what keeps a call private: the server's Unix socket in a 0700
 # directory (a TCP listener instead), --no-slots (an endpoint showing every prompt), the
-# private prompt file (the prompt in argv, readable by every local user), the echo-free
-# output, and key files an attacker could point elsewhere.
+# private prompt file (the prompt in argv, readable by every local user), and files the
+# server would read or write (keys, saved slots, static files).
 PRIVACY_FLAGS = frozenset(
     {
         "--host",
@@ -86,8 +86,6 @@ PRIVACY_FLAGS = frozenset(
         "--file",
         "-bf",
         "--binary-file",
-        "--escape",
-        "--display-prompt",
     }
 )
 
