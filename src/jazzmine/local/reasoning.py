@@ -1,0 +1,141 @@
+"""Separating a reply's reasoning (``<think>...</think>``) from its answer, piece by piece.
+
+Reasoning models write their thoughts between two markers before the answer. Where
+the block starts differs: most write the opening marker themselves, as the first thing
+in the reply; some templates write it at the end of the prompt (Qwen3 and DeepSeek R1
+style "opened" blocks), so the reply starts inside the reasoning and only the closing
+marker appears. As in llama.cpp's reasoning parser (``analyze_reasoning::build_parser``
+in ``common/chat-auto-parser-generator.cpp``), only a block at the very start of the
+reply counts; a marker later on is answer text.
+
+``ReasoningSplitter`` takes the reply in pieces of any size: a marker split across
+pieces (``</th`` + ``ink>``) is held back until it is known, and a reply cut off while
+still thinking leaves ``truncated`` set. Whitespace next to the markers is dropped:
+reasoning and answer come out trimmed at the marker side.
+"""
+
+from __future__ import annotations
+
+DEFAULT_START = "<think>"
+DEFAULT_END = "</think>"
+
+
+def opened_in_prompt(prompt: str, start: str = DEFAULT_START) -> bool:
+    """Whether the prompt ends inside an open reasoning block (its last words are the
+    opening marker), so the reply starts with reasoning."""
+    marker = start.strip()
+    return bool(marker) and prompt.rstrip().endswith(marker)
+
+
+def _partial_suffix(text: str, marker: str) -> int:
+    """The length of the longest end of ``text`` that begins ``marker`` (not all of it)."""
+    for size in range(min(len(marker) - 1, len(text)), 0, -1):
+        if text.endswith(marker[:size]):
+            return size
+    return 0
+
+
+class ReasoningSplitter:
+    """Feed pieces of a reply; get (reasoning, answer) text as each becomes certain.
+
+    ``feed`` and ``finish`` return a pair of deltas; joined, the first items are the
+    reasoning and the second the answer. After ``finish``, ``truncated`` says the reply
+    ended before the reasoning was closed.
+    """
+
+    def __init__(
+        self, start: str = DEFAULT_START, end: str = DEFAULT_END, *, opened: bool = False
+    ) -> None:
+        if not end.strip():
+            raise ValueError("the reasoning end marker must not be empty")
+        self.start = start.strip()
+        self.end = end.strip()
+        # "start": is there a block at all?  "reasoning", then "answer".
+        self._state = "reasoning" if opened or not self.start else "start"
+        self._pending = ""
+        # at the start of the reasoning or of the answer, whitespace is dropped
+        self._fresh = True
+        self.reasoning = ""
+        self.answer = ""
+        self.truncated = False
+
+    def feed(self, piece: str) -> tuple[str, str]:
+        self._pending += piece
+        reasoning, answer = "", ""
+        while True:
+            if self._state == "start":
+                done = self._decide()
+                if not done:
+                    break
+            elif self._state == "reasoning":
+                delta, closed = self._reason()
+                reasoning += delta
+                if not closed:
+                    break
+            else:
+                answer += self._answer()
+                break
+        self.reasoning += reasoning
+        self.answer += answer
+        return reasoning, answer
+
+    def finish(self) -> tuple[str, str]:
+        """The rest; a marker left unfinished at the end is plain text after all."""
+        reasoning, answer = "", ""
+        if self._state == "start":
+            answer = self._pending  # no block: whatever was held is the answer
+        elif self._state == "reasoning":
+            self.truncated = True
+            reasoning = self._pending.rstrip()
+            if self._fresh:
+                reasoning = reasoning.lstrip()
+        elif not self._fresh:
+            answer = self._pending
+        self._pending = ""
+        self.reasoning += reasoning
+        self.answer += answer
+        return reasoning, answer
+
+    def _decide(self) -> bool:
+        """In "start": move on once the reply's beginning shows whether a block opens."""
+        body = self._pending.lstrip()
+        if body.startswith(self.start):
+            self._pending = body[len(self.start) :]
+            self._state = "reasoning"
+            return True
+        if not body or self.start.startswith(body):
+            return False
+        self._state, self._fresh = "answer", False  # no reasoning: the answer is verbatim
+        return True
+
+    def _reason(self) -> tuple[str, bool]:
+        """In "reasoning": the reasoning that is certain, and whether the block closed."""
+        if self._fresh:
+            self._pending = self._pending.lstrip()
+            if self.start and self._pending.startswith(self.start):
+                # the model opened the block again although the prompt did
+                self._pending = self._pending[len(self.start) :].lstrip()
+            elif self.start and self.start.startswith(self._pending) and self._pending:
+                return "", False
+            if not self._pending:
+                return "", False
+            self._fresh = False
+        found = self._pending.find(self.end)
+        if found >= 0:
+            delta = self._pending[:found].rstrip()
+            self._pending = self._pending[found + len(self.end) :]
+            self._state, self._fresh = "answer", True
+            return delta, True
+        keep = len(self._pending) - _partial_suffix(self._pending, self.end)
+        delta = self._pending[:keep].rstrip()
+        self._pending = self._pending[len(delta) :]
+        return delta, False
+
+    def _answer(self) -> str:
+        if self._fresh:
+            self._pending = self._pending.lstrip()
+            if not self._pending:
+                return ""
+            self._fresh = False
+        delta, self._pending = self._pending, ""
+        return delta

@@ -1,0 +1,92 @@
+"""Which tool-call format a chat template teaches its model: the families.
+
+llama.cpp (``common/chat.cpp`` and its differential "autoparser",
+``common/chat-diff-analyzer.cpp``) finds a template's format by rendering an assistant
+message with and without a tool call and reading the difference. The families it finds
+for the templates jazzmine ships fixtures of are few and recognisable from the template
+source by the markup that template prints around a call, so they are matched here by
+that markup. A template none of them matches gets the "generic" family: the tool list
+goes into the system message as text and the model answers with a JSON envelope that
+a grammar holds it to (see ``docs/tools.md``).
+
+=============  =========================================================  ===============
+family         a call, as the template prints it                          templates
+=============  =========================================================  ===============
+hermes         ``<tool_call>\\n{"name": N, "arguments": {...}}\\n</tool_call>``  Qwen 2.5, Qwen3,
+                                                                           Hermes 2/3
+llama3         ``{"name": N, "parameters": {...}}`` as the whole reply      Llama 3.1-3.3
+               (``<|python_tag|>`` may come first)
+mistral_nemo   ``[TOOL_CALLS][{"name": N, "arguments": {...}, "id": I}]``  Mistral Nemo
+mistral        ``[TOOL_CALLS]N[CALL_ID]I[ARGS]{...}`` (``[CALL_ID]`` only   Mistral Small
+               when the template has it)                                   3.2, Devstral
+generic        the JSON envelope of docs/tools.md                         anything else
+=============  =========================================================  ===============
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Family:
+    """A tool-call format."""
+
+    name: str
+    # the template prints the tool list itself: tools go into its context
+    native: bool
+    # the text every call starts with ("" when a call is recognised by its shape)
+    trigger: str
+    # markup the model writes as special tokens: llama-server must print them
+    # (its request field preserved_tokens) and a lazy grammar's trigger must be one
+    markers: tuple[str, ...]
+    # several calls in one reply are possible
+    parallel: bool = True
+    # ids the template needs when calls are sent back: "openai" or "mistral" (9 alnum)
+    id_style: str = "openai"
+    # the format carries a call id written by the model (Mistral's [CALL_ID], "id")
+    model_ids: bool = False
+
+
+HERMES = Family("hermes", True, "<tool_call>", ("<tool_call>", "</tool_call>"))
+# Llama 3.x templates refuse more than one call in a message ("This model only supports
+# single tool-calls at once!").
+LLAMA3 = Family("llama3", True, "", ("<|python_tag|>",), parallel=False)
+MISTRAL_NEMO = Family(
+    "mistral_nemo", True, "[TOOL_CALLS]", ("[TOOL_CALLS]",), id_style="mistral", model_ids=True
+)
+MISTRAL = Family("mistral", True, "[TOOL_CALLS]", ("[TOOL_CALLS]", "[ARGS]"), id_style="mistral")
+MISTRAL_WITH_IDS = Family(
+    "mistral",
+    True,
+    "[TOOL_CALLS]",
+    ("[TOOL_CALLS]", "[CALL_ID]", "[ARGS]"),
+    id_style="mistral",
+    model_ids=True,
+)
+GENERIC = Family("generic", False, "", ())
+
+FAMILIES = {f.name: f for f in (HERMES, LLAMA3, MISTRAL_NEMO, MISTRAL, GENERIC)}
+
+
+def detect_family(source: str | None) -> Family:
+    """The family of the template ``source`` (None: no template, so generic)."""
+    if not source:
+        return GENERIC
+
+    def has(*needles: str) -> bool:
+        return all(needle in source for needle in needles)
+
+    if has("[TOOL_CALLS]"):
+        if has("[ARGS]"):
+            return MISTRAL_WITH_IDS if has("[CALL_ID]") else MISTRAL
+        return MISTRAL_NEMO
+    # Qwen3-Coder, MiniMax and GLM also print <tool_call> but put XML-like tags for the
+    # function and its arguments inside; those formats are not covered (generic).
+    if has("<tool_call>") and not any(
+        needle in source for needle in ("<function=", "<invoke", "<arg_key>", "<parameter=")
+    ):
+        return HERMES
+    if has("<|start_header_id|>", '"parameters"') and (has("tool_call") or has("<|python_tag|>")):
+        return LLAMA3
+    return GENERIC

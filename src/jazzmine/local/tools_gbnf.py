@@ -1,0 +1,260 @@
+"""JSON Schema (the subset of ``tools_schema``) to GBNF, and GBNF helpers.
+
+llama.cpp turns JSON schemas into grammars in C++ (``common/json-schema-to-grammar.cpp``);
+a tool call's grammar is built here in Python instead, because the call's markup (which
+differs per model family) wraps the arguments and the whole must be one grammar. Which
+keywords the grammar enforces and which only the validator checks is listed in
+``tools_schema``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .tools_schema import MAX_DEPTH, UNSUPPORTED, compact, merged, types_of
+
+# JSON text the grammars share. Whitespace is bounded so that a model cannot loop on it.
+PRIMITIVES: dict[str, str] = {
+    "ws": '( " " | "\\n" [ \\t]{0,24} )?',
+    "json-char": '[^"\\\\\\x00-\\x1F\\x7F] | "\\\\" ( ["\\\\/bfnrt] | "u" [0-9a-fA-F]{4} )',
+    "json-string": '"\\"" json-char* "\\""',
+    "json-nat": '"0" | [1-9] [0-9]{0,15}',
+    "json-int": '"-"? json-nat',
+    "json-frac": '( "." [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,3} )?',
+    "json-number": "json-int json-frac",
+    "json-boolean": '"true" | "false"',
+    "json-null": '"null"',
+    "json-value": (
+        "json-object | json-array | json-string | json-number | json-boolean | json-null"
+    ),
+    "json-pair": 'json-string ws ":" ws json-value ws',
+    "json-object": '"{" ws ( json-pair ( "," ws json-pair )* )? "}"',
+    "json-array": '"[" ws ( json-value ws ( "," ws json-value ws )* )? "]"',
+}
+# which primitive rules each one needs, to emit only those used
+_NEEDS: dict[str, tuple[str, ...]] = {
+    "json-string": ("json-char",),
+    "json-int": ("json-nat",),
+    "json-number": ("json-int", "json-frac"),
+    "json-value": (
+        "json-object",
+        "json-array",
+        "json-string",
+        "json-number",
+        "json-boolean",
+        "json-null",
+    ),
+    "json-pair": ("json-string", "ws", "json-value"),
+    "json-object": ("ws", "json-pair"),
+    "json-array": ("ws", "json-value"),
+}
+
+
+def gbnf_literal(text: str) -> str:
+    """``text`` as a GBNF string literal (llama.cpp's escapes only)."""
+    out = ['"']
+    for char in text:
+        if char in '"\\':
+            out.append("\\" + char)
+        elif char == "\n":
+            out.append("\\n")
+        elif char == "\r":
+            out.append("\\r")
+        elif char == "\t":
+            out.append("\\t")
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\x{ord(char):02X}")
+        else:
+            out.append(char)
+    out.append('"')
+    return "".join(out)
+
+
+def gbnf_char(char: str) -> str:
+    """One character for a GBNF character class: anything not alphanumeric is escaped."""
+    if char.isascii() and char.isalnum():
+        return char
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02X}"
+    if code < 0x10000:
+        return f"\\u{code:04X}"
+    return f"\\U{code:08X}"
+
+
+def rule_name(hint: str) -> str:
+    """A GBNF rule name (letters, digits and '-') from any text."""
+    name = re.sub(r"[^A-Za-z0-9]+", "-", hint).strip("-").lower()
+    return name or "r"
+
+
+class Grammar:
+    """GBNF rules under construction: schema rules, family rules and the shared JSON ones.
+
+    Rule names are made unique on the way in, so two tools' "city" properties get two
+    rules; primitives are emitted only when something refers to them.
+    """
+
+    def __init__(self) -> None:
+        self.rules: dict[str, str] = {}
+        self._used: set[str] = set()
+
+    def add(self, hint: str, body: str) -> str:
+        """Add a rule named after ``hint`` (made unique); returns its name."""
+        base = rule_name(hint)
+        name, count = base, 1
+        while name in self.rules or name in PRIMITIVES:
+            count += 1
+            name = f"{base}-{count}"
+        self.rules[name] = body
+        return name
+
+    def use(self, primitive: str) -> str:
+        """Refer to a shared JSON rule (``ws``, ``json-string``, ...)."""
+        pending = [primitive]
+        while pending:
+            name = pending.pop()
+            if name not in self._used:
+                self._used.add(name)
+                pending.extend(_NEEDS.get(name, ()))
+        return primitive
+
+    def text(self) -> str:
+        lines = [f"{name} ::= {body}" for name, body in self.rules.items()]
+        lines += [f"{name} ::= {PRIMITIVES[name]}" for name in PRIMITIVES if name in self._used]
+        return "\n".join(lines) + "\n"
+
+    # ----- schemas -----
+
+    def schema(self, schema: Any, hint: str, depth: int = 0) -> str:
+        """A GBNF expression (usually a rule name) for JSON text valid against ``schema``."""
+        if schema is True or schema == {} or not isinstance(schema, dict) or depth > MAX_DEPTH:
+            return self.use("json-value")
+        if UNSUPPORTED & schema.keys():
+            # documented fallback: the sub-schema becomes "any JSON value"
+            return self.use("json-value")
+        options: list[str]
+        if "const" in schema:
+            options = [gbnf_literal(compact(schema["const"]))]
+        elif "enum" in schema:
+            options = [gbnf_literal(compact(value)) for value in schema["enum"]]
+        elif "anyOf" in schema or "oneOf" in schema:
+            subs = schema.get("anyOf", []) + schema.get("oneOf", [])
+            options = [
+                self.schema(merged(schema, sub), f"{hint}-{index}", depth + 1)
+                for index, sub in enumerate(subs)
+            ]
+        else:
+            types = types_of(schema)
+            if not types:
+                return self.use("json-value")
+            options = [self._typed(schema, kind, hint, depth) for kind in types]
+        if schema.get("nullable") is True:
+            options.append(self.use("json-null"))
+        if len(options) == 1 and re.fullmatch(r"[a-z0-9-]+", options[0]):
+            return options[0]
+        return self.add(hint, " | ".join(dict.fromkeys(options)))
+
+    def _typed(self, schema: dict[str, Any], kind: str, hint: str, depth: int) -> str:
+        if kind == "string":
+            low, high = schema.get("minLength", 0), schema.get("maxLength")
+            if not low and high is None:
+                return self.use("json-string")
+            self.use("json-char")
+            count = f"{{{low},}}" if high is None else f"{{{low},{high}}}"
+            return self.add(f"{hint}-string", f'"\\"" json-char{count} "\\""')
+        if kind in ("integer", "number"):
+            natural = _at_least_zero(schema)
+            if kind == "integer":
+                return self.use("json-nat") if natural else self.use("json-int")
+            if natural:
+                self.use("json-nat")
+                self.use("json-frac")
+                return self.add(f"{hint}-number", "json-nat json-frac")
+            return self.use("json-number")
+        if kind == "boolean":
+            return self.use("json-boolean")
+        if kind == "null":
+            return self.use("json-null")
+        if kind == "array":
+            return self._array(schema, hint, depth)
+        return self._object(schema, hint, depth)
+
+    def _array(self, schema: dict[str, Any], hint: str, depth: int) -> str:
+        item = self.schema(schema.get("items", True), f"{hint}-item", depth + 1)
+        ws = self.use("ws")
+        low, high = schema.get("minItems", 0), schema.get("maxItems")
+        if high == 0:
+            return self.add(hint, f'"[" {ws} "]"')
+        more_low = max(low - 1, 0)
+        more = f"{{{more_low},}}" if high is None else f"{{{more_low},{high - 1}}}"
+        items = f'{item} {ws} ( "," {ws} {item} {ws} ){more}'
+        if low == 0:
+            items = f"( {items} )?"
+        return self.add(hint, f'"[" {ws} {items} "]"')
+
+    def _object(self, schema: dict[str, Any], hint: str, depth: int) -> str:
+        ws = self.use("ws")
+        properties: dict[str, Any] = dict(schema.get("properties", {}))
+        required = list(dict.fromkeys(schema.get("required", [])))
+        for key in required:
+            properties.setdefault(key, True)  # required but undescribed: any value
+        if "properties" not in schema and not required:
+            extra = schema.get("additionalProperties", True)
+            if extra is False:
+                return self.add(hint, f'"{{" {ws} "}}"')
+            if extra is True or extra == {}:
+                return self.use("json-object")
+            value = self.schema(extra, f"{hint}-value", depth + 1)
+            key = self.use("json-string")
+            pair = self.add(f"{hint}-pair", f'{key} {ws} ":" {ws} {value} {ws}')
+            return self.add(hint, f'"{{" {ws} ( {pair} ( "," {ws} {pair} )* )? "}}"')
+        if not properties:
+            return self.add(hint, f'"{{" {ws} "}}"')
+        names = list(properties)
+        pairs = []
+        for key in names:
+            value = self.schema(properties[key], f"{hint}-{key}", depth + 1)
+            literal = gbnf_literal(compact(key))
+            pairs.append(self.add(f"{hint}-{key}-kv", f'{literal} {ws} ":" {ws} {value} {ws}'))
+        optional = [key not in required for key in names]
+        count = len(names)
+        rests: dict[int, str] = {}
+        firsts: dict[int, str] = {}
+
+        # Properties come in declared order; optional ones may be left out.
+        # rest(i): what may follow once a property before i was written, each with its
+        # comma; first(i): a non-empty run starting at i or later, without a comma.
+        # Rules are made only when referred to, so the grammar has no unused rules.
+        def rest(i: int) -> str:
+            if i == count:
+                return ""
+            if i not in rests:
+                after = rest(i + 1)
+                tail = f" {after}" if after else ""
+                one = f'"," {ws} {pairs[i]}'
+                body = f"( {one} )?{tail}" if optional[i] else f"{one}{tail}"
+                rests[i] = self.add(f"{hint}-rest", body)
+            return rests[i]
+
+        def first(i: int) -> str:
+            if i not in firsts:
+                after = rest(i + 1)
+                body = f"{pairs[i]} {after}" if after else pairs[i]
+                if optional[i] and i + 1 < count:
+                    body = f"{body} | {first(i + 1)}"
+                firsts[i] = self.add(f"{hint}-first", body)
+            return firsts[i]
+
+        members = f"( {first(0)} )?" if all(optional) else first(0)
+        return self.add(hint, f'"{{" {ws} {members} "}}"')
+
+
+def _at_least_zero(schema: dict[str, Any]) -> bool:
+    low = schema.get("minimum")
+    exclusive = schema.get("exclusiveMinimum")
+    numbers = [
+        v for v in (low, exclusive) if isinstance(v, (int, float)) and not isinstance(v, bool)
+    ]
+    return any(v >= 0 for v in numbers)
