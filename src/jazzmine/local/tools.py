@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .config import OptionValueError
+from .errors import OptionValueError
 from .tools_families import FAMILIES, GENERIC, Family, detect_family
 from .tools_gbnf import Grammar
 from .tools_grammar import Think, ToolGrammar, avoid, build_grammar

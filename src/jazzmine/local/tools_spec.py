@@ -16,8 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import OptionTypeError, OptionValueError
-from .errors import LLMInternalError
+from .errors import LLMInternalError, OptionTypeError, OptionValueError
 from .tools_schema import check_schema
 
 # OpenAI's own rule for function names; it also keeps names safe inside every call format
