@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from probes import process_alive
 
 from jazzmine.local import LocalLLM, MessagePart
 
@@ -21,19 +22,11 @@ HI = [MessagePart("user", "Say hi.")]
 FORK = multiprocessing.get_context("fork")
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def gone_soon(pid: int, seconds: float = 5.0) -> bool:
     deadline = time.monotonic() + seconds
-    while alive(pid) and time.monotonic() < deadline:
+    while process_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.02)
-    return not alive(pid)
+    return not process_alive(pid)
 
 
 def children_of(parent: int, names: tuple[str, ...]) -> set[int]:
@@ -83,7 +76,7 @@ def test_a_forked_child_makes_its_own_calls_and_leaves_the_parents_alone(llm: Lo
     assert child.exitcode == 0
     if parent_server is not None:
         assert child_server != parent_server  # its own server, not the parent's socket
-        assert alive(parent_server)  # the child's exit did not stop the parent's server
+        assert process_alive(parent_server)  # the child's exit did not stop the parent's server
         assert child_server is not None and gone_soon(child_server)  # it died with the child
     assert llm.generate(HI).text == first.text  # the parent goes on as before
 
@@ -149,7 +142,7 @@ def test_close_in_a_forked_child_does_not_stop_the_parents_server(
         child = FORK.Process(target=llm.close)
         child.start()
         child.join(30)
-        assert child.exitcode == 0 and alive(server)
+        assert child.exitcode == 0 and process_alive(server)
         assert (llm.generate(HI).api_metrics or {}).get("server_pid") == server
     finally:
         llm.close()

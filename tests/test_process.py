@@ -11,6 +11,7 @@ import textwrap
 import time
 
 import pytest
+from probes import process_alive
 
 from jazzmine.local.errors import DeadlineExceeded
 from jazzmine.local.process import ChildProcess, StderrBuffer
@@ -18,14 +19,6 @@ from jazzmine.local.process import ChildProcess, StderrBuffer
 
 def python(code: str) -> list[str]:
     return [sys.executable, "-c", textwrap.dedent(code)]
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_stdout_streams_and_stderr_is_kept() -> None:
@@ -71,9 +64,9 @@ def test_stop_terminates_then_kills_the_whole_group_and_reaps() -> None:
     assert time.monotonic() - started < 3
     assert child.returncode == -signal.SIGKILL
     deadline = time.monotonic() + 3
-    while alive(grandchild) and time.monotonic() < deadline:
+    while process_alive(grandchild) and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert not alive(grandchild)
+    assert not process_alive(grandchild)
     child.stop()  # idempotent
 
 
@@ -123,13 +116,13 @@ def test_a_child_that_must_die_with_its_parent_does() -> None:
     assert parent.stdout is not None
     child_pid = int(parent.stdout.readline())
     time.sleep(0.5)
-    assert alive(child_pid)
+    assert process_alive(child_pid)
     parent.kill()
     parent.wait()
     deadline = time.monotonic() + 5
-    while alive(child_pid) and time.monotonic() < deadline:
+    while process_alive(child_pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not alive(child_pid)
+    assert not process_alive(child_pid)
 
 
 def test_the_stderr_buffer_keeps_the_newest_part() -> None:
