@@ -58,3 +58,8 @@ class LLMInvalidRequestError(LLMError, error_class("LLMInvalidRequestError")):  
 
 class LLMInternalError(LLMError, error_class("LLMInternalError")):  # type: ignore[misc]
     pass
+
+
+class DeadlineExceeded(Exception):
+    """Internal: work stopped because the call's deadline passed (e.g. a chat template
+    rendering); the caller turns it into an LLMTimeoutError with what it knows."""
