@@ -43,6 +43,15 @@ __all__ = [
 
 # Key namespaces searched for after a large string array, most likely first.
 _ANCHORS = (b"tokenizer.", b"general.")
+# Arrays of arrays are read recursively; llama.cpp refuses them outright (gguf.cpp reads
+# no nested array), so a modest depth is plenty, and a file nesting thousands of levels
+# deep (12 bytes each) is refused before Python's recursion limit is reached.
+_MAX_ARRAY_DEPTH = 32
+# Guessed ends tried in one scan, all arrays together. A speculative parse can meet
+# another large string array and guess again, so without one shared budget a vocabulary
+# full of fake keys costs 64 ** depth parses (a 176 kB file ran for minutes). Real files
+# need one guess per large array, the first candidate being right.
+_MAX_GUESSES = 128
 
 _cache: dict[tuple[str, int, int, frozenset[str]], dict[str, Any]] = {}
 _info_cache: dict[tuple[str, int, int], TokenizerInfo] = {}
@@ -170,17 +179,19 @@ def _hop_strings(view: mmap.mmap, offset: int, count: int) -> int:
     return offset
 
 
-def _read_value(view: mmap.mmap, offset: int, value_type: int) -> tuple[Any, int]:
+def _read_value(view: mmap.mmap, offset: int, value_type: int, depth: int = 0) -> tuple[Any, int]:
     if value_type == STRING:
         return _read_string(view, offset)
     if value_type == ARRAY:
+        if depth >= _MAX_ARRAY_DEPTH:
+            raise GGUFError("arrays nested too deeply")
         item_type, length = ARRAY_HEAD.unpack_from(view, offset)
         offset += 12
         if length > len(view):
             raise GGUFError("array longer than the file")
         items = []
         for _ in range(length):
-            item, offset = _read_value(view, offset, item_type)
+            item, offset = _read_value(view, offset, item_type, depth + 1)
             items.append(item)
         return items, offset
     fmt = SCALARS.get(value_type)
@@ -204,6 +215,7 @@ class _Header:
         self.suffixes = tuple(w[1:].encode() for w in wanted if w.startswith("*"))
         self.record = record
         self.early_exit = not self.suffixes and not record
+        self.guesses_left = _MAX_GUESSES
 
     def scan(self) -> tuple[dict[str, Any], dict[bytes, tuple[int, int]]]:
         view = self.view
@@ -268,7 +280,7 @@ class _Header:
             if item_type != STRING:
                 # arrays of arrays are legal but never large in practice
                 for _ in range(length):
-                    offset = _skip_nested(view, offset, item_type)
+                    offset = _skip_nested(view, offset, item_type, 1)
                 continue
             if length * 8 > len(view) - offset:
                 raise GGUFError("string array longer than the file")
@@ -294,6 +306,9 @@ class _Header:
     ) -> tuple[dict[str, Any], dict[bytes, tuple[int, int]], int] | None:
         """Parse the rest of the header from a guessed end of a string array."""
         for candidate in candidates(self.view, start + 8 * length, _ANCHORS):
+            if self.guesses_left <= 0:
+                break
+            self.guesses_left -= 1
             try:
                 return self._pairs(candidate, remaining, speculative=True)
             except (GGUFError, struct.error, UnicodeDecodeError, OverflowError):
@@ -301,11 +316,13 @@ class _Header:
         return None
 
 
-def _skip_nested(view: mmap.mmap, offset: int, value_type: int) -> int:
+def _skip_nested(view: mmap.mmap, offset: int, value_type: int, depth: int) -> int:
     if value_type == STRING:
         (length,) = U64.unpack_from(view, offset)
         return offset + 8 + int(length)
     if value_type == ARRAY:
+        if depth >= _MAX_ARRAY_DEPTH:
+            raise GGUFError("arrays nested too deeply")
         item_type, length = ARRAY_HEAD.unpack_from(view, offset)
         offset += 12
         if item_type in SIZES:
@@ -313,7 +330,7 @@ def _skip_nested(view: mmap.mmap, offset: int, value_type: int) -> int:
         if item_type == STRING:
             return _hop_strings(view, offset, length)
         for _ in range(length):
-            offset = _skip_nested(view, offset, item_type)
+            offset = _skip_nested(view, offset, item_type, depth + 1)
         return offset
     size = SIZES.get(value_type)
     if size is None:

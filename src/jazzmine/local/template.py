@@ -31,6 +31,7 @@ from . import template_caps, template_jinja
 from .errors import LLMInvalidRequestError
 from .gguf import TokenizerInfo, read_tokenizer_info
 from .gguf import clear_cache as _clear_gguf_cache
+from .template_budget import MAX_TEXT, TemplateLimitError, deadline_scope
 from .template_caps import capabilities
 from .template_jinja import compile_template, run, strftime_now
 from .template_markers import end_of_turn_markers
@@ -99,27 +100,38 @@ def render(
     messages: Sequence[MessagePart],
     *,
     add_generation_prompt: bool = True,
+    deadline: float | None = None,
 ) -> str:
     """The prompt text llama-server's ``/apply-template`` produces for ``messages``.
 
     Raises LLMInvalidRequestError when the template does not parse, raises (its message
-    is the error's), or attempts something the sandbox forbids.
+    is the error's), attempts something the sandbox forbids, or does more work or builds
+    more text than a rendering may (``template_budget``). Past ``deadline`` (a
+    ``time.monotonic()`` value) the rendering stops with DeadlineExceeded.
     """
-    compiled = compile_template(template.source)
-    caps = capabilities(template)
-    now = time.time()
-    msgs, prefill = prepare(messages, template.source, caps)
-    if prefill is not None:
-        # the model continues the prefilled message instead of starting a new one
-        add_generation_prompt = False
+    with deadline_scope(deadline):
+        compiled = compile_template(template.source)
+        try:
+            caps = capabilities(template)
+        except TemplateLimitError as exc:
+            # a probe rendering ran out of steps or room: the prompt would too
+            raise LLMInvalidRequestError(f"chat template failed: {exc}") from exc
+        now = time.time()
+        msgs, prefill = prepare(messages, template.source, caps)
+        if prefill is not None:
+            # the model continues the prefilled message instead of starting a new one
+            add_generation_prompt = False
 
-    def apply(generation_prompt: bool) -> str:
-        return _apply(compiled, template, msgs, generation_prompt, caps.thinking, now)
+        def apply(generation_prompt: bool) -> str:
+            return _apply(compiled, template, msgs, generation_prompt, caps.thinking, now)
 
-    prompt = apply(add_generation_prompt)
-    if prefill:
-        prompt += continuation(prompt, apply(True), caps, prefill)
-    return prompt
+        prompt = apply(add_generation_prompt)
+        if prefill:
+            prompt += continuation(prompt, apply(True), caps, prefill)
+        if len(prompt) > MAX_TEXT:
+            # the prefill continuation is added outside the template's own output cap
+            raise LLMInvalidRequestError(f"chat template output is over {MAX_TEXT} characters")
+        return prompt
 
 
 def clear_cache() -> None:

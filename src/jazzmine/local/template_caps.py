@@ -15,6 +15,8 @@ from typing import Any
 
 import jinja2
 
+from .errors import DeadlineExceeded
+from .template_budget import TemplateLimitError, bounded_render
 from .template_cache import BoundedCache
 from .template_jinja import compile_template
 from .template_probe import Probe, ProbeList, ProbeMessage, ProbeStr
@@ -39,7 +41,11 @@ _caps: BoundedCache[tuple[str, str, str], Caps] = BoundedCache()
 
 
 def _probe_run(compiled: jinja2.Template, messages: list[Any], **extra: Any) -> str | None:
-    """Render for a probe; None when the template fails (failures are findings here)."""
+    """Render for a probe; None when the template fails (failures are findings here).
+
+    Running out of time or work is no finding: DeadlineExceeded and TemplateLimitError
+    propagate, so a runaway template costs one probe, not each, and nothing is cached.
+    """
     context: dict[str, Any] = {
         "messages": messages,
         "tools": [],
@@ -49,7 +55,9 @@ def _probe_run(compiled: jinja2.Template, messages: list[Any], **extra: Any) -> 
         **extra,
     }
     try:
-        return compiled.render(context)
+        return bounded_render(compiled, context)
+    except (DeadlineExceeded, TemplateLimitError):
+        raise
     except Exception:
         return None
 

@@ -7,7 +7,9 @@ undefined values can be read through (``value_undefined`` in ``value.h``); the b
 ``raise_exception``, ``strftime_now`` and ``tojson`` (``value.cpp``); ASCII-only string
 methods (``string.cpp``, see ``template_strings.py``); ``{% generation %}`` accepted and
 ignored (``parser.cpp``); blocks trimmed and the final newline dropped (``lexer.cpp``).
-Compiled templates are cached by source.
+Every rendering is bounded in time, steps and size (``template_budget.py``): loops,
+``~``, ``*``, ``**``, ``%`` and slices are rewritten to pass through checking filters,
+and calls, filters and output are checked. Compiled templates are cached by source.
 """
 
 from __future__ import annotations
@@ -15,17 +17,21 @@ from __future__ import annotations
 import json
 import threading
 import time
+import types
 from typing import Any
 
 import jinja2
 import jinja2.parser
 import jinja2.runtime
 from jinja2 import nodes
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError, TemplateError, TemplateSyntaxError
 from jinja2.ext import Extension, loopcontrols
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.visitor import NodeTransformer
 
-from .errors import LLMInvalidRequestError
+from . import template_budget as budget
+from .errors import DeadlineExceeded, LLMInvalidRequestError
 from .template_cache import BoundedCache
 from .template_probe import is_string, mark_used_deep, selectattr
 from .template_source import patch_source
@@ -33,9 +39,14 @@ from .template_strings import STRING_FUNCTIONS, byte_length
 
 
 def run(compiled: jinja2.Template, context: dict[str, Any]) -> str:
-    """Render ``compiled``; any failure is an LLMInvalidRequestError saying why."""
+    """Render ``compiled``; any failure is an LLMInvalidRequestError saying why.
+
+    DeadlineExceeded passes through: running out of time is not the template's fault.
+    """
     try:
-        return compiled.render(context)
+        return budget.bounded_render(compiled, context)
+    except DeadlineExceeded:
+        raise
     except _RaisedByTemplate as exc:
         raise LLMInvalidRequestError(exc.text) from exc
     except SecurityError as exc:
@@ -128,10 +139,24 @@ class _Undefined(jinja2.ChainableUndefined):
         return super().__len__()
 
 
+class _CodeGenerator(CodeGenerator):
+    """jinja2's code generator, with macro and block output in a capped buffer."""
+
+    def buffer(self, frame: Frame) -> None:
+        frame.buffer = self.temporary_identifier()
+        self.writeline(f"{frame.buffer} = environment.output_buffer()")
+
+
 class _Environment(ImmutableSandboxedEnvironment):
     # llama.cpp concatenates None with a string as if it were "" (its
-    # workaround_concat_null_with_str); Python would raise TypeError.
+    # workaround_concat_null_with_str); Python would raise TypeError. (*, ** and % are
+    # checked through the rewrite in _Metering, which keeps jinja2's constant folding.)
     intercepted_binops = frozenset({"+"})
+    # every output, macro and block body goes through the capped join, and macro and
+    # block bodies are collected in a capped buffer
+    concat = staticmethod(budget.concat)
+    output_buffer = staticmethod(budget.OutputBuffer)
+    code_generator_class = _CodeGenerator
 
     def call_binop(
         self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any
@@ -141,7 +166,8 @@ class _Environment(ImmutableSandboxedEnvironment):
                 return right
             if right is None and isinstance(left, str):
                 return left
-        return super().call_binop(context, operator, left, right)
+        budget.check_binop(operator, left, right)
+        return budget.built(super().call_binop(context, operator, left, right))
 
     def call(
         __self,
@@ -150,16 +176,31 @@ class _Environment(ImmutableSandboxedEnvironment):
         *args: Any,
         **kwargs: Any,
     ) -> Any:
+        budget.step()
+        # The sandbox hands out str.format as a plain-function wrapper; the method it
+        # wraps says whose it is. Only a builtin method's __self__ and __name__ are
+        # trusted: a namespace can hold any attribute a template sets on it.
+        method = __obj
+        if isinstance(method, types.FunctionType):
+            method = getattr(method, "__wrapped__", method)
+        owner = name = None
+        if isinstance(method, types.BuiltinMethodType):
+            owner, name = method.__self__, method.__name__
+        if isinstance(owner, (str, bytes, int)) and isinstance(name, str):
+            budget.check_method(owner, name, args, kwargs)
+            if name == "join" and isinstance(owner, (str, bytes)) and len(args) == 1:
+                args = (budget.joined_items(owner, args[0]),)
+        elif __obj is _raise_exception:
+            budget.check_printable(*args)  # its message is str() of the argument
         # str methods go through the byte-wise versions llama.cpp uses (template_strings)
-        owner = getattr(__obj, "__self__", None)
-        if isinstance(owner, str):
-            replacement = STRING_FUNCTIONS.get(getattr(__obj, "__name__", ""))
+        if isinstance(owner, str) and isinstance(name, str):
+            replacement = STRING_FUNCTIONS.get(name)
             if replacement is not None:
                 # jinja2 threads its scope bookkeeping through calls; not ours to keep
                 kwargs.pop("_loop_vars", None)
                 kwargs.pop("_block_vars", None)
-                return replacement(owner, *args, **kwargs)
-        return super().call(__context, __obj, *args, **kwargs)
+                return budget.built(replacement(owner, *args, **kwargs))
+        return budget.built(super().call(__context, __obj, *args, **kwargs))
 
 
 class _GenerationTag(Extension):
@@ -176,6 +217,75 @@ class _GenerationTag(Extension):
         return parser.parse_statements(("name:endgeneration",), drop_needle=True)
 
 
+# Filters the rewritten template calls; a space keeps them out of templates' reach.
+_ITERATE = "jazzmine iterate"
+_JOIN = "jazzmine join"
+_SLICE = "jazzmine slice"
+_BINOP = "jazzmine binop"
+
+
+class _Metering(NodeTransformer):
+    """Rewrites a parsed template so the work the sandbox has no hook for is counted.
+
+    ``{% for x in items %}`` loops over ``items|iterate`` (the same items, one step
+    each); ``a ~ b`` becomes ``[a, b]|join``, ``a * b`` (and ``**``, ``%``) becomes
+    ``a|binop('*', b)`` and ``s[a:b]`` becomes ``s|slice(a, b, none)``: the same
+    operations, their results checked before (or, for slices, after) they are built.
+
+    jinja2 folds constant expressions while compiling, and folding can differ from
+    running (a folded slice goes through the sandbox's getitem, a running one is a
+    plain subscript), so an expression jinja2 would fold is left as it is, unless
+    folding it is itself the outsized operation (``'a' * 10**9``).
+    """
+
+    def __init__(self, environment: jinja2.Environment) -> None:
+        self.eval_ctx = nodes.EvalContext(environment)
+
+    def _folds(self, node: nodes.Expr) -> bool:
+        try:
+            node.as_const(self.eval_ctx)
+        except nodes.Impossible:
+            return False
+        return True
+
+    def _call(self, value: nodes.Node, name: str, args: list[nodes.Expr]) -> nodes.Filter:
+        return nodes.Filter(value, name, args, [], None, None, lineno=value.lineno)
+
+    def visit_For(self, node: nodes.For) -> nodes.Node:
+        self.generic_visit(node)
+        node.iter = self._call(node.iter, _ITERATE, [])
+        return node
+
+    def _binop(self, node: nodes.BinExpr) -> nodes.Node:
+        self.generic_visit(node)
+        try:
+            left = node.left.as_const(self.eval_ctx)
+            right = node.right.as_const(self.eval_ctx)
+            budget.check_binop(node.operator, left, right)
+        except (nodes.Impossible, budget.TemplateLimitError):
+            operator = nodes.Const(node.operator, lineno=node.lineno)
+            return self._call(node.left, _BINOP, [operator, node.right])
+        return node  # small constants: jinja2 folds them as ever
+
+    visit_Mul = visit_Pow = visit_Mod = _binop
+
+    def visit_Getitem(self, node: nodes.Getitem) -> nodes.Node:
+        self.generic_visit(node)
+        if not isinstance(node.arg, nodes.Slice) or self._folds(node):
+            return node
+        bounds: list[nodes.Expr] = [
+            nodes.Const(None, lineno=node.lineno) if part is None else part
+            for part in (node.arg.start, node.arg.stop, node.arg.step)
+        ]
+        return self._call(node.node, _SLICE, bounds)
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
+        self.generic_visit(node)
+        if self._folds(node):
+            return node
+        return self._call(nodes.List(node.nodes, lineno=node.lineno), _JOIN, [])
+
+
 def _make_environment() -> ImmutableSandboxedEnvironment:
     env = _Environment(
         trim_blocks=True,
@@ -185,6 +295,8 @@ def _make_environment() -> ImmutableSandboxedEnvironment:
         extensions=[loopcontrols, _GenerationTag],
         undefined=_Undefined,
         autoescape=False,
+        # printing a value that holds itself many times over is refused before str() runs
+        finalize=budget.finalize,
     )
     env.filters["tojson"] = _tojson
     for name, function in STRING_FUNCTIONS.items():
@@ -193,6 +305,14 @@ def _make_environment() -> ImmutableSandboxedEnvironment:
     env.filters["length"] = env.filters["count"] = byte_length
     env.filters["selectattr"] = selectattr
     env.tests["string"] = is_string
+    # every filter counts as a step, is guarded against outsized results, and is capped
+    for name, function in list(env.filters.items()):
+        env.filters[name] = budget.metered_filter(name, function)
+    env.filters[_ITERATE] = budget.iterate
+    env.filters[_JOIN] = budget.joined
+    env.filters[_SLICE] = budget.sliced
+    env.filters[_BINOP] = budget.binop
+    env.globals["lipsum"] = budget.lipsum
     env.globals["raise_exception"] = _raise_exception
     # replaced per rendering by one bound to that rendering's clock
     env.globals["strftime_now"] = lambda fmt: strftime_now(fmt, time.localtime())
@@ -215,7 +335,10 @@ def compile_template(source: str) -> jinja2.Template:
             _environment = _make_environment()
         env = _environment
     try:
-        compiled = env.from_string(patch_source(source))
+        tree = env.parse(patch_source(source))
+        tree = _Metering(env).visit(tree)
+        tree.set_environment(env)
+        compiled = env.template_class.from_code(env, env.compile(tree), env.make_globals(None))
     except TemplateSyntaxError as exc:
         where = f" (line {exc.lineno})" if exc.lineno else ""
         raise LLMInvalidRequestError(
@@ -225,6 +348,12 @@ def compile_template(source: str) -> jinja2.Template:
         raise LLMInvalidRequestError(f"chat template tried an unsafe operation: {exc}") from exc
     except TemplateError as exc:
         raise LLMInvalidRequestError(f"chat template could not be parsed: {exc}") from exc
+    except Exception as exc:
+        # parsing and compiling are Python too: a 5000-digit literal is a ValueError, a
+        # deeply nested expression a RecursionError
+        raise LLMInvalidRequestError(
+            f"chat template could not be parsed: {type(exc).__name__}: {exc}"
+        ) from exc
     _compiled.put(source, compiled)
     return compiled
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import jinja2
 
+from .errors import DeadlineExceeded
+from .template_budget import TemplateLimitError, bounded_render
 from .template_diff import diff_split, segments, trim_ascii
 from .template_source import ChatTemplate
 
@@ -119,7 +121,9 @@ class Reasoning:
         if generation_prompt:
             context["add_generation_prompt"] = True
         try:
-            return self.compiled.render(context)
+            return bounded_render(self.compiled, context)
+        except (DeadlineExceeded, TemplateLimitError):
+            raise  # out of time or work is no finding; no verdict may be cached
         except Exception:
             return ""
 

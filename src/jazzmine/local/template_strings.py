@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .template_budget import step
+
 # C isspace in the "C" locale
 ASCII_SPACE = " \t\n\v\f\r"
 _TO_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -31,18 +33,26 @@ def _ascii_capitalize(text: str) -> str:
     return _ascii_upper(text[:1]) + _ascii_lower(text[1:])
 
 
+# title() walks the text in Python; between chunks of this many characters it counts a
+# step, so a long text stays within the rendering's deadline (template_budget.py)
+_TITLE_CHUNK = 1 << 16
+
+
 def _ascii_title(text: str) -> str:
     out: list[str] = []
     start_word = True
-    for char in str(text):
-        if char in ASCII_SPACE:
-            start_word = True
-            out.append(char)
-        elif start_word:
-            out.append(_ascii_upper(char))
-            start_word = False
-        else:
-            out.append(_ascii_lower(char))
+    text = str(text)
+    for begin in range(0, len(text), _TITLE_CHUNK):
+        step()
+        for char in text[begin : begin + _TITLE_CHUNK]:
+            if char in ASCII_SPACE:
+                start_word = True
+                out.append(char)
+            elif start_word:
+                out.append(_ascii_upper(char))
+                start_word = False
+            else:
+                out.append(_ascii_lower(char))
     return "".join(out)
 
 
