@@ -94,3 +94,44 @@ def test_ordinary_flags_still_pass() -> None:
     llm = LocalLLM(binary_path="/bin/true", model="m", extra_args=["--top-k", "5"])
     assert llm.config.extra_args == ("--top-k", "5")
     assert os.path.basename(llm.binary_path) == "true"
+
+
+# Quick for the short message a template is checked with at construction; for a long one,
+# nested loops that would run for hours.
+SLOW_TEMPLATE = (
+    "{% set n = messages[0]['content'] | length %}"
+    "{% for i in range(n * n) %}{% for j in range(n * n) %}{% endfor %}{% endfor %}"
+    "{{ messages[0]['content'] }}"
+)
+LONG = [MessagePart("user", "x" * 300)]
+
+
+def test_a_template_that_runs_forever_is_bounded_by_the_timeout_and_off_the_loop() -> None:
+    import asyncio
+
+    from jazzmine.local import LLMTimeoutError, MockReply, MockTransport
+
+    transport = MockTransport(lambda request: MockReply(["never"]))
+    llm = LocalLLM(chat_template=SLOW_TEMPLATE, timeout=1.0, transport=transport)
+    started = time.monotonic()
+    with pytest.raises(LLMTimeoutError, match="template"):
+        llm.generate(LONG)
+    assert time.monotonic() - started < 5
+
+    async def main() -> int:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        task = asyncio.create_task(ticker())
+        with pytest.raises(LLMTimeoutError):
+            await llm.agenerate(LONG)
+        task.cancel()
+        return ticks
+
+    assert asyncio.run(main()) >= 20  # the loop kept running while the template rendered
+    assert transport.requests == []

@@ -9,6 +9,7 @@ joined, so the two always agree; the async methods run the same call off the eve
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ from .base import BaseLLM
 from .bridge import run_off_loop
 from .call import Call, CallFacts
 from .checks import constraint_of
+from .errors import DeadlineExceeded, LLMTimeoutError
 from .limits import ConcurrencyLimit
 from .options import Options, call_options, reject_unknown
 from .percall import PerCallTransport
@@ -196,9 +198,16 @@ class LocalLLM(BaseLLM):
         stop: Iterable[str] | None,
         overrides: dict[str, Any],
     ) -> Call:
-        request, prompt_format = self._request(where, messages, stop, overrides)
+        started = time.monotonic()
+        deadline = None if self.timeout is None else started + self.timeout
+        try:
+            request, prompt_format = self._request(where, messages, stop, overrides, deadline)
+        except DeadlineExceeded:
+            raise LLMTimeoutError(
+                f"rendering the chat template ran past the call's timeout of {self.timeout} s"
+            ) from None
         facts = CallFacts(self.model, self.binary_path, prompt_format, self.timeout)
-        return Call(request, self._get_transport(), facts)
+        return Call(request, self._get_transport(), facts, started=started)
 
     def _request(
         self,
@@ -206,10 +215,13 @@ class LocalLLM(BaseLLM):
         messages: Sequence[MessagePart],
         stop: Iterable[str] | None,
         overrides: dict[str, Any],
+        deadline: float | None = None,
     ) -> tuple[GenerationRequest, str]:
         options = call_options(where, stop, overrides)
         checked = validate_messages(messages)
-        prompt, turn_markers, prompt_format = self._writer.write(checked, self._get_transport())
+        prompt, turn_markers, prompt_format = self._writer.write(
+            checked, self._get_transport(), deadline
+        )
         if "response_format" in options or "grammar" in options:
             # A per-call constraint replaces the constructor's, whichever kind it is.
             json_schema, grammar = constraint_of(

@@ -48,13 +48,15 @@ class PromptWriter:
             self._resolved = True
 
     def write(
-        self, messages: Sequence[MessagePart], transport: Transport
+        self, messages: Sequence[MessagePart], transport: Transport, deadline: float | None
     ) -> tuple[str, tuple[str, ...], str]:
-        """(prompt text, the markers that end the model's turn, the format's name)."""
+        """(prompt text, the markers that end the model's turn, the format's name). A
+        template's rendering stops at ``deadline`` (``DeadlineExceeded``)."""
         template = self.template(transport)
         if template is None:
             return flatten(messages), NEXT_TURN_MARKERS, "flat"
-        return render(template, messages), end_of_turn_markers(template), "template"
+        prompt = render(template, messages, deadline=deadline)
+        return prompt, end_of_turn_markers(template), "template"
 
     def template(self, transport: Transport) -> ChatTemplate | None:
         if self.prompt_format == "flat":
