@@ -32,7 +32,7 @@ fi
 # Offline material for the packaging and framework tests: registries are reached here,
 # at set-up, never while the tests run.
 bash tests/envs/wheelhouse.sh "$venv"
-if [ -f tests/envs/framework.sh ]; then bash tests/envs/framework.sh "$venv"; fi
+bash tests/envs/framework.sh "$venv"
 
 command=${1:-demo}
 shift || true

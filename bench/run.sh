@@ -16,3 +16,4 @@ CMAKE_ARGS=$("$venv/bin/python" -c 'from jazzmine.local import defaults; print("
 "$venv/bin/python" bench/structured.py
 "$venv/bin/python" bench/rpc.py
 "$venv/bin/python" bench/reliability.py > bench/results/reliability.md
+bash tests/envs/framework.sh .venv && .venv/bin/python bench/agent.py
