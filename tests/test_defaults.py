@@ -104,3 +104,16 @@ def test_environment_overrides_the_defaults(
     response = llm.generate(QUESTION)
     assert llm.model_path == str(copy)
     assert response.api_metrics is not None and response.api_metrics["binary_kind"] == "llama-cli"
+
+
+def test_binary_path_is_found_like_the_environment_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    program = tmp_path / "my-llama"
+    program.write_text("#!/bin/sh\n")
+    program.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert LocalLLM(binary_path="my-llama", model="m").binary_path == str(program)
+    assert LocalLLM(binary_path="~/my-llama", model="m").binary_path == str(program)
+    assert LocalLLM(binary_path="no-such-llama", model="m").binary_path == "no-such-llama"

@@ -79,16 +79,18 @@ def build_bin_dir() -> Path:
 
 
 def default_binary_path() -> Path:
-    """``$JAZZMINE_LLAMA_BIN`` (``~`` expanded, a bare name found on PATH), else the build."""
+    """``$JAZZMINE_LLAMA_BIN`` (as ``program_path`` reads it), else the build."""
     override = os.environ.get("JAZZMINE_LLAMA_BIN")
-    if not override:
-        return build_bin_dir() / "llama-completion"
-    override = os.path.expanduser(override)
-    if os.sep not in override:
-        # A bare name means a program on PATH, as a shell would run it; one that is not
-        # there stays as given, so the error names what the user wrote.
-        override = shutil.which(override) or override
-    return Path(override)
+    return program_path(override) if override else build_bin_dir() / "llama-completion"
+
+
+def program_path(text: str) -> Path:
+    """A program as a user names it: ``~`` expanded, and a bare name found on PATH, as a
+    shell would run it; one that is not there stays as given, so the error names it."""
+    text = os.path.expanduser(text)
+    if os.sep not in text:
+        text = shutil.which(text) or text
+    return Path(text)
 
 
 def models_dir() -> Path:

@@ -247,7 +247,11 @@ class Options:
 
     def local_config(self) -> LocalConfig:
         """The load-time settings, with the environment's defaults filled in."""
-        binary = self.binary_path or str(defaults.default_binary_path())
+        binary = str(
+            defaults.program_path(self.binary_path)
+            if self.binary_path
+            else defaults.default_binary_path()
+        )
         template = self.argv_template
         if self.prompt_flag is not None:
             template = (self.prompt_flag, "{prompt}")
@@ -261,7 +265,7 @@ class Options:
             keep_alive = RPC_DEFAULT_KEEP_ALIVE
         is_gguf = looks_like_gguf(self.model)
         return LocalConfig(
-            binary_path=os.path.expanduser(binary),
+            binary_path=binary,
             model_path=os.path.expanduser(self.model) if is_gguf and self.model else None,
             wants_default_model=self.model is None,
             n_ctx=self.n_ctx,
