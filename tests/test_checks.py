@@ -1,11 +1,11 @@
-"""Option values parsed by ``checks.py``: here, the durations ``keep_alive`` accepts."""
+"""Option values parsed by ``durations.py``: here, the durations ``keep_alive`` accepts."""
 
 from __future__ import annotations
 
 import pytest
 
 from jazzmine.local import LocalLLM
-from jazzmine.local.checks import parse_keep_alive
+from jazzmine.local.durations import parse_keep_alive
 
 
 def test_keep_alive_values() -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from gguf_files import gguf_string, write_gguf
 
-from jazzmine.local import gguf
+from jazzmine.local import gguf, gguf_header
 from jazzmine.local.template import (
     ChatTemplate,
     clear_cache,
@@ -34,7 +34,7 @@ def test_the_base_model_has_no_template_but_bos_and_eos(
     model_path = base_model_path
     decoded: list[bytes] = []
     hopped: list[int] = []
-    real_decode, real_hop = gguf._decode, gguf._hop_strings
+    real_decode, real_hop = gguf_header.decode, gguf_header.hop_strings
 
     def counting_decode(raw: bytes) -> str:
         decoded.append(raw)
@@ -44,8 +44,8 @@ def test_the_base_model_has_no_template_but_bos_and_eos(
         hopped.append(count)
         return real_hop(view, offset, count)
 
-    monkeypatch.setattr(gguf, "_decode", counting_decode)
-    monkeypatch.setattr(gguf, "_hop_strings", counting_hop)
+    monkeypatch.setattr(gguf_header, "decode", counting_decode)
+    monkeypatch.setattr(gguf_header, "hop_strings", counting_hop)
     clear_cache()
     assert template_from_gguf(model_path) is None
     info = gguf.read_tokenizer_info(model_path)
@@ -103,7 +103,7 @@ def test_synthetic_gguf(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, next_key: str, guess: bool
 ) -> None:
     if not guess:
-        monkeypatch.setattr(gguf, "_ANCHORS", ())
+        monkeypatch.setattr(gguf_header, "ANCHORS", ())
     size = 6000
     path = tmp_path / "m.gguf"
     write_gguf(

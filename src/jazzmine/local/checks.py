@@ -3,7 +3,8 @@
 Each check takes the option's name (for the message) and the value, and returns the
 value normalised or raises ``OptionTypeError``/``OptionValueError`` (a TypeError or
 ValueError that is also an ``LLMInvalidRequestError``). The table of which option gets
-which check is ``options``.
+which check is ``options``. What llama.cpp arguments may say is ``checks_args``;
+keep_alive's durations are ``durations``.
 """
 
 from __future__ import annotations
@@ -11,14 +12,13 @@ from __future__ import annotations
 import math
 import operator
 import os
-import re
 import shlex
-import string
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from . import rpc
+from .checks_args import check_placeholders, refuse_flags
+from .durations import parse_keep_alive
 from .errors import OptionTypeError, OptionValueError
 
 # llama.cpp reads -n, -c, -t and -ngl as a C int (std::stoi): anything larger is refused there.
@@ -31,63 +31,8 @@ PROMPT_FORMATS = ("auto", "template", "flat")
 # With RPC workers and no keep_alive, warm mode for this long: per call, every call
 # would send the weights to the workers again.
 RPC_DEFAULT_KEEP_ALIVE = "5m"
-TEMPLATE_FIELDS = ("prompt", "prompt_file", "model", "max_tokens", "temperature", "seed")
 
 Check = Callable[[str, Any], Any]
-_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
-# Flags that could make llama.cpp reach the network; never passed through extra_args.
-NETWORK_FLAGS = frozenset(
-    {
-        "-hf",
-        "-hfr",
-        "--hf-repo",
-        "-hff",
-        "--hf-file",
-        "-hft",
-        "--hf-token",
-        "-mu",
-        "--model-url",
-        "-dr",
-        "--docker-repo",
-        "-hfd",
-        "-hfrd",
-        "--hf-repo-draft",
-        "-hfv",
-        "-hfrv",
-        "--hf-repo-v",
-        "-hffv",
-        "--hf-file-v",
-        "--server-base",
-    }
-)
-# Flags that would undo what keeps a call private: the server's Unix socket in a 0700
-# directory (a TCP listener instead), --no-slots (an endpoint showing every prompt), the
-# private prompt file (the prompt in argv, readable by every local user), and files the
-# server would read or write (keys, saved slots, static files).
-PRIVACY_FLAGS = frozenset(
-    {
-        "--host",
-        "--port",
-        "--slots",
-        "--metrics",
-        "--props",
-        "--slot-save-path",
-        "--path",
-        "--webui",
-        "--api-key",
-        "--api-key-file",
-        "--ssl-key-file",
-        "--ssl-cert-file",
-        "-p",
-        "--prompt",
-        "-f",
-        "--file",
-        "-bf",
-        "--binary-file",
-    }
-)
 
 
 def _wrong_type(name: str, value: object, wanted: str) -> OptionTypeError:
@@ -193,47 +138,12 @@ def check_arguments(name: str, value: Any) -> tuple[str, ...]:
 
 
 def check_extra_args(name: str, value: Any) -> tuple[str, ...]:
-    arguments = check_arguments(name, value)
-    for argument in arguments:
-        flag = argument.split("=", 1)[0]
-        if flag in NETWORK_FLAGS:
-            raise OptionValueError(
-                f"{name} may not contain {argument!r}: LocalLLM never reaches the network"
-            )
-        if flag in PRIVACY_FLAGS:
-            raise OptionValueError(
-                f"{name} may not contain {argument!r}: it would undo what keeps prompts "
-                "private (the server's private socket, --no-slots, the private prompt file)"
-            )
-    return arguments
+    return refuse_flags(name, check_arguments(name, value))
 
 
 def check_argv_template(name: str, value: Any) -> tuple[str, ...]:
     """Arguments with placeholders; a misspelt one or a prompt never passed fails now."""
-    template = check_arguments(name, value)
-    used = set()
-    for part in template:
-        try:
-            fields = {
-                field for _, field, _, _ in string.Formatter().parse(part) if field is not None
-            }
-        except ValueError as error:
-            raise OptionValueError(
-                f"{name} part {part!r} is malformed ({error}); "
-                "write a literal brace as {{ or }}"
-            ) from None
-        unknown = fields - set(TEMPLATE_FIELDS)
-        if unknown:
-            raise OptionValueError(
-                f"{name} part {part!r} has the placeholder {sorted(unknown)[0]!r}; known ones are "
-                + ", ".join(f"{{{field}}}" for field in TEMPLATE_FIELDS)
-            )
-        used |= fields
-    if not used & {"prompt", "prompt_file"}:
-        raise OptionValueError(
-            f"{name} never passes the prompt: give {{prompt}} or {{prompt_file}}"
-        )
-    return template
+    return check_placeholders(name, check_arguments(name, value))
 
 
 def check_env(name: str, value: Any) -> dict[str, str]:
@@ -321,31 +231,6 @@ def constraint_of(
         'response_format must be {"type": "json_object"} or {"type": "json_schema", ...}, '
         f"got {response_format!r}"
     )
-
-
-def parse_keep_alive(value: float | int | str | None, name: str = "keep_alive") -> float | None:
-    """``None``/``0``: per-call mode; seconds or ``"30s"``/``"5m"``/``"1h"``; negative: forever."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise OptionValueError(f"{name} must be seconds or a duration like '5m', got {value!r}")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        match = _DURATION.match(value)
-        if match is None:
-            raise OptionValueError(
-                f"{name} must be seconds or a duration like '30s', '5m', '1h', got {value!r}"
-            )
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    if not math.isfinite(seconds) or seconds > threading.TIMEOUT_MAX:
-        # The idle timer's thread dies of OverflowError past TIMEOUT_MAX (infinity too);
-        # "until close()" has its own spelling.
-        raise OptionValueError(
-            f"{name} must be finite and at most {threading.TIMEOUT_MAX:.0f} seconds "
-            f"(a negative value keeps the model loaded until close()), got {value!r}"
-        )
-    return None if seconds == 0 else seconds
 
 
 TRANSPORT_METHODS = ("open", "runs_llama_cpp", "explain", "health", "close")

@@ -2,7 +2,7 @@
 
 Mirrors the type table of llama.cpp's ``ggml/src/gguf.cpp`` (``GGUF_TYPE_SIZE``) and
 the magic and version checks of ``gguf_init_from_file_impl``; the readers in
-``gguf.py`` and ``gguf_guess.py`` share these so they agree on every size.
+``gguf_header.py`` and ``gguf_guess.py`` share these so they agree on every size.
 """
 
 from __future__ import annotations

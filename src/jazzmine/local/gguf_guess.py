@@ -3,7 +3,7 @@
 The vocabulary (``tokenizer.ggml.tokens``, 262144 strings for Gemma 3) and BPE merges
 are stored as length-prefixed strings, so finding where such an array ends means
 hopping over every length, which costs tens of milliseconds in Python. Instead, the
-header reader in ``gguf.py`` guesses where the next key starts (searching for the byte
+header reader in ``gguf_header.py`` guesses where the next key starts (searching for the byte
 pattern of a key name such as ``<u64 length>tokenizer.``) and accepts the guess only
 when everything after it parses as a GGUF header: the remaining key/value pairs
 (exactly as many as the header announces) and the tensor-info table, with every tensor

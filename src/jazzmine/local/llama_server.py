@@ -4,8 +4,8 @@ One ``LlamaServer`` owns one ``llama-server`` child (a ``ChildProcess`` that die
 this process). It listens only on a Unix socket in a private directory (0700, removed
 when it stops) with ``--no-slots`` and ``--offline``, so no TCP port is opened and no
 other local user can read prompts or replies. Instances of LocalLLM with the same server
-binary, model and load options share one server through a registry; it stops after the
-last sharer closes, after ``keep_alive`` of idleness, and at interpreter exit.
+binary, model and load options share one server (``server_registry``); it stops after
+the last sharer closes, after ``keep_alive`` of idleness, and at interpreter exit.
 """
 
 from __future__ import annotations
@@ -283,8 +283,6 @@ def _no_tls() -> ssl.SSLContext:
 
 
 _live_servers: set[LlamaServer] = set()
-_registry: dict[ServerKey, LlamaServer] = {}
-_registry_lock = threading.Lock()
 _every_server: weakref.WeakSet[LlamaServer] = weakref.WeakSet()
 
 
@@ -292,10 +290,7 @@ def _after_fork_in_child() -> None:
     """A forked child shares no server with its parent: the parent's servers, their
     sockets and connections stay the parent's. The child's instances start their own
     server on their next call (``running()`` is False for a parent's child)."""
-    global _registry_lock
     _live_servers.clear()
-    _registry.clear()
-    _registry_lock = threading.Lock()
     for server in list(_every_server):
         server._forget_after_fork()
 
@@ -307,30 +302,3 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 def _stop_servers_at_exit() -> None:
     for server in list(_live_servers):
         server.stop(by="interpreter exit")
-
-
-def acquire_server(key: ServerKey, keep_alive: float) -> LlamaServer:
-    """The shared server for ``key``, counting one more sharer."""
-    with _registry_lock:
-        server = _registry.get(key)
-        if server is None:
-            server = _registry[key] = LlamaServer(key)
-        server.sharers += 1
-        # The server stays as long as its most patient sharer wants (negative: forever).
-        if server.sharers == 1:
-            server.keep_alive = keep_alive
-        elif keep_alive < 0 or server.keep_alive < 0:
-            server.keep_alive = -1.0
-        else:
-            server.keep_alive = max(keep_alive, server.keep_alive)
-        return server
-
-
-def release_server(server: LlamaServer) -> None:
-    with _registry_lock:
-        server.sharers -= 1
-        if server.sharers > 0:
-            return
-        if _registry.get(server.key) is server:
-            del _registry[server.key]
-    server.stop(by="LocalLLM.close()")

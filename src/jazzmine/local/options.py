@@ -37,9 +37,9 @@ from .checks import (
     check_text,
     check_transport,
     constraint_of,
-    parse_keep_alive,
 )
 from .config import LocalConfig, looks_like_gguf
+from .durations import parse_keep_alive
 from .errors import OptionTypeError, OptionValueError
 
 

@@ -6,8 +6,9 @@ stops whatever it started; stdin is closed so nothing can wait for input; stderr
 drained by a thread while stdout is read, so neither pipe can fill and block the child;
 and one stop policy (terminate the group, a grace period, kill, reap) runs on every path.
 A child started with ``dies_with_parent`` is killed by the kernel if this process dies
-(``launcher``). A forked copy of this process never signals its parent's children.
-Blocking code only: asyncio callers reach it through ``bridge``.
+(``launcher``), so it is started from a lasting thread (``spawner``). A forked copy of
+this process never signals its parent's children. Blocking code only: asyncio callers
+reach it through ``bridge``.
 """
 
 from __future__ import annotations
@@ -15,18 +16,16 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-import queue
 import selectors
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
 
-from . import launcher
+from . import launcher, spawner
 from .errors import DeadlineExceeded
 
 # Long enough for llama.cpp to flush its last lines after SIGTERM, short enough that a
@@ -97,49 +96,12 @@ def remaining(deadline: float | None) -> float | None:
     return None if deadline is None else deadline - time.monotonic()
 
 
-class _Spawner:
-    """A thread that lives as long as the process and starts the children that must die
-    with it: the parent-death signal (``launcher``) follows the thread that forked, and a
-    call's own thread may be short-lived."""
-
-    def __init__(self) -> None:
-        self._requests: queue.Queue[tuple[Callable[[], Any], queue.Queue[Any]]] = queue.Queue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def run(self, start: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._serve, name="jazzmine-spawner", daemon=True
-                )
-                self._thread.start()
-        answer: queue.Queue[Any] = queue.Queue(maxsize=1)
-        self._requests.put((start, answer))
-        result = answer.get()
-        if isinstance(result, BaseException):
-            raise result
-        return result  # type: ignore[no-any-return]
-
-    def _serve(self) -> None:
-        while True:
-            start, answer = self._requests.get()
-            try:
-                answer.put(start())
-            except BaseException as error:  # handed to the caller, who raises it
-                answer.put(error)
-
-
-_spawner = _Spawner()
-
-
 def _after_fork_in_child() -> None:
-    """A forked child owns none of its parent's children: forget them (never signal them),
-    and start its own spawner, since the parent's thread did not come along."""
-    global _spawner, _live_lock
+    """A forked child owns none of its parent's children: forget them (never signal them).
+    (``spawner`` starts the child's own spawner thread.)"""
+    global _live_lock
     _live_groups.clear()
     _live_lock = threading.Lock()
-    _spawner = _Spawner()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -191,7 +153,7 @@ class ChildProcess:
             )
 
         self._owner = os.getpid()
-        self._popen = _spawner.run(spawn) if self._dies_with_parent else spawn()
+        self._popen = spawner.run(spawn) if self._dies_with_parent else spawn()
         with _live_lock:
             _live_groups.add(self._popen.pid)
         self._stderr_thread = threading.Thread(

@@ -1,15 +1,14 @@
 """Warm mode's transport: each call is one streamed request to a kept llama-server.
 
-The server itself (start, share, idle stop) is ``llama_server``; this module speaks its
-``/completion`` API (llama.cpp's ``tools/server/server.cpp``) over the private Unix
-socket: the request body, the event stream, the closing event with exact counts, and what
-a failure means.
+The server itself (start, idle stop) is ``llama_server``, its sharing
+``server_registry``; this module sends each request over the private Unix socket and
+reads the reply as it streams, with what a failure means. The ``/completion`` API's
+shapes (request body, events, closing event) are ``server_api``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket
 import threading
@@ -29,97 +28,16 @@ from .errors import (
     LLMInternalError,
     LLMInvalidRequestError,
 )
-from .llama_server import (
-    OPTIONAL_SERVER_FLAGS,
-    LlamaServer,
-    ServerKey,
-    acquire_server,
-    find_server,
-    release_server,
-)
+from .llama_server import OPTIONAL_SERVER_FLAGS, LlamaServer, ServerKey, find_server
 from .percall import check_workers
 from .reply import OutputShape
 from .request import GenerationRequest, RunOutcome
+from .server_api import EventReader, outcome_of, request_body, status_error
+from .server_registry import acquire_server, release_server
 
 # After the reply is complete on our side, how long the server may take to send its
 # closing event (with exact counts) before the request is dropped.
 CLOSING_EVENT_WAIT = 2.0
-
-
-def request_body(request: GenerationRequest) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "prompt": request.prompt,
-        "n_predict": request.max_tokens if request.max_tokens is not None else -1,
-        "stop": list(request.stop_sequences),
-        "stream": True,
-        "cache_prompt": True,
-    }
-    if request.temperature is not None:
-        body["temperature"] = float(request.temperature)
-    if request.seed is not None:
-        body["seed"] = request.seed
-    if request.json_schema is not None:
-        body["json_schema"] = request.json_schema
-    if request.grammar is not None:
-        body["grammar"] = request.grammar
-    return body
-
-
-def _outcome_of(final: dict[str, Any] | None, interrupted: bool, stderr: str) -> RunOutcome:
-    outcome = RunOutcome(stderr=stderr, exit_code=0, interrupted=interrupted)
-    if final is None:
-        return outcome
-    timings = final.get("timings") or {}
-    outcome.prompt_tokens = final.get("tokens_evaluated")
-    outcome.completion_tokens = final.get("tokens_predicted")
-    stop_type = final.get("stop_type")
-    if stop_type in ("eos", "word"):
-        outcome.hit_token_limit = False
-    elif stop_type == "limit":
-        outcome.hit_token_limit = True
-    outcome.details = {
-        "prompt_tokens_reused": timings.get("cache_n", 0),
-        "prompt_tokens_evaluated": timings.get("prompt_n"),
-        "stop_type": stop_type,
-        "id_slot": final.get("id_slot"),
-    }
-    return outcome
-
-
-def _parse_event(line: str) -> dict[str, Any] | None:
-    if not line.startswith("data: "):
-        return None
-    payload = line[6:].strip()
-    if payload == "[DONE]":
-        return None
-    event: dict[str, Any] = json.loads(payload)
-    return event
-
-
-def _status_error(status: int, body: str) -> LLMError:
-    try:
-        message = json.loads(body).get("error", {}).get("message", body)
-    except (ValueError, AttributeError):
-        message = body
-    if 400 <= status < 500:
-        return LLMInvalidRequestError(f"llama-server refused the request ({status}): {message}")
-    return LLMInternalError(f"llama-server failed the request ({status}): {message}")
-
-
-class _EventReader:
-    """Turns the server's event stream into reply bytes plus the closing event."""
-
-    def __init__(self) -> None:
-        self.final: dict[str, Any] | None = None
-
-    def take(self, line: str) -> bytes | None:
-        event = _parse_event(line)
-        if event is None:
-            return None
-        if event.get("stop"):
-            self.final = event
-        content = event.get("content") or ""
-        return content.encode("utf-8") if content else None
 
 
 class ServerSession:
@@ -137,7 +55,7 @@ class ServerSession:
         self.request = request
         self.shape = OutputShape()
         self.details = details
-        self._reader = _EventReader()
+        self._reader = EventReader()
         self._stack = contextlib.ExitStack()
         self._lines: Iterator[str] | None = None
         self._socket: socket.socket | None = None
@@ -165,7 +83,7 @@ class ServerSession:
         if response.status_code != 200:
             body = response.read().decode("utf-8", errors="replace")
             self._stack.close()
-            raise _status_error(response.status_code, body)
+            raise status_error(response.status_code, body)
         stream = response.extensions.get("network_stream")
         with self._lock:
             self._socket = stream.get_extra_info("socket") if stream is not None else None
@@ -222,7 +140,7 @@ class ServerSession:
                     f"{self._ended_by} ended this call", stderr=self.server.stderr_text()
                 )
             raise _died(self.server)
-        return _outcome_of(self._reader.final, reply_complete, "")
+        return outcome_of(self._reader.final, reply_complete, "")
 
     def stderr_text(self) -> str:
         return self.server.stderr_text()

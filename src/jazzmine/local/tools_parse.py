@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .tools_families import Family
+from .tools_json import UnreadableCall, decode_partial_string, json_at, one_json
 from .tools_schema import validate
 from .tools_spec import Choice, LLMToolCallError, Tool, ToolCall, call_id
 
-_DECODER = json.JSONDecoder(strict=False)
 PYTHON_TAG = "<|python_tag|>"
 _MISTRAL_HEAD = re.compile(r"\s*([A-Za-z0-9_-]+)(?:\[CALL_ID\]([^\[]*))?\[ARGS\]")
 _BUILTIN = re.compile(r"\s*([A-Za-z0-9_-]+)\.call\((.*)\)\s*", re.S)
@@ -44,10 +44,6 @@ class _RawCall:
     model_id: Any = None
 
 
-class _Bad(Exception):
-    """A call was started and cannot be read (internal; becomes LLMToolCallError)."""
-
-
 def parse_reply(
     raw: str,
     family: Family,
@@ -63,7 +59,7 @@ def parse_reply(
         return ParsedReply(raw)
     try:
         text, raw_calls = _split(raw, family, complete)
-    except _Bad as bad:
+    except UnreadableCall as bad:
         cut = "" if complete else " (the reply was cut off by max_tokens)"
         raise LLMToolCallError(
             f"the model started a tool call that cannot be parsed{cut}: {bad}", raw_text=raw
@@ -159,10 +155,10 @@ def _hermes_call(raw: str, pos: int, calls: list[_RawCall]) -> int:
     close = raw.find("</tool_call>", pos)
     body = raw[pos:] if close < 0 else raw[pos:close]
     try:
-        value, _ = _one_json(body)
-    except _Bad:
+        value, _ = one_json(body)
+    except UnreadableCall:
         if close < 0:
-            raise _Bad(
+            raise UnreadableCall(
                 "<tool_call> is never closed and what follows is not one JSON object"
             ) from None
         raise
@@ -173,16 +169,16 @@ def _hermes_call(raw: str, pos: int, calls: list[_RawCall]) -> int:
 def _mistral_call(raw: str, pos: int, calls: list[_RawCall]) -> int:
     head = _MISTRAL_HEAD.match(raw, pos)
     assert head is not None
-    value, end = _json_at(raw, head.end())
+    value, end = json_at(raw, head.end())
     calls.append(_RawCall(head.group(1), value, head.group(2)))
     return end
 
 
 def _json_list_calls(raw: str, pos: int, calls: list[_RawCall]) -> int:
-    value, end = _json_at(raw, pos)
+    value, end = json_at(raw, pos)
     items = value if isinstance(value, list) else [value]
     if not items:
-        raise _Bad("the tool call list is empty")
+        raise UnreadableCall("the tool call list is empty")
     calls.extend(_from_object(item) for item in items)
     return end
 
@@ -203,14 +199,14 @@ def _split_llama3(raw: str) -> tuple[str, list[_RawCall]]:
     pos = 0
     while True:
         try:
-            value, end = _json_at(body, pos)
-        except _Bad:
+            value, end = json_at(body, pos)
+        except UnreadableCall:
             if tagged or calls or _STARTED_JSON_CALL.match(body, pos):
                 raise
             return raw, []  # not JSON after all: an answer that starts with "{"
         if not _is_call_object(value):
             if tagged or calls:
-                raise _Bad(f"not a function call object: {body[pos:end]!r}")
+                raise UnreadableCall(f"not a function call object: {body[pos:end]!r}")
             return raw, []
         calls.append(_from_object(value))
         rest = body[end:].lstrip()
@@ -226,7 +222,7 @@ def _builtin_arguments(text: str) -> dict[str, Any]:
     while text[pos:].strip():
         match = _BUILTIN_ARG.match(text, pos)
         if match is None:
-            raise _Bad(f"cannot read the built-in tool arguments {text!r}")
+            raise UnreadableCall(f"cannot read the built-in tool arguments {text!r}")
         arguments[match.group(1)] = json.loads(match.group(2))
         pos = match.end()
     return arguments
@@ -237,10 +233,10 @@ def _split_generic(raw: str, complete: bool) -> tuple[str, list[_RawCall]]:
     if not raw.lstrip().startswith("{"):
         return raw, []
     try:
-        value, end = _json_at(raw, 0)
+        value, end = json_at(raw, 0)
         if raw[end:].strip():
-            raise _Bad("text after the JSON envelope")
-    except _Bad:
+            raise UnreadableCall("text after the JSON envelope")
+    except UnreadableCall:
         opening = ENVELOPE_CONTENT.match(raw)
         if opening:
             # a content envelope cut short: its text so far is the answer
@@ -254,7 +250,7 @@ def _split_generic(raw: str, complete: bool) -> tuple[str, list[_RawCall]]:
     text = content if isinstance(content, str) else ""
     listed = value.get("tool_calls", [])
     if not isinstance(listed, list):
-        raise _Bad("'tool_calls' is not a list")
+        raise UnreadableCall("'tool_calls' is not a list")
     return text, [_from_object(item) for item in listed]
 
 
@@ -272,77 +268,11 @@ def _from_object(value: Any) -> _RawCall:
     """One call from its JSON object: {"name", "arguments"|"parameters", "id"?}, also
     inside OpenAI's {"type": "function", "function": {...}} wrapper."""
     if not isinstance(value, dict):
-        raise _Bad(f"a call must be a JSON object, got {value!r}")
+        raise UnreadableCall(f"a call must be a JSON object, got {value!r}")
     ident = value.get("id")
     if value.get("type") == "function" and isinstance(value.get("function"), dict):
         value = value["function"]
     if "name" not in value:
-        raise _Bad(f"a call has no 'name': {value!r}")
+        raise UnreadableCall(f"a call has no 'name': {value!r}")
     arguments = value.get("arguments", value.get("parameters"))
     return _RawCall(value["name"], arguments, ident)
-
-
-def _json_at(text: str, pos: int) -> tuple[Any, int]:
-    """The JSON value starting at ``pos`` (after whitespace) and where it ends."""
-    while pos < len(text) and text[pos] in " \t\r\n":
-        pos += 1
-    try:
-        return _DECODER.raw_decode(text, pos)
-    except ValueError as exc:
-        raise _Bad(f"invalid JSON ({exc.args[0] if exc.args else exc})") from None
-
-
-def _one_json(text: str) -> tuple[Any, int]:
-    value, end = _json_at(text, 0)
-    if text[end:].strip():
-        raise _Bad(f"unexpected text after the call: {text[end:].strip()[:40]!r}")
-    return value, end
-
-
-# ---------- JSON strings arriving in pieces ----------
-
-
-def _safe_string_end(body: str) -> tuple[int, bool]:
-    """How much of a JSON string's inside can be decoded now, and whether its closing
-    quote was reached (then the first value is the quote's index)."""
-    i = 0
-    while i < len(body):
-        char = body[i]
-        if char == '"':
-            return i, True
-        if char != "\\":
-            i += 1
-            continue
-        if i + 1 >= len(body):
-            return i, False
-        if body[i + 1] != "u":
-            i += 2
-            continue
-        if i + 6 > len(body):
-            return i, False
-        if 0xD800 <= _hex(body[i + 2 : i + 6]) < 0xDC00:
-            # a high surrogate decodes with the low one that follows it
-            if i + 12 > len(body):
-                return i, False
-            i += 12 if body[i + 6 : i + 8] == "\\u" else 6
-        else:
-            i += 6
-    return i, False
-
-
-def _hex(digits: str) -> int:
-    try:
-        return int(digits, 16)
-    except ValueError:
-        return -1
-
-
-def decode_partial_string(body: str) -> tuple[str, int, bool]:
-    """Decode the inside of a JSON string that may be incomplete: (text, characters of
-    ``body`` used, closed)."""
-    end, closed = _safe_string_end(body)
-    try:
-        text = _DECODER.decode(f'"{body[:end]}"')
-    except ValueError:
-        text = body[:end]  # a broken escape: keep it as written
-    return str(text), end, closed

@@ -13,11 +13,11 @@ import re
 from collections.abc import Sequence
 
 from .tools_families import Family
+from .tools_json import decode_partial_string
 from .tools_parse import (
     ENVELOPE_CONTENT,
     PYTHON_TAG,
     ParsedReply,
-    decode_partial_string,
     parse_reply,
 )
 from .tools_spec import Choice, Tool
