@@ -153,7 +153,7 @@ sys.meta_path.insert(0, Watch())
 import jazzmine
 import jazzmine.local
 from jazzmine.local import BaseLLM, LLMError, LLMResponse, LocalLLM, MessagePart
-from jazzmine.local._framework import FRAMEWORK_PRESENT
+from jazzmine.local.framework import FRAMEWORK_PRESENT
 
 LocalLLM().close()
 print(json.dumps({

@@ -115,12 +115,12 @@ if local is not None:
     if facts["package"] is not None:
         sys.meta_path.append(StubFinder())
     import jazzmine
-    from jazzmine.local import LocalLLM, _framework
+    from jazzmine.local import LocalLLM, framework
 
     facts["imported"] = getattr(jazzmine, "__file__", None)
     facts["imported_local"] = sys.modules["jazzmine.local"].__file__
-    facts["framework_present"] = _framework.FRAMEWORK_PRESENT
-    if _framework.FRAMEWORK_PRESENT:
+    facts["framework_present"] = framework.FRAMEWORK_PRESENT
+    if framework.FRAMEWORK_PRESENT:
         from jazzmine.core.llm.base import BaseLLM
 
         facts["extends_framework"] = issubclass(LocalLLM, BaseLLM)

@@ -48,7 +48,7 @@ from jazzmine.core.message_store import Message, MessageRole, MessageStore
 import jazzmine
 import jazzmine.local
 from jazzmine.local import LocalLLM
-from jazzmine.local._framework import FRAMEWORK_PRESENT
+from jazzmine.local.framework import FRAMEWORK_PRESENT
 
 # The answer the framework's agent gives when its LLM raises (jazzmine/core/agent/core.py).
 AGENT_ERROR_REPLY = "I encountered an error"

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
-from ._framework import base_class
+from .framework import base_class
 from .types import LLMResponse, MessagePart
 
 

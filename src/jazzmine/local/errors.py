@@ -17,7 +17,7 @@ timeouts and the attributes below stay on them.
 
 from __future__ import annotations
 
-from ._framework import error_class
+from .framework import error_class
 
 
 class LLMError(error_class("LLMError")):  # type: ignore[misc]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ._framework import data_class
+from .framework import data_class
 
 
 @dataclass
