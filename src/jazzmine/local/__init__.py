@@ -1,9 +1,12 @@
 """jazzmine-local: the local provider for jazzmine (llama.cpp as a child process).
 
 The whole public API is importable from here. The data classes, errors and base class
-are loaded at once (they are small); ``LocalLLM`` and the transports, which bring in
-the HTTP client, asyncio and the template engine, on first use: the one lazy entry point,
-so ``import jazzmine.local`` stays cheap for a program that only handles its types.
+are loaded at once (they are small); ``LocalLLM`` and the transports on first use (the
+lazy entry point), so ``import jazzmine.local`` stays cheap for a program that only
+handles its types. Everything else imports at the top of its module, except three heavy
+edges loaded by the use that needs them, so ``LocalLLM`` itself stays cheap to import:
+the HTTP client (warm mode, ``llm``), the template engine (templated prompts,
+``prompt_writer``) and asyncio (async calls, ``stream``, ``limits``, ``llm.aclose``).
 """
 
 from __future__ import annotations

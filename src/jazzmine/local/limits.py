@@ -8,7 +8,6 @@ against the call's deadline.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import threading
@@ -16,6 +15,10 @@ import time
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import asyncio
 
 
 class ConcurrencyLimit:
@@ -72,6 +75,8 @@ class ConcurrencyLimit:
         return False
 
     async def _aacquire(self, deadline: float | None) -> None:
+        import asyncio  # loaded by async use only (see the package docstring)
+
         loop = asyncio.get_running_loop()
         with self._lock:
             if self._free and not self._waiters:

@@ -15,7 +15,6 @@ from typing import Any
 
 from . import defaults
 from .base import BaseLLM
-from .bridge import run_off_loop
 from .call import Call, CallFacts
 from .checks import constraint_of
 from .errors import DeadlineExceeded, LLMTimeoutError
@@ -25,7 +24,6 @@ from .percall import PerCallTransport
 from .prompt import flatten, validate_messages
 from .prompt_writer import PromptWriter
 from .request import GenerationRequest
-from .server import ServerTransport
 from .stream import AsyncResponseStream, ResponseStream
 from .transport import Transport
 from .types import LLMResponse, MessagePart
@@ -165,6 +163,8 @@ class LocalLLM(BaseLLM):
             self._transport.close()
 
     async def aclose(self) -> None:
+        from .bridge import run_off_loop  # asyncio: loaded by async use only (see __init__)
+
         await run_off_loop(self.close, lambda: None)
 
     # ---------- one call ----------
@@ -246,6 +246,10 @@ class LocalLLM(BaseLLM):
     def _make_transport(self) -> Transport:
         if self.config.keep_alive is None:
             return PerCallTransport(self.config)
+        # Warm mode's transport brings in the HTTP client (about 40 ms of import): loaded
+        # by warm mode only. One of the three lazy edges named in the package docstring.
+        from .server import ServerTransport
+
         return ServerTransport(self.config, slots=self.max_concurrency)
 
     def _get_transport(self) -> Transport:

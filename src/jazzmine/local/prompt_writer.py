@@ -13,20 +13,20 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from .errors import LLMInvalidRequestError
 from .gguf import GGUFError, TokenizerInfo, read_tokenizer_info
 from .prompt import NEXT_TURN_MARKERS, flatten
-from .template import (
-    ChatTemplate,
-    end_of_turn_markers,
-    load_template,
-    render,
-    template_from_gguf,
-    template_with_tokens,
-)
 from .transport import Transport
 from .types import MessagePart
+
+if TYPE_CHECKING:
+    from .template_source import ChatTemplate
+
+# The template engine (jinja2 and its sandbox, about 60 ms of import) is imported by the
+# first templated prompt, so a program that never writes one never pays for it: one of
+# the three lazy edges named in the package docstring.
 
 _UNKNOWN_TOKENS = TokenizerInfo(None, "", "", True, False)
 
@@ -55,6 +55,8 @@ class PromptWriter:
         template = self.template(transport)
         if template is None:
             return flatten(messages), NEXT_TURN_MARKERS, "flat"
+        from .template import end_of_turn_markers, render
+
         prompt = render(template, messages, deadline=deadline)
         return prompt, end_of_turn_markers(template), "template"
 
@@ -68,6 +70,8 @@ class PromptWriter:
             return self._template
 
     def _model_template(self, transport: Transport) -> ChatTemplate | None:
+        from .template import template_from_gguf
+
         found = None
         path = self._model_path()
         if path is not None and os.path.exists(path) and transport.runs_llama_cpp():
@@ -83,6 +87,8 @@ class PromptWriter:
         return found
 
     def _caller_template(self, value: str) -> ChatTemplate:
+        from .template import load_template, template_with_tokens
+
         tokens = _UNKNOWN_TOKENS
         path = self._model_path()
         if path is not None and os.path.exists(path):

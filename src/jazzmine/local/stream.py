@@ -10,12 +10,10 @@ ends its model process. The async stream runs the very same call in a thread of 
 
 from __future__ import annotations
 
-import asyncio
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
 
-from .bridge import iterate_off_loop, run_off_loop
 from .call import Call, run_call
 from .limits import ConcurrencyLimit
 from .types import LLMResponse
@@ -110,6 +108,10 @@ class AsyncResponseStream(_KeepsResponse, AsyncIterator[str]):
             raise
 
     async def _run(self) -> AsyncIterator[str]:
+        import asyncio  # loaded by async use only (see the package docstring)
+
+        from .bridge import iterate_off_loop, run_off_loop
+
         call = self._call = await run_off_loop(self._build, lambda: None)
         try:
             # The slot is waited for on the loop: a queued call holds no thread.
