@@ -243,6 +243,20 @@ def test_closing_or_abandoning_a_stream_reaps_the_child(
     assert_gone(pid)
 
 
+def test_aclose_returns_only_once_the_child_is_gone(
+    fake: Callable[..., tuple[LocalLLM, Path]],
+) -> None:
+    llm, pid_file = fake(fakes.SLOW_WORDS, FAKE_DELAY=0.2)
+
+    async def run() -> None:
+        stream = llm.astream(HELLO)
+        assert await stream.__anext__()
+        await stream.aclose()
+        assert_all_gone(pid_file, within=0.0)  # already reaped, not left to the collector
+
+    asyncio.run(run())
+
+
 def test_cancelling_async_calls_reaps_the_child(fake: Callable[..., tuple[LocalLLM, Path]]) -> None:
     llm, pid_file = fake(fakes.HANG)
 

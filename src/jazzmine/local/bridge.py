@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -27,7 +27,7 @@ _ITEM, _END, _ERROR = "item", "end", "error"
 
 async def iterate_off_loop(
     source: Iterator[T], interrupt: Callable[[], None], *, name: str = "jazzmine-call"
-) -> AsyncIterator[T]:
+) -> AsyncGenerator[T, None]:
     """Yield what ``source`` yields; ``source`` runs (and is closed) in its own thread.
 
     ``interrupt`` must be safe to call from any thread and make a blocked ``next()`` on

@@ -10,6 +10,7 @@ ends its model process. The async stream runs the very same call in a thread of 
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
@@ -115,8 +116,13 @@ class AsyncResponseStream(_KeepsResponse, AsyncIterator[str]):
         call = self._call = await run_off_loop(self._build, lambda: None)
         try:
             # The slot is waited for on the loop: a queued call holds no thread.
-            async with self._limit.ahold(call.deadline):
-                async for piece in iterate_off_loop(run_call(call), call.interrupt):
+            async with (
+                self._limit.ahold(call.deadline),
+                # Closing this stream must close the inner one now (which interrupts the
+                # call and waits for its clean-up), not when the collector gets to it.
+                contextlib.aclosing(iterate_off_loop(run_call(call), call.interrupt)) as pieces,
+            ):
+                async for piece in pieces:
                     yield piece
         except (TimeoutError, asyncio.TimeoutError) as error:
             raise call.failure(error) from None
