@@ -135,3 +135,24 @@ def test_a_template_that_runs_forever_is_bounded_by_the_timeout_and_off_the_loop
 
     assert asyncio.run(main()) >= 20  # the loop kept running while the template rendered
     assert transport.requests == []
+
+
+@pytest.mark.parametrize("keep_alive", [None, -1], ids=["per-call", "warm"])
+def test_a_prompt_over_the_context_is_one_typed_error_in_both_modes(
+    completion_bin: str, model_path: str, keep_alive: int | None
+) -> None:
+    from jazzmine.local import LLMContextLengthError
+
+    llm = LocalLLM(
+        binary_path=completion_bin, model=model_path, n_ctx=128, max_tokens=4, keep_alive=keep_alive
+    )
+    try:
+        with pytest.raises(LLMContextLengthError) as caught:
+            llm.generate([MessagePart("user", "word " * 300)])
+    finally:
+        llm.close()
+    error = caught.value
+    assert isinstance(error, LLMInvalidRequestError)
+    assert error.prompt_tokens is not None and error.context_size is not None
+    assert error.prompt_tokens > error.context_size >= 128
+    assert str(error).startswith(f"the prompt is {error.prompt_tokens} tokens")

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .base import BaseLLM
 from .errors import (
     LLMConnectionError,
+    LLMContextLengthError,
     LLMError,
     LLMInternalError,
     LLMInvalidRequestError,
@@ -61,6 +62,7 @@ __all__ = [
     "BaseLLM",
     "GenerationRequest",
     "LLMConnectionError",
+    "LLMContextLengthError",
     "LLMError",
     "LLMInternalError",
     "LLMInvalidRequestError",

@@ -5,6 +5,7 @@
      ├── LLMRateLimitError        a provider refused for load (never raised by LocalLLM)
      ├── LLMConnectionError       a server or worker could not be reached
      ├── LLMInvalidRequestError   the request itself is wrong; nothing was run
+     │    └── LLMContextLengthError   the prompt does not fit the context
      └── LLMInternalError         the model process failed (exit code, signal, stderr)
 
 Errors raised after generation started carry ``partial_text``: the reply text produced
@@ -16,6 +17,8 @@ timeouts and the attributes below stay on them.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from .framework import error_class
 
@@ -60,6 +63,23 @@ class LLMInternalError(LLMError, error_class("LLMInternalError")):  # type: igno
     pass
 
 
+class LLMContextLengthError(LLMInvalidRequestError):
+    """The prompt is longer than the context: ``prompt_tokens`` against ``context_size``
+    (as llama.cpp counted them), the same in both modes."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        prompt_tokens: int | None = None,
+        context_size: int | None = None,
+        **details: Any,
+    ) -> None:
+        super().__init__(message, **details)
+        self.prompt_tokens = prompt_tokens
+        self.context_size = context_size
+
+
 class OptionTypeError(LLMInvalidRequestError, TypeError):
     """An option of the wrong type. A TypeError, as Python raises for its own arguments, and
     an LLMInvalidRequestError, which code written for any jazzmine provider catches."""
@@ -78,10 +98,31 @@ def completed(error: LLMError, *, partial_text: str, stderr: str, cause: str | N
     """The error the caller sees: a transport's error with what only the call knows (the
     reply so far, the stderr, a diagnosed cause) built in, as a new object."""
     message = f"{cause}; {error.message}" if cause else error.message
-    return type(error)(
+    rebuilt = type(error)(
         message,
         partial_text=error.partial_text or partial_text,
         stderr=error.stderr or stderr,
         exit_code=error.exit_code,
         signal_name=error.signal_name,
+    )
+    # What a subclass carries besides (a context error's counts) comes along unchanged.
+    for name, value in vars(error).items():
+        if name not in _BASE_FIELDS:
+            setattr(rebuilt, name, value)
+    return rebuilt
+
+
+_BASE_FIELDS = frozenset({"message", "partial_text", "stderr", "exit_code", "signal_name"})
+
+
+def context_length_error(
+    prompt_tokens: int, context_size: int, **details: Any
+) -> LLMContextLengthError:
+    """The one wording for a prompt over the context, whichever mode found it."""
+    return LLMContextLengthError(
+        f"the prompt is {prompt_tokens} tokens, more than the {context_size} tokens of context "
+        "(pass a larger n_ctx, or shorten the conversation)",
+        prompt_tokens=prompt_tokens,
+        context_size=context_size,
+        **details,
     )

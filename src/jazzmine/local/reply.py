@@ -10,11 +10,12 @@ the reply ended.
 from __future__ import annotations
 
 import codecs
+import re
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .errors import LLMInternalError
+from .errors import LLMError, LLMInternalError, context_length_error
 from .request import RunOutcome
 from .types import LLMUsage
 from .usage import CHARS_PER_TOKEN, estimate_tokens, usage_from_counts
@@ -172,11 +173,21 @@ class ReplyAssembler:
         return longest
 
 
-def failure_of(outcome: RunOutcome, binary: str, partial_text: str) -> LLMInternalError | None:
+# llama-completion's refusal of a prompt longer than its context (common/ and
+# tools/completion: "prompt is too long (%d tokens, max %d)").
+_TOO_LONG = re.compile(r"prompt is too long \((\d+) tokens, max (\d+)\)")
+
+
+def failure_of(outcome: RunOutcome, binary: str, partial_text: str) -> LLMError | None:
     """The error a finished run amounts to, or None when it succeeded."""
     code = outcome.exit_code
     if outcome.interrupted or code is None or code == 0:
         return None
+    too_long = _TOO_LONG.search(outcome.stderr)
+    if too_long is not None:
+        return context_length_error(
+            int(too_long.group(1)), int(too_long.group(2)), stderr=outcome.stderr, exit_code=code
+        )
     if code < 0:
         signum = -code
         try:

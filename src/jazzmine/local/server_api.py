@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .errors import LLMError, LLMInternalError, LLMInvalidRequestError
+from .errors import LLMError, LLMInternalError, LLMInvalidRequestError, context_length_error
 from .request import GenerationRequest, RunOutcome
 
 
@@ -67,9 +67,12 @@ def parse_event(line: str) -> dict[str, Any] | None:
 
 def status_error(status: int, body: str) -> LLMError:
     try:
-        message = json.loads(body).get("error", {}).get("message", body)
+        error = json.loads(body).get("error", {})
+        message = error.get("message", body)
     except (ValueError, AttributeError):
-        message = body
+        error, message = {}, body
+    if error.get("type") == "exceed_context_size_error":
+        return context_length_error(int(error["n_prompt_tokens"]), int(error["n_ctx"]))
     if 400 <= status < 500:
         return LLMInvalidRequestError(f"llama-server refused the request ({status}): {message}")
     return LLMInternalError(f"llama-server failed the request ({status}): {message}")
