@@ -1,14 +1,17 @@
-"""Looking at processes from outside: liveness, open descriptors, argv exposure.
+"""Looking at processes from outside: liveness, open descriptors, argv exposure; and
+whether an event loop kept running.
 
 Plain Python (no pytest), shared by the tests and bench/reliability.py.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import threading
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 
 
@@ -90,3 +93,22 @@ def children_running(binary: str) -> list[int]:
             if os.path.realpath(f"/proc/{pid}/exe") == os.path.realpath(binary):
                 found.append(pid)
     return found
+
+
+async def loop_ticks_during(work: Awaitable[object]) -> int:
+    """How many 10 ms ticks the event loop ran while ``work`` was awaited: a loop that
+    something blocked counts almost none."""
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    try:
+        await work
+    finally:
+        task.cancel()
+    return ticks

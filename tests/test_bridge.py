@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from probes import loop_ticks_during
 
 from jazzmine.local.bridge import AHEAD, iterate_off_loop, run_off_loop
 
@@ -122,18 +123,10 @@ def test_the_event_loop_keeps_running_while_the_source_blocks() -> None:
         yield 1
 
     async def main() -> int:
-        ticks = 0
+        async def collect() -> None:
+            assert [item async for item in iterate_off_loop(slow(), lambda: None)] == [1]
 
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.01)
-                ticks += 1
-
-        tick_task = asyncio.create_task(ticker())
-        assert [item async for item in iterate_off_loop(slow(), lambda: None)] == [1]
-        tick_task.cancel()
-        return ticks
+        return await loop_ticks_during(collect())
 
     assert asyncio.run(main()) >= 10
 
