@@ -96,7 +96,7 @@ def test_the_briefs_example_no_longer_runs_the_default_model() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "flag"), [("top_p", "--top-p"), ("repeat_penalty", "--repeat-penalty")]
+    ("name", "flag"), [("typical_p", "--typical"), ("repeat_last_n", "--repeat-last-n")]
 )
 def test_a_llama_flag_without_an_option_points_to_extra_args(name: str, flag: str) -> None:
     error = raised(lambda: build(**{name: 0.9}))
@@ -121,7 +121,7 @@ def test_a_name_like_no_option_lists_the_options() -> None:
         ("stop_sequences", "did you mean 'stop'?"),
         ("n_ctx", "n_ctx is set on LocalLLM(...), not per call"),
         ("num_ctx", "did you mean 'n_ctx'? It is set on LocalLLM(...), not per call"),
-        ("top_k", "extra_args=['--top-k', '1']"),
+        ("repeat_last_n", "extra_args=['--repeat-last-n', '1']"),
     ],
 )
 def test_an_unknown_per_call_argument_names_the_option_meant(
@@ -147,6 +147,16 @@ def test_every_parameter_has_a_check_and_every_check_a_parameter() -> None:
         "seed",
         "response_format",
         "grammar",
+        "top_p",
+        "top_k",
+        "min_p",
+        "repeat_penalty",
+        "presence_penalty",
+        "frequency_penalty",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "reasoning",
     }
 
 

@@ -134,6 +134,13 @@ def _constraint_args(plan: LaunchPlan, info: BinaryInfo, request: GenerationRequ
 def _require_constraints(
     options: ModelOptions, info: BinaryInfo, request: GenerationRequest
 ) -> None:
+    llama_argv = options.argv_template is None and info.kind is not BinaryKind.PROMPT_FLAG
+    if request.sampling and not llama_argv:
+        names = ", ".join(name for name, _ in request.sampling)
+        raise LLMInvalidRequestError(
+            f"{info.path} is not told {names} (only llama.cpp's own argv carries them); "
+            "these options need a llama.cpp binary"
+        )
     if not request.constrained:
         return
     flag = "--json-schema-file" if request.json_schema is not None else "--grammar-file"
@@ -203,12 +210,25 @@ def _templated_plan(options: ModelOptions, request: GenerationRequest) -> Launch
     return plan
 
 
+# The per-call sampling options as llama.cpp's flags (common/arg.cpp).
+SAMPLING_FLAGS = {
+    "top_p": "--top-p",
+    "top_k": "--top-k",
+    "min_p": "--min-p",
+    "repeat_penalty": "--repeat-penalty",
+    "presence_penalty": "--presence-penalty",
+    "frequency_penalty": "--frequency-penalty",
+}
+
+
 def _sampling_args(request: GenerationRequest) -> list[str]:
     argv = ["-n", str(request.max_tokens if request.max_tokens is not None else -1)]
     if request.temperature is not None:
         argv += ["--temp", repr(float(request.temperature))]
     if request.seed is not None:
         argv += ["-s", str(request.seed)]
+    for name, value in request.sampling:
+        argv += [SAMPLING_FLAGS[name], str(value) if isinstance(value, int) else repr(value)]
     return argv
 
 

@@ -19,7 +19,7 @@ from .call import Call, CallFacts
 from .checks import constraint_of
 from .errors import DeadlineExceeded, LLMTimeoutError
 from .limits import ConcurrencyLimit
-from .options import Options, call_options, reject_unknown
+from .options import SAMPLING_OPTIONS, Options, call_options, reject_unknown
 from .percall import PerCallTransport
 from .prompt import flatten, validate_messages
 from .prompt_writer import PromptWriter
@@ -70,6 +70,18 @@ class LocalLLM(BaseLLM):
         prompt_format: str = "auto",
         chat_template: str | os.PathLike[str] | None = None,
         transport: Transport | None = None,
+        top_p: float | None = None,
+        top_k: int | None = None,
+        min_p: float | None = None,
+        repeat_penalty: float | None = None,
+        presence_penalty: float | None = None,
+        frequency_penalty: float | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: str | Mapping[str, Any] | None = None,
+        parallel_tool_calls: bool = True,
+        reasoning: bool | int = True,
+        context_overflow: str = "error",
+        allow_control_tokens_in_content: bool = False,
         **kwargs: Any,
     ) -> None:
         reject_unknown("LocalLLM()", kwargs, per_call=False)
@@ -86,6 +98,13 @@ class LocalLLM(BaseLLM):
         self.seed = options.seed
         self.response_format = options.response_format
         self.grammar = options.grammar
+        self.sampling = {name: getattr(options, name) for name in SAMPLING_OPTIONS}
+        self.tools = options.tools
+        self.tool_choice = options.tool_choice
+        self.parallel_tool_calls = options.parallel_tool_calls
+        self.reasoning = options.reasoning
+        self.context_overflow = options.context_overflow
+        self.allow_control_tokens_in_content = options.allow_control_tokens_in_content
         self.max_concurrency = options.max_concurrency
         self._limit = ConcurrencyLimit(options.max_concurrency)
         self.config = options.local_config()
@@ -240,8 +259,14 @@ class LocalLLM(BaseLLM):
             stop_sequences=(*self.stop, *options["stop"], *turn_markers),
             json_schema=json_schema,
             grammar=grammar,
+            sampling=self._sampling(options),
         )
         return request, prompt_format
+
+    def _sampling(self, options: Mapping[str, Any]) -> tuple[tuple[str, float], ...]:
+        """The sampling settings this call sets, the call's own over the instance's."""
+        values = ((name, options.get(name, self.sampling[name])) for name in SAMPLING_OPTIONS)
+        return tuple((name, value) for name, value in values if value is not None)
 
     def _make_transport(self) -> Transport:
         if self.config.keep_alive is None:

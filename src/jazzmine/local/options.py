@@ -38,6 +38,16 @@ from .checks import (
     check_transport,
     constraint_of,
 )
+from .checks_agent import (
+    CONTEXT_OVERFLOW,
+    check_flag,
+    check_fraction,
+    check_penalty,
+    check_reasoning,
+    check_tool_choice_option,
+    check_tools_option,
+    check_top_k,
+)
 from .config import LocalConfig, looks_like_gguf
 from .durations import parse_keep_alive
 from .errors import OptionTypeError, OptionValueError
@@ -84,7 +94,33 @@ OPTIONS: dict[str, _Option] = {
     ),
     "chat_template": _Option(check_path),
     "transport": _Option(check_transport),
+    # Sampling per call: llama.cpp's own settings, as flags per call and request fields warm.
+    "top_p": _Option(check_fraction, per_call=True),
+    "top_k": _Option(check_top_k, per_call=True),
+    "min_p": _Option(check_fraction, per_call=True),
+    "repeat_penalty": _Option(lambda name, value: check_number(name, value, 0.0), per_call=True),
+    "presence_penalty": _Option(check_penalty, per_call=True),
+    "frequency_penalty": _Option(check_penalty, per_call=True),
+    # Agents: tools the model may call, and its thinking.
+    "tools": _Option(check_tools_option, per_call=True),
+    "tool_choice": _Option(check_tool_choice_option, per_call=True),
+    "parallel_tool_calls": _Option(check_flag, nullable=False, per_call=True),
+    "reasoning": _Option(check_reasoning, nullable=False, per_call=True),
+    # Conversations longer than the context, and content that holds control-token text.
+    "context_overflow": _Option(
+        lambda name, value: check_choice(name, value, CONTEXT_OVERFLOW), nullable=False
+    ),
+    "allow_control_tokens_in_content": _Option(check_flag, nullable=False),
 }
+# The sampling options a request carries besides temperature and seed, in this order.
+SAMPLING_OPTIONS = (
+    "top_p",
+    "top_k",
+    "min_p",
+    "repeat_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+)
 PER_CALL_OPTIONS = tuple(name for name, option in OPTIONS.items() if option.per_call)
 
 # Other libraries' names for these options (llama-cpp-python, Ollama, Hugging Face,
@@ -127,17 +163,19 @@ ALIASES = {
     "rpc": "rpc_servers",
     "json_schema": "response_format",
     "template": "chat_template",
+    "repetition_penalty": "repeat_penalty",
+    "functions": "tools",
+    "function_call": "tool_choice",
+    "thinking": "reasoning",
+    "enable_thinking": "reasoning",
+    "think": "reasoning",
+    "reasoning_budget": "reasoning",
+    "thinking_budget": "reasoning",
 }
 # llama.cpp settings with no option of their own: they go to the binary in extra_args.
 LLAMA_FLAGS = {
-    "top_p": "--top-p",
-    "top_k": "--top-k",
-    "min_p": "--min-p",
     "typical_p": "--typical",
-    "repeat_penalty": "--repeat-penalty",
     "repeat_last_n": "--repeat-last-n",
-    "presence_penalty": "--presence-penalty",
-    "frequency_penalty": "--frequency-penalty",
     "mirostat": "--mirostat",
     "n_batch": "--batch-size",
     "n_ubatch": "--ubatch-size",
@@ -234,6 +272,18 @@ class Options:
     prompt_format: str
     chat_template: str | None
     transport: Any
+    top_p: float | None
+    top_k: int | None
+    min_p: float | None
+    repeat_penalty: float | None
+    presence_penalty: float | None
+    frequency_penalty: float | None
+    tools: tuple[Any, ...] | None
+    tool_choice: Any
+    parallel_tool_calls: bool
+    reasoning: bool | int
+    context_overflow: str
+    allow_control_tokens_in_content: bool
 
     @classmethod
     def checked(cls, arguments: Mapping[str, Any]) -> Options:

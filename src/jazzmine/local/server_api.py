@@ -27,9 +27,13 @@ def request_body(request: GenerationRequest) -> dict[str, Any]:
         body["temperature"] = float(request.temperature)
     if request.seed is not None:
         body["seed"] = request.seed
+    # llama-server's field names are the options' own names.
+    body.update(request.sampling)
     if request.json_schema is not None:
         body["json_schema"] = request.json_schema
-    if request.grammar is not None:
+    if request.server_grammar is not None:
+        body.update(request.server_grammar)
+    elif request.grammar is not None:
         body["grammar"] = request.grammar
     return body
 
