@@ -6,7 +6,7 @@ same name: the framework's code that checks for or builds on them accepts these.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .framework import data_class
@@ -29,9 +29,20 @@ class LLMResponse(data_class("LLMResponse")):  # type: ignore[misc]
     finish_reason: str | None = None
     raw: Any | None = None
     api_metrics: dict[str, Any] | None = None
+    # The functions the model called (``tools=``): ToolCall objects with ``id``, ``name``
+    # and ``arguments`` checked against the tool's schema. Empty when it called none.
+    tool_calls: list[Any] = field(default_factory=list)
+    # What a reasoning model thought before answering; None when it did not think.
+    reasoning: str | None = None
 
 
 @dataclass
 class MessagePart(data_class("MessagePart")):  # type: ignore[misc]
-    role: str  # "system", "user" or "assistant"
+    role: str  # "system", "user", "assistant" or "tool"
     content: str
+    # An assistant turn's calls, in OpenAI's shape: {"id", "type": "function",
+    # "function": {"name", "arguments"}}, arguments as a JSON string.
+    tool_calls: list[dict[str, Any]] | None = None
+    # A "tool" message: the call it answers, and the function's name.
+    tool_call_id: str | None = None
+    name: str | None = None
