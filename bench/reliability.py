@@ -4,9 +4,13 @@
 
 Columns: fault, mode, calls, survived (the call ended as expected: a reply or the typed
 error), processes leaked (a child or grandchild alive or a zombie afterwards), descriptors
-leaked (open fds of this process, after against before), prompt exposures (times a
-secret prompt was seen in any process's argv while llama.cpp ran). The goal: every call
-survived, zeros in every leak column.
+leaked (open fds of this process, after against before), threads leaked (live threads of
+this process, after against before), prompt exposures (times a secret prompt was seen in
+any process's argv while llama.cpp ran). The goal: every call survived, zeros in every
+leak column.
+
+The warm rows (``warm.*``) run the real llama-server with the default model; what
+"survived" means for each is in ``WARM_EXPECTATIONS`` and printed under the table.
 """
 
 from __future__ import annotations
@@ -14,20 +18,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import multiprocessing
 import os
+import signal
 import stat
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import fakes
 from common import completion_binary, default_model
-from probes import ArgvScanner, process_alive
+from probes import ArgvScanner, descendants, process_alive
 
 from jazzmine.local import (
     LLMInternalError,
@@ -47,6 +54,7 @@ class Row:
     survived: int = 0
     processes_leaked: int = 0
     descriptors_leaked: int = 0
+    threads_leaked: int = 0
     exposures: int = 0
 
 
@@ -72,6 +80,10 @@ def _script(directory: Path, name: str, source: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=60, help="calls per fault and mode")
+    parser.add_argument(
+        "--warm-calls", type=int, default=8, help="rounds per warm fault and mode (real model)"
+    )
+    parser.add_argument("--only-warm", action="store_true", help="skip the per-call rows")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="jazzmine-reliability-"))
     pid_file = work / "pids"
@@ -94,6 +106,9 @@ def main() -> None:
         max_concurrency=2,
     )
     secret = [MessagePart("user", f"Remember {SECRET}.")]
+    # Start the thread that forks llama.cpp's children (it lives as long as the process),
+    # so the first row does not count it as a leaked thread.
+    real.generate(hello)
 
     def expect(kind: type[BaseException] | None) -> Callable[[BaseException | None], bool]:
         return lambda error: (error is None) if kind is None else isinstance(error, kind)
@@ -110,7 +125,7 @@ def main() -> None:
         ("real llama.cpp, secret prompt", real, secret, None, "generate"),
     ]
     rows: list[Row] = []
-    for fault, llm, messages, expected, behaviour in cases:
+    for fault, llm, messages, expected, behaviour in [] if args.only_warm else cases:
         for mode in ("sync", "async", "concurrent"):
             if behaviour == "cancel" and mode == "sync":
                 continue
@@ -118,6 +133,7 @@ def main() -> None:
             row = Row(fault, mode, calls)
             pid_file.write_text("")
             fds_before = len(os.listdir("/proc/self/fd"))
+            threads_before = threading.active_count()
             with ArgvScanner(SECRET) as scanner:
                 outcomes = _drive(llm, messages, behaviour, mode, calls)
             row.survived = sum(expect(expected)(error) for error in outcomes)
@@ -125,9 +141,20 @@ def main() -> None:
             pids = [int(p) for p in pid_file.read_text().split()]
             row.processes_leaked = sum(process_alive(pid) for pid in pids) + _zombie_children()
             row.descriptors_leaked = max(0, len(os.listdir("/proc/self/fd")) - fds_before)
+            row.threads_leaked = max(0, threading.active_count() - threads_before)
             row.exposures = scanner.seen if llm is real else 0
             rows.append(row)
             print(f"  {fault:32} {mode:10} {row.survived}/{row.calls}", file=sys.stderr)
+    real.close()
+    for fault, drive in WARM_ROWS.items():
+        for mode in ("sync", "async", "concurrent"):
+            row = _warm_row(fault, mode, drive, args.warm_calls)
+            rows.append(row)
+            print(f"  {fault:32} {mode:10} {row.survived}/{row.calls}", file=sys.stderr)
+    _print_table(rows)
+
+
+def _print_table(rows: list[Row]) -> None:
     columns = [
         "fault",
         "mode",
@@ -135,22 +162,29 @@ def main() -> None:
         "survived",
         "processes leaked",
         "descriptors leaked",
+        "threads leaked",
         "prompt exposures",
     ]
     print("| " + " | ".join(columns) + " |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         print(
             f"| {row.fault} | {row.mode} | {row.calls} | {row.survived} | {row.processes_leaked} "
-            f"| {row.descriptors_leaked} | {row.exposures} |"
+            f"| {row.descriptors_leaked} | {row.threads_leaked} | {row.exposures} |"
         )
     total = sum(row.calls for row in rows)
     print(
         f"\n{total} calls; {sum(r.survived for r in rows)} survived; "
-        f"{sum(r.processes_leaked for r in rows)} processes and "
-        f"{sum(r.descriptors_leaked for r in rows)} descriptors leaked; "
+        f"{sum(r.processes_leaked for r in rows)} processes, "
+        f"{sum(r.descriptors_leaked for r in rows)} descriptors and "
+        f"{sum(r.threads_leaked for r in rows)} threads leaked; "
         f"{sum(r.exposures for r in rows)} prompt exposures"
     )
+    warm = [fault for fault in WARM_EXPECTATIONS if any(row.fault == fault for row in rows)]
+    if warm:
+        print("\nWarm rows (real llama-server, default model); a call survived when:\n")
+        for fault in warm:
+            print(f"- **{fault}**: {WARM_EXPECTATIONS[fault]}")
 
 
 def _drive(
@@ -210,6 +244,332 @@ async def _async_call(
 
 async def _settle(task: Awaitable[object]) -> None:
     await task
+
+
+# ---------- warm mode: the real llama-server ----------
+
+FORK = multiprocessing.get_context("fork")
+# A prompt the model answers at length; with --ignore-eos a call runs until max_tokens
+# (4000 tokens: far longer than any wait below), so a call is cut only by the fault.
+LONG = [MessagePart("user", f"List the planets of the solar system. Keep {SECRET} to yourself.")]
+SHORT = [MessagePart("user", f"Say hi. Keep {SECRET} to yourself.")]
+SLOW_TIMEOUT = 1.5
+# Long enough for a two-token call on a free slot even on a busy machine, far shorter
+# than a 4000-token call that was left running in a slot the probe would wait for.
+PROBE_TIMEOUT = 15.0
+CHILD_CALLS = 3
+
+WARM_EXPECTATIONS = {
+    "warm: llama-server SIGKILLed mid-stream": (
+        "each stream cut by the kill raised LLMInternalError whose partial_text starts with "
+        "every piece the stream had yielded; the next call answered (2 tokens) on a new "
+        "server (another pid). calls = killed streams + the call after each kill"
+    ),
+    "warm: timeout shorter than the generation": (
+        f"each 4000-token call with timeout={SLOW_TIMEOUT} s raised LLMTimeoutError with "
+        "partial text; then two concurrent 2-token calls (both slots) on the same server "
+        f"(same pid) answered within {PROBE_TIMEOUT:.0f} s, which they could not if a slot "
+        "still ran the cut call. calls = timed-out calls + the two probes after each"
+    ),
+    "warm: fork while the parent calls": (
+        "the parent calls in a loop on another thread (sync: generate; async: agenerate; "
+        "concurrent: two agenerate at once) while the main thread forks children that use "
+        f"the same instance for {CHILD_CALLS} calls (generate, stream, agenerate): every "
+        "call answered 4 tokens, the child's on a server of its own, the parent's on its "
+        "first server; each child's server is gone once the child has exited"
+    ),
+}
+
+
+@dataclass
+class WarmTally:
+    calls: int = 0
+    survived: int = 0
+    servers: set[int] = field(default_factory=set)  # every server pid seen
+
+
+def _warm(**options: object) -> LocalLLM:
+    options.setdefault("max_tokens", 4000)
+    return LocalLLM(
+        binary_path=completion_binary(),
+        model=default_model(),
+        keep_alive=-1,
+        max_concurrency=2,
+        extra_args=["--ignore-eos"],  # the same on every instance: they share one server
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def _server_pid(llm: LocalLLM) -> int:
+    pid = llm.transport.server.pid  # type: ignore[attr-defined]
+    assert pid is not None
+    return int(pid)
+
+
+def _reply_server(reply: object) -> object:
+    return (getattr(reply, "api_metrics", None) or {}).get("server_pid")
+
+
+def _warm_row(
+    fault: str, mode: str, drive: Callable[[str, int, WarmTally], None], rounds: int
+) -> Row:
+    fds_before = len(os.listdir("/proc/self/fd"))
+    threads_before = threading.active_count()
+    children_before = descendants(os.getpid())
+    tally = WarmTally()
+    with ArgvScanner(SECRET) as scanner:
+        drive(mode, rounds, tally)
+    deadline = time.monotonic() + 5  # a killed server exits asynchronously
+    while time.monotonic() < deadline and (
+        any(process_alive(pid) for pid in tally.servers)
+        or descendants(os.getpid()) - children_before
+    ):
+        time.sleep(0.05)
+    leftover = (descendants(os.getpid()) - children_before) | {
+        pid for pid in tally.servers if process_alive(pid)
+    }
+    return Row(
+        fault,
+        mode,
+        tally.calls,
+        tally.survived,
+        processes_leaked=len(leftover) + _zombie_children(),
+        descriptors_leaked=max(0, len(os.listdir("/proc/self/fd")) - fds_before),
+        threads_leaked=max(0, threading.active_count() - threads_before),
+        exposures=scanner.seen,
+    )
+
+
+def _kept(error: BaseException, pieces: list[str]) -> bool:
+    return isinstance(error, LLMInternalError) and error.partial_text.startswith(
+        "".join(pieces).strip()
+    )
+
+
+def _drive_kill(mode: str, rounds: int, tally: WarmTally) -> None:
+    llm = _warm()
+    try:
+        llm.generate(LONG, max_tokens=2)  # loaded before the first kill
+        for _ in range(rounds):
+            pid = _server_pid(llm)
+            tally.servers.add(pid)
+            if mode == "sync":
+                outcomes = [_kill_sync(llm, pid)]
+            else:
+                outcomes = asyncio.run(_kill_async(llm, pid, 1 if mode == "async" else 2))
+            try:
+                reply = llm.generate(LONG, max_tokens=2)
+                recovered = reply.usage.completion_tokens == 2 and _reply_server(reply) != pid
+            except Exception:
+                recovered = False
+            tally.calls += len(outcomes) + 1
+            tally.survived += sum(outcomes) + recovered
+        tally.servers.add(_server_pid(llm))
+    finally:
+        llm.close()
+
+
+def _kill_sync(llm: LocalLLM, pid: int) -> bool:
+    pieces: list[str] = []
+    try:
+        stream = llm.stream(LONG)
+        pieces += [next(stream) for _ in range(3)]
+        os.kill(pid, signal.SIGKILL)
+        for piece in stream:
+            pieces.append(piece)
+    except Exception as error:
+        return _kept(error, pieces)
+    return False  # the stream ran to its end: the kill did not cut it
+
+
+async def _kill_async(llm: LocalLLM, pid: int, streams: int) -> list[bool]:
+    ready = [asyncio.Event() for _ in range(streams)]
+    go = asyncio.Event()
+
+    async def one(index: int) -> bool:
+        pieces: list[str] = []
+        try:
+            async for piece in llm.astream(LONG):
+                pieces.append(piece)
+                if len(pieces) == 3:
+                    ready[index].set()
+                    await go.wait()
+        except Exception as error:
+            return _kept(error, pieces)
+        finally:
+            ready[index].set()
+        return False
+
+    tasks = [asyncio.ensure_future(one(index)) for index in range(streams)]
+    await asyncio.wait_for(asyncio.gather(*(event.wait() for event in ready)), 180)
+    os.kill(pid, signal.SIGKILL)
+    go.set()
+    return list(await asyncio.gather(*tasks))
+
+
+def _drive_timeout(mode: str, rounds: int, tally: WarmTally) -> None:
+    slow = _warm(timeout=SLOW_TIMEOUT)
+    probe = _warm(max_tokens=2, timeout=PROBE_TIMEOUT)  # timeout is per call: same server
+    try:
+        probe.generate(LONG)  # loaded before the first timed call
+        pid = _server_pid(probe)
+        tally.servers.add(pid)
+        for _ in range(rounds):
+            if mode == "sync":
+                outcomes = [_timed_out(lambda: slow.generate(LONG))]
+            else:
+                outcomes = asyncio.run(_timed_out_async(slow, 1 if mode == "async" else 2))
+            probes = asyncio.run(_probe_both_slots(probe, pid))
+            tally.calls += len(outcomes) + len(probes)
+            tally.survived += sum(outcomes) + sum(probes)
+    finally:
+        slow.close()
+        probe.close()
+
+
+def _timed_out(call: Callable[[], object]) -> bool:
+    try:
+        call()
+    except LLMTimeoutError as error:
+        return bool(error.partial_text)
+    except Exception:
+        return False
+    return False
+
+
+async def _timed_out_async(llm: LocalLLM, calls: int) -> list[bool]:
+    async def one() -> bool:
+        try:
+            await llm.agenerate(LONG)
+        except LLMTimeoutError as error:
+            return bool(error.partial_text)
+        except Exception:
+            return False
+        return False
+
+    return list(await asyncio.gather(*(one() for _ in range(calls))))
+
+
+async def _probe_both_slots(llm: LocalLLM, pid: int) -> list[bool]:
+    async def one() -> bool:
+        try:
+            reply = await llm.agenerate(LONG)
+        except Exception:
+            return False
+        return reply.usage.completion_tokens == 2 and _reply_server(reply) == pid
+
+    return list(await asyncio.gather(one(), one()))
+
+
+def _drive_fork(mode: str, rounds: int, tally: WarmTally) -> None:
+    llm = _warm(max_tokens=4)
+    stop = threading.Event()
+    parent_outcomes: list[bool] = []
+    try:
+        llm.generate(SHORT)
+        parent_server = _server_pid(llm)
+        tally.servers.add(parent_server)
+
+        def answered() -> Callable[[object], bool]:
+            return lambda reply: (
+                getattr(getattr(reply, "usage", None), "completion_tokens", 0) == 4
+                and _reply_server(reply) == parent_server
+            )
+
+        async def acall() -> bool:
+            try:
+                return answered()(await llm.agenerate(SHORT))
+            except Exception:
+                return False
+
+        def parent() -> None:
+            if mode == "sync":
+                while not stop.is_set():
+                    try:
+                        parent_outcomes.append(answered()(llm.generate(SHORT)))
+                    except Exception:
+                        parent_outcomes.append(False)
+                return
+
+            async def loop() -> None:
+                while not stop.is_set():
+                    width = 1 if mode == "async" else 2
+                    parent_outcomes.extend(await asyncio.gather(*(acall() for _ in range(width))))
+
+            asyncio.run(loop())
+
+        caller = threading.Thread(target=parent, name="bench-parent-calls")
+        caller.start()
+        try:
+            for _ in range(rounds):
+                ok, child_server = _fork_once(llm, parent_server)
+                tally.calls += CHILD_CALLS
+                tally.survived += ok
+                if child_server is not None:
+                    tally.servers.add(child_server)
+        finally:
+            stop.set()
+            caller.join()
+        tally.calls += len(parent_outcomes)
+        tally.survived += sum(parent_outcomes)
+    finally:
+        llm.close()
+
+
+def _fork_once(llm: LocalLLM, parent_server: int) -> tuple[int, int | None]:
+    """One forked child's calls on ``llm``: how many answered on a server of its own."""
+    results: multiprocessing.Queue[tuple[int, int | None]] = FORK.Queue()
+    child = FORK.Process(target=_child_calls, args=(llm, parent_server, results))
+    child.start()
+    try:
+        ok, child_server = results.get(timeout=180)
+    except Exception:  # a child that hangs counts as failed, and is killed
+        child.kill()
+        ok, child_server = 0, None
+    child.join(30)
+    if child.exitcode != 0:
+        ok = 0
+    results.close()
+    results.join_thread()
+    return ok, child_server
+
+
+def _child_calls(
+    llm: LocalLLM,
+    parent_server: int,
+    results: multiprocessing.Queue[tuple[int, int | None]],
+) -> None:
+    # The child does not close llm: its server must die with it all the same.
+    ok, server = 0, None
+    calls: list[Callable[[], object]] = [
+        lambda: llm.generate(SHORT),
+        lambda: _streamed(llm),
+        lambda: asyncio.run(llm.agenerate(SHORT)),
+    ]
+    for call in calls:
+        try:
+            reply = call()
+        except Exception:
+            continue
+        pid = _reply_server(reply)
+        server = pid if isinstance(pid, int) else server
+        tokens = getattr(getattr(reply, "usage", None), "completion_tokens", 0)
+        ok += tokens == 4 and pid not in (None, parent_server)
+    results.put((ok, server))
+
+
+def _streamed(llm: LocalLLM) -> object:
+    stream = llm.stream(SHORT)
+    for _ in stream:
+        pass
+    return stream.response
+
+
+WARM_ROWS: dict[str, Callable[[str, int, WarmTally], None]] = {
+    "warm: llama-server SIGKILLed mid-stream": _drive_kill,
+    "warm: timeout shorter than the generation": _drive_timeout,
+    "warm: fork while the parent calls": _drive_fork,
+}
 
 
 if __name__ == "__main__":

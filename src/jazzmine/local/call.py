@@ -24,9 +24,11 @@ from .errors import (
     completed,
 )
 from .reply import OutputShape, ReplyAssembler, failure_of, finish_reason_of, usage_of
+from .reply_parts import Piece, ReplyParts
 from .request import GenerationRequest, RunOutcome, constraint_error
 from .transport import Session, Transport
 from .types import LLMResponse
+from .usage import estimate_tokens
 
 
 @dataclass
@@ -37,6 +39,8 @@ class CallFacts:
     binary_path: str
     prompt_format: str
     timeout: float | None
+    # What the response says of the tool calls besides the calls (family, choice).
+    tool_metrics: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -45,6 +49,8 @@ class Call:
     transport: Transport
     facts: CallFacts
     started: float = field(default_factory=time.monotonic)
+    # Splits the reply into reasoning, answer text and tool calls (a no-op by default).
+    parts: ReplyParts = field(default_factory=lambda: ReplyParts(None, None))
     session: Session | None = None
     assembler: ReplyAssembler = field(init=False)
     outcome: RunOutcome | None = None
@@ -118,6 +124,20 @@ class Call:
         self.empty = not self.assembler.reply_text
         return tail
 
+    def pieces(self, reply_pieces: list[str]) -> Iterator[Piece]:
+        """Reply text from the assembler as (kind, text) pieces: reasoning and answer."""
+        for piece in reply_pieces:
+            if self.parts.active:
+                yield from self.parts.feed(piece)
+            else:
+                yield ("text", piece)
+
+    def finish_parts(self) -> list[Piece]:
+        """The last pieces once the run is over; the tool calls are parsed here."""
+        assert self.outcome is not None
+        cut = finish_reason_of(self.assembler, self.outcome, self.request.max_tokens) == "length"
+        return self.parts.finish(complete=not cut) if self.parts.active else []
+
     def _binary(self) -> str:
         details = self.session.details if self.session is not None else {}
         return str(details.get("binary") or self.facts.binary_path)
@@ -148,20 +168,33 @@ class Call:
         }
         metrics.update({key: value for key, value in details.items() if key not in metrics})
         metrics.update(outcome.details)
+        metrics.update(self.facts.tool_metrics)
+        finish_reason = finish_reason_of(self.assembler, outcome, self.request.max_tokens)
+        text = self.assembler.reply_text
+        if self.parts.active:
+            text = self.parts.text
+            if self.parts.tool_calls:
+                finish_reason = "tool_calls"
+            if self.parts.reasoning is not None:
+                # estimated as usage is when llama.cpp does not count: it counts the
+                # reply's tokens as one number
+                metrics["reasoning_tokens"] = estimate_tokens(self.parts.reasoning)
         return LLMResponse(
-            text=self.assembler.reply_text,
+            text=text,
             usage=usage,
             model=self.facts.model,
             latency_ms=int((time.monotonic() - self.started) * 1000),
-            finish_reason=finish_reason_of(self.assembler, outcome, self.request.max_tokens),
+            finish_reason=finish_reason,
             raw=self.assembler.raw_text,
             api_metrics=metrics,
+            tool_calls=list(self.parts.tool_calls),
+            reasoning=self.parts.reasoning,
         )
 
 
-def run_call(call: Call, slot: AbstractContextManager[None] | None = None) -> Iterator[str]:
-    """Reply pieces of one call, as they are assembled; ``slot`` is the concurrency permit
-    (already held by an async caller, so then none is taken here)."""
+def run_call(call: Call, slot: AbstractContextManager[None] | None = None) -> Iterator[Piece]:
+    """Reply pieces of one call as (kind, text), as they are assembled; ``slot`` is the
+    concurrency permit (already held by an async caller, so then none is taken here)."""
     deadline = call.deadline
     try:
         with (
@@ -170,11 +203,12 @@ def run_call(call: Call, slot: AbstractContextManager[None] | None = None) -> It
         ):
             call.attach(session)
             for chunk in session.chunks(deadline):
-                yield from call.assembler.feed(chunk)
+                yield from call.pieces(call.assembler.feed(chunk))
                 if call.assembler.done:
                     break
             outcome = session.finish(call.assembler.done, deadline)
-        tail = call.complete(outcome)
+        tail = list(call.pieces(call.complete(outcome)))
+        tail += call.finish_parts()
     except (TimeoutError, DeadlineExceeded, LLMError) as error:
         raise call.failure(error) from error
     yield from tail

@@ -6,26 +6,40 @@ wanted, and caches the results per path, modification time and size.
 
 from __future__ import annotations
 
+import mmap
 import os
 import threading
 from collections.abc import Iterable
 from typing import Any
 
-from .gguf_format import GGUFError, mapped
-from .gguf_header import Header, token_texts
-from .gguf_vocab import INFO_KEYS, TOKENS_KEY, TokenizerInfo, special_token_ids, tokenizer_info
+from .gguf_format import U64, GGUFError, mapped
+from .gguf_header import Header, hop_strings, token_texts
+from .gguf_vocab import (
+    INFO_KEYS,
+    PROMOTED_TO_CONTROL,
+    TOKEN_TYPES_KEY,
+    TOKENS_KEY,
+    SpecialTexts,
+    TokenizerInfo,
+    special_token_ids,
+    special_type_ids,
+    tokenizer_info,
+)
 
 __all__ = [
     "GGUFError",
+    "SpecialTexts",
     "TokenizerInfo",
     "clear_cache",
     "file_problem",
     "read_metadata",
+    "read_special_texts",
     "read_tokenizer_info",
 ]
 
 _cache: dict[tuple[str, int, int, frozenset[str]], dict[str, Any]] = {}
 _info_cache: dict[tuple[str, int, int], TokenizerInfo] = {}
+_special_cache: dict[tuple[str, int, int], SpecialTexts] = {}
 _cache_lock = threading.Lock()
 
 
@@ -83,8 +97,57 @@ def read_tokenizer_info(path: str | os.PathLike[str]) -> TokenizerInfo:
     return info
 
 
+def read_special_texts(path: str | os.PathLike[str]) -> SpecialTexts:
+    """The texts of the vocabulary's special tokens (see ``SpecialTexts``).
+
+    Decodes the token type array (four bytes a token) and only the texts of the special
+    tokens (17 of SmolLM2's 49,152, 6,414 of Gemma 3's 262,144); cached per path,
+    modification time and size.
+    """
+    stat = os.stat(path)
+    cache_key = (os.fspath(path), stat.st_mtime_ns, stat.st_size)
+    with _cache_lock:
+        cached = _special_cache.get(cache_key)
+    if cached is not None:
+        return cached
+    with mapped(path) as view:
+        found, arrays = Header(
+            view, frozenset({TOKEN_TYPES_KEY}), record=frozenset({TOKENS_KEY})
+        ).scan()
+        tokens = arrays.get(TOKENS_KEY)
+        control_ids, user_ids = special_type_ids(found.get(TOKEN_TYPES_KEY))
+        control = token_texts(view, tokens, tuple(control_ids))
+        user_defined = token_texts(view, tokens, tuple(user_ids))
+        promoted = _names_in_vocabulary(view, tokens, PROMOTED_TO_CONTROL - set(control))
+    texts = SpecialTexts(
+        control=tuple(t for t in control if t) + promoted,
+        user_defined=tuple(t for t in user_defined if t not in promoted and t),
+    )
+    with _cache_lock:
+        _special_cache[cache_key] = texts
+    return texts
+
+
+def _names_in_vocabulary(
+    view: mmap.mmap, tokens: tuple[int, int] | None, names: Iterable[str]
+) -> tuple[str, ...]:
+    """Which of ``names`` are tokens, found by their length-prefixed bytes: a search of
+    the array's bytes instead of decoding every token's text."""
+    if tokens is None:
+        return ()
+    start, count = tokens
+    end = hop_strings(view, start, count)
+    found = []
+    for name in sorted(names):
+        raw = name.encode()
+        if view.find(U64.pack(len(raw)) + raw, start, end) >= 0:
+            found.append(name)
+    return tuple(found)
+
+
 def clear_cache() -> None:
     """Forget every cached header (for tests and for files rewritten in place)."""
     with _cache_lock:
         _cache.clear()
         _info_cache.clear()
+        _special_cache.clear()

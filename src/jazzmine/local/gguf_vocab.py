@@ -102,3 +102,108 @@ def _vocab_defaults(model: str, pre: str) -> tuple[int | None, int | None, bool,
     if model == "plamo2":
         return 1, 2, False, False
     return None, None, False, False
+
+
+# ---------- the texts llama.cpp turns into special tokens ----------
+
+# the per-token type array (llama_token_type values, int32)
+TOKEN_TYPES_KEY = "tokenizer.ggml.token_type"
+TYPE_UNKNOWN, TYPE_CONTROL, TYPE_USER_DEFINED = 2, 3, 4
+# llama_vocab::impl::tokenizer_st_partition matches CONTROL, USER_DEFINED and UNKNOWN
+# tokens in a prompt's text; with parse_special=false it skips CONTROL and UNKNOWN. Those
+# two are what prompt text can forge: USER_DEFINED ones are matched in any text, the way
+# Hugging Face matches its non-special added tokens (Gemma 3's "\n\n", runs of spaces,
+# "<table>"), so they are how the model reads ordinary text.
+PARSE_SPECIAL_TYPES = frozenset({TYPE_UNKNOWN, TYPE_CONTROL})
+# Texts llama_vocab::impl::load makes CONTROL whatever type the file gives them (its
+# EOT, EOM, FIM and end-of-generation detection by name): in a file that marks one of
+# them NORMAL, the prompt text still becomes the control token.
+PROMOTED_TO_CONTROL = frozenset(
+    {
+        # end of turn / generation
+        "<|eot_id|>",
+        "<|im_end|>",
+        "<|end|>",
+        "<end_of_turn>",
+        "<|endoftext|>",
+        "<|end_of_text|>",
+        "<EOT>",
+        "_<EOT>",
+        "[EOT]",
+        "[EOS]",
+        "<｜end▁of▁sentence｜>",
+        "<end_of_utterance>",
+        "<|eom_id|>",
+        "<|return|>",
+        "<|call|>",
+        "<|flush|>",
+        "<|calls|>",
+        "<|tool_response>",
+        "<turn|>",
+        "<eos>",
+        "[e~[",
+        # fill-in-the-middle
+        "<|fim_prefix|>",
+        "<fim-prefix>",
+        "<fim_prefix>",
+        "<｜fim▁begin｜>",
+        "<PRE>",
+        "▁<PRE>",
+        "<|code_prefix|>",
+        "<|prefix|>",
+        "<|fim_suffix|>",
+        "<fim-suffix>",
+        "<fim_suffix>",
+        "<｜fim▁hole｜>",
+        "<SUF>",
+        "▁<SUF>",
+        "<|code_suffix|>",
+        "<|suffix|>",
+        "<|fim_middle|>",
+        "<fim-middle>",
+        "<fim_middle>",
+        "<｜fim▁end｜>",
+        "<MID>",
+        "▁<MID>",
+        "<|code_middle|>",
+        "<|middle|>",
+        "<|fim_pad|>",
+        "<fim-pad>",
+        "<fim_pad>",
+        "<PAD>",
+        "[PAD]",
+        "<|fim_repo|>",
+        "<|repo_name|>",
+        "<fim-repo>",
+        "<REPO>",
+        "<reponame>",
+        "<|file_sep|>",
+    }
+)
+
+
+@dataclass(frozen=True)
+class SpecialTexts:
+    """The texts of a vocabulary's special tokens, by how llama.cpp matches them.
+
+    ``control``: matched only when a prompt is tokenized with parse_special (CONTROL and
+    UNKNOWN tokens, and the names llama.cpp promotes to CONTROL); ``user_defined``:
+    matched in any text.
+    """
+
+    control: tuple[str, ...]
+    user_defined: tuple[str, ...]
+
+
+def special_type_ids(types: object) -> tuple[list[int], list[int]]:
+    """(ids of parse_special-only tokens, ids of USER_DEFINED tokens) from the type array."""
+    control: list[int] = []
+    user_defined: list[int] = []
+    if not isinstance(types, list):
+        return control, user_defined  # no types: llama.cpp treats every token as NORMAL
+    for token_id, kind in enumerate(types):
+        if kind in PARSE_SPECIAL_TYPES:
+            control.append(token_id)
+        elif kind == TYPE_USER_DEFINED:
+            user_defined.append(token_id)
+    return control, user_defined

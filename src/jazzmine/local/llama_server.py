@@ -235,10 +235,23 @@ class LlamaServer:
     def end_request(self) -> None:
         with self._lock:
             self.active -= 1
-            if self.active == 0 and self.keep_alive >= 0 and self.running():
-                self._idle_timer = threading.Timer(self.keep_alive, self._stop_if_idle)
-                self._idle_timer.daemon = True
-                self._idle_timer.start()
+            if self.active == 0:
+                self._start_idle_timer()
+
+    def retire(self) -> None:
+        """Stop once the calls in flight are done (at once if there are none): its last
+        sharer moved to a server with larger slots, and nobody starts a call here again."""
+        with self._lock:
+            self.keep_alive = 0.0
+            if self.active == 0:
+                self._start_idle_timer()
+
+    def _start_idle_timer(self) -> None:
+        if self.keep_alive >= 0 and self.running():
+            self._cancel_idle_timer()
+            self._idle_timer = threading.Timer(self.keep_alive, self._stop_if_idle)
+            self._idle_timer.daemon = True
+            self._idle_timer.start()
 
     def _stop_if_idle(self) -> None:
         with self._lock:

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from . import defaults
+from .agent_plan import AgentPlan, plan_agent
 from .base import BaseLLM
 from .call import Call, CallFacts
 from .checks import constraint_of
@@ -220,13 +221,19 @@ class LocalLLM(BaseLLM):
         started = time.monotonic()
         deadline = None if self.timeout is None else started + self.timeout
         try:
-            request, prompt_format = self._request(where, messages, stop, overrides, deadline)
+            request, prompt_format, agent = self._request(
+                where, messages, stop, overrides, deadline
+            )
         except DeadlineExceeded:
             raise LLMTimeoutError(
                 f"rendering the chat template ran past the call's timeout of {self.timeout} s"
             ) from None
-        facts = CallFacts(self.model, self.binary_path, prompt_format, self.timeout)
-        return Call(request, self._get_transport(), facts, started=started)
+        facts = CallFacts(
+            self.model, self.binary_path, prompt_format, self.timeout, agent.metrics()
+        )
+        return Call(
+            request, self._get_transport(), facts, started=started, parts=agent.reply_parts()
+        )
 
     def _request(
         self,
@@ -235,12 +242,25 @@ class LocalLLM(BaseLLM):
         stop: Iterable[str] | None,
         overrides: dict[str, Any],
         deadline: float | None = None,
-    ) -> tuple[GenerationRequest, str]:
+    ) -> tuple[GenerationRequest, str, AgentPlan]:
         options = call_options(where, stop, overrides)
         checked = validate_messages(messages)
-        prompt, turn_markers, prompt_format = self._writer.write(
-            checked, self._get_transport(), deadline
+        transport = self._get_transport()
+        agent = plan_agent(
+            self._writer.template(transport),
+            options.get("tools", self.tools),
+            options.get("tool_choice", self.tool_choice),
+            options.get("parallel_tool_calls", self.parallel_tool_calls),
+            options.get("reasoning", self.reasoning),
         )
+        prompt, turn_markers, prompt_format = self._writer.write(
+            agent.messages(checked),
+            transport,
+            deadline,
+            tools=agent.template_tools,
+            enable_thinking=agent.enable_thinking,
+        )
+        agent = agent.with_prompt(prompt)
         if "response_format" in options or "grammar" in options:
             # A per-call constraint replaces the constructor's, whichever kind it is.
             json_schema, grammar = constraint_of(
@@ -248,7 +268,8 @@ class LocalLLM(BaseLLM):
             )
         else:
             json_schema, grammar = constraint_of(self.response_format, self.grammar)
-        if json_schema is not None or grammar is not None:
+        constraint = agent.constraint(json_schema, grammar)
+        if constraint.any and (agent.tools is None or agent.tools.choice.forces_call):
             # A constrained reply cannot start a new turn; a marker must not cut it short.
             turn_markers = ()
         request = GenerationRequest(
@@ -257,11 +278,12 @@ class LocalLLM(BaseLLM):
             temperature=options.get("temperature", self.temperature),
             seed=options.get("seed", self.seed),
             stop_sequences=(*self.stop, *options["stop"], *turn_markers),
-            json_schema=json_schema,
-            grammar=grammar,
+            json_schema=constraint.json_schema,
+            grammar=constraint.grammar,
             sampling=self._sampling(options),
+            server_grammar=constraint.server_grammar,
         )
-        return request, prompt_format
+        return request, prompt_format, agent
 
     def _sampling(self, options: Mapping[str, Any]) -> tuple[tuple[str, float], ...]:
         """The sampling settings this call sets, the call's own over the instance's."""

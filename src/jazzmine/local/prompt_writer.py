@@ -13,7 +13,7 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import LLMInvalidRequestError
 from .gguf import GGUFError, TokenizerInfo, read_tokenizer_info
@@ -48,16 +48,29 @@ class PromptWriter:
             self._resolved = True
 
     def write(
-        self, messages: Sequence[MessagePart], transport: Transport, deadline: float | None
+        self,
+        messages: Sequence[MessagePart],
+        transport: Transport,
+        deadline: float | None,
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        enable_thinking: bool | None = None,
     ) -> tuple[str, tuple[str, ...], str]:
         """(prompt text, the markers that end the model's turn, the format's name). A
-        template's rendering stops at ``deadline`` (``DeadlineExceeded``)."""
+        template's rendering stops at ``deadline`` (``DeadlineExceeded``). ``tools`` go
+        into the template's ``tools`` variable; ``enable_thinking=False`` turns the
+        template's thinking off where it can."""
         template = self.template(transport)
         if template is None:
             return flatten(messages), NEXT_TURN_MARKERS, "flat"
         from .template import end_of_turn_markers, render
 
-        prompt = render(template, messages, deadline=deadline)
+        switches: dict[str, Any] = {}
+        if tools:
+            switches["tools"] = tools
+        if enable_thinking is not None:
+            switches["enable_thinking"] = enable_thinking
+        prompt = render(template, messages, deadline=deadline, **switches)
         return prompt, end_of_turn_markers(template), "template"
 
     def template(self, transport: Transport) -> ChatTemplate | None:

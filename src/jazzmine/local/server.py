@@ -4,29 +4,38 @@ The server itself (start, idle stop) is ``llama_server``, its sharing
 ``server_registry``; this module sends each request over the private Unix socket and
 reads the reply as it streams, with what a failure means. The ``/completion`` API's
 shapes (request body, events, closing event) are ``server_api``.
+
+Per call, llama-completion's context is sized to the call; a server's slots have one
+size. So when the caller leaves the context to LocalLLM, a call the slots are too small
+for moves this LocalLLM to a server with larger slots (the next power of two that holds
+the prompt and the reply, at most the model's trained context) and is sent once more;
+the smaller server finishes the calls it has and stops, or stays for its other sharers.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 
 from .binary import probe
-from .config import LocalConfig
+from .config import DEFAULT_REPLY_ROOM, LocalConfig, trained_context
 from .diagnose import failure_cause
 from .errors import (
     DeadlineExceeded,
     LLMConnectionError,
+    LLMContextLengthError,
     LLMError,
     LLMInternalError,
     LLMInvalidRequestError,
+    context_length_error,
 )
 from .llama_server import OPTIONAL_SERVER_FLAGS, LlamaServer, ServerKey, find_server
 from .percall import check_workers
@@ -39,6 +48,10 @@ from .server_registry import acquire_server, release_server
 # closing event (with exact counts) before the request is dropped.
 CLOSING_EVENT_WAIT = 2.0
 
+# Given the server that refused a call as too long and the refusal: a started server
+# whose slots hold the call, with the call counted on it (or the refusal raised).
+Grow = Callable[[LlamaServer, LLMContextLengthError], LlamaServer]
+
 
 class ServerSession:
     """One streamed request to the warm server."""
@@ -49,8 +62,10 @@ class ServerSession:
         request: GenerationRequest,
         details: dict[str, Any],
         deadline: float | None,
+        grow: Grow | None = None,
     ) -> None:
         self._deadline = deadline
+        self._grow = grow
         self.server = server
         self.request = request
         self.shape = OutputShape()
@@ -63,7 +78,19 @@ class ServerSession:
         self._lock = threading.Lock()
 
     def __enter__(self) -> ServerSession:
+        try:
+            self._send()
+        except LLMContextLengthError as refusal:
+            if self._grow is None:
+                raise
+            self.server = self._grow(self.server, refusal)
+            self.details = server_details(self.server)
+            self._send()
+        return self
+
+    def _send(self) -> None:
         # The transport counted this request before starting the server (see open()).
+        self._stack = contextlib.ExitStack()
         self._stack.callback(self.server.end_request)
         try:
             response = self._stack.enter_context(
@@ -91,7 +118,6 @@ class ServerSession:
         if ended_early:
             self._shut_socket()
         self._lines = response.iter_lines()
-        return self
 
     def __exit__(self, *exc_info: object) -> None:
         # Closing the response closes the connection: llama-server stops that request alone.
@@ -172,6 +198,25 @@ def _transport_failure(server: LlamaServer, error: Exception) -> LLMError:
     return LLMConnectionError(f"could not talk to llama-server at {server.directory}: {error}")
 
 
+def server_details(server: LlamaServer) -> dict[str, Any]:
+    return {
+        "endpoint": "llama-server",
+        "binary": server.key.server_path,
+        "binary_kind": "llama-server",
+        "model_path": server.key.model_path,
+        "server_pid": server.pid,
+        "server_context": server.key.context_per_slot,
+    }
+
+
+def grown_context(prompt_tokens: int, max_tokens: int | None, trained: int) -> int:
+    """Slots for a call of ``prompt_tokens``: the next power of two that holds the prompt
+    and its reply (``max_tokens``, else the room a per-call run leaves), at most
+    ``trained``. Powers of two keep the sizes few, so calls of similar length share."""
+    needed = prompt_tokens + 1 + (max_tokens if max_tokens is not None else DEFAULT_REPLY_ROOM)
+    return min(trained, 1 << (needed - 1).bit_length())
+
+
 class ServerTransport:
     """Warm mode: requests go to a shared llama-server that keeps the model loaded."""
 
@@ -184,55 +229,53 @@ class ServerTransport:
         self._slots = slots
         self._server: LlamaServer | None = None
         self._lock = threading.Lock()
+        # A context the caller chose is kept; one left to us grows with the calls.
+        self._grows = config.n_ctx is None
+        # How many times this transport moved to larger slots.
+        self.grown = 0
 
     @property
     def server(self) -> LlamaServer:
         """The server this transport's calls go to (started on the first call)."""
-        return self._shared_server()
-
-    def _shared_server(self) -> LlamaServer:
         with self._lock:
-            if self._server is None:
-                model_path = self.config.resolved_model(llama_binary=True)
-                if model_path is None:
-                    raise LLMInvalidRequestError("warm mode needs a GGUF model path")
-                accepted = probe(self.server_path)
-                key = ServerKey(
-                    server_path=os.path.realpath(self.server_path),
-                    model_path=os.path.realpath(model_path),
-                    context_per_slot=self.config.server_context(model_path),
-                    slots=self._slots,
-                    threads=self.config.threads,
-                    offload_args=tuple(self.config.offload_args()),
-                    extra_args=self.config.extra_args,
-                    optional_flags=tuple(f for f in OPTIONAL_SERVER_FLAGS if accepted.accepts(f)),
-                    env=tuple(sorted(self.config.env.items()))
-                    if self.config.env is not None
-                    else None,
-                )
-                assert self.config.keep_alive is not None
-                self._server = acquire_server(key, self.config.keep_alive)
-            return self._server
+            return self._current()
 
-    def _details(self, server: LlamaServer) -> dict[str, Any]:
-        return {
-            "endpoint": "llama-server",
-            "binary": server.key.server_path,
-            "binary_kind": "llama-server",
-            "model_path": server.key.model_path,
-            "server_pid": server.pid,
-        }
+    def _current(self) -> LlamaServer:
+        """The server, taken from the registry on first use; the caller holds the lock."""
+        if self._server is None:
+            model_path = self.config.resolved_model(llama_binary=True)
+            if model_path is None:
+                raise LLMInvalidRequestError("warm mode needs a GGUF model path")
+            accepted = probe(self.server_path)
+            key = ServerKey(
+                server_path=os.path.realpath(self.server_path),
+                model_path=os.path.realpath(model_path),
+                context_per_slot=self.config.server_context(model_path),
+                slots=self._slots,
+                threads=self.config.threads,
+                offload_args=tuple(self.config.offload_args()),
+                extra_args=self.config.extra_args,
+                optional_flags=tuple(f for f in OPTIONAL_SERVER_FLAGS if accepted.accepts(f)),
+                env=tuple(sorted(self.config.env.items())) if self.config.env is not None else None,
+            )
+            assert self.config.keep_alive is not None
+            self._server = acquire_server(key, self.config.keep_alive, larger_ok=self._grows)
+        return self._server
 
     def _ensure_started(self, server: LlamaServer, deadline: float | None) -> None:
         if not server.running():
             check_workers(self.config.rpc_servers)
         server.ensure_started(deadline)
 
-    def _begin(self, deadline: float | None) -> LlamaServer:
+    def _begin(self, deadline: float | None, at_least: int = 0) -> LlamaServer:
         """The running server, with this request counted before it is started, so an idle
-        timer cannot stop it in between; the session ends the count."""
-        server = self._shared_server()
-        server.begin_request()
+        timer cannot stop it in between; the session ends the count. Counted under the
+        lock, so a server this transport moves away from gets no call after the move."""
+        with self._lock:
+            server = self._current()
+            if server.key.context_per_slot < at_least:
+                server = self._move(at_least)
+            server.begin_request()
         try:
             self._ensure_started(server, deadline)
         except BaseException:
@@ -240,9 +283,41 @@ class ServerTransport:
             raise
         return server
 
+    def _move(self, context_per_slot: int) -> LlamaServer:
+        """Take a server with larger slots and let go of the current one, which stops after
+        its calls in flight (or stays for its other sharers). The caller holds the lock."""
+        old = self._current()
+        assert self.config.keep_alive is not None
+        key = dataclasses.replace(old.key, context_per_slot=context_per_slot)
+        self._server = acquire_server(key, self.config.keep_alive, larger_ok=True)
+        release_server(old, calls_finish=True)
+        self.grown += 1
+        return self._server
+
+    def _grower(self, request: GenerationRequest, deadline: float | None) -> Grow | None:
+        if not self._grows:
+            return None
+
+        def grow(refused_by: LlamaServer, refusal: LLMContextLengthError) -> LlamaServer:
+            prompt_tokens = refusal.prompt_tokens
+            trained = trained_context(refused_by.key.model_path)
+            if prompt_tokens is None or trained is None:
+                raise refusal
+            if prompt_tokens >= trained:
+                # As large as the model goes: the same error a per-call run gives.
+                raise context_length_error(prompt_tokens, trained)
+            size = grown_context(prompt_tokens, request.max_tokens, trained)
+            if size <= refused_by.key.context_per_slot:
+                raise refusal  # already as large as it can be (not reached in practice)
+            return self._begin(deadline, at_least=size)
+
+        return grow
+
     def open(self, request: GenerationRequest, deadline: float | None) -> ServerSession:
         server = self._begin(deadline)
-        return ServerSession(server, request, self._details(server), deadline)
+        return ServerSession(
+            server, request, server_details(server), deadline, self._grower(request, deadline)
+        )
 
     def runs_llama_cpp(self) -> bool:
         return True
@@ -252,7 +327,7 @@ class ServerTransport:
 
     def health(self) -> bool:
         try:
-            server = self._shared_server()
+            server = self.server
             self._ensure_started(server, None)
             return server.client().get("/health", timeout=5.0).status_code == 200
         except (LLMError, OSError, DeadlineExceeded):

@@ -14,10 +14,15 @@ import contextlib
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
+from typing import Any
 
 from .call import Call, run_call
 from .limits import ConcurrencyLimit
+from .reply_parts import Piece
 from .types import LLMResponse
+
+# An event of ``events()``: ("text", str), ("reasoning", str) or ("tool_call", ToolCall).
+Event = tuple[str, Any]
 
 _NOT_DONE = "the stream has not been iterated to its end yet: its response is not known"
 
@@ -52,11 +57,24 @@ class ResponseStream(_KeepsResponse, Iterator[str]):
 
     def __next__(self) -> str:
         try:
-            return next(self._pieces)
+            while True:
+                kind, text = next(self._pieces)
+                if kind == "text":
+                    return text
         except StopIteration:
             if self._response is None:
                 self._response = _finish(self._call, stacklevel=2)
             raise
+
+    def events(self) -> Iterator[Event]:
+        """Everything the reply holds, as it comes: ("reasoning", text) while the model
+        thinks, ("text", text) for the answer, then ("tool_call", ToolCall) for each call
+        once the reply is complete. Afterwards ``.response`` is set, as after iterating."""
+        yield from self._pieces
+        if self._response is None:
+            self._response = _finish(self._call, stacklevel=2)
+        for call in self._response.tool_calls:
+            yield ("tool_call", call)
 
     def join(self, *, stacklevel: int = 2) -> LLMResponse:
         """Iterate what is left; the response."""
@@ -91,7 +109,7 @@ class AsyncResponseStream(_KeepsResponse, AsyncIterator[str]):
         self._build = build
         self._limit = limit
         self._call: Call | None = None
-        self._pieces: AsyncIterator[str] | None = None
+        self._pieces: AsyncIterator[Piece] | None = None
         self._response: LLMResponse | None = None
 
     def __aiter__(self) -> AsyncResponseStream:
@@ -101,14 +119,29 @@ class AsyncResponseStream(_KeepsResponse, AsyncIterator[str]):
         if self._pieces is None:
             self._pieces = self._run()
         try:
-            return await self._pieces.__anext__()
+            while True:
+                kind, text = await self._pieces.__anext__()
+                if kind == "text":
+                    return text
         except StopAsyncIteration:
             if self._response is None:
                 assert self._call is not None
                 self._response = _finish(self._call, stacklevel=2)
             raise
 
-    async def _run(self) -> AsyncIterator[str]:
+    async def events(self) -> AsyncIterator[Event]:
+        """As ``ResponseStream.events``: reasoning, text, then the tool calls."""
+        if self._pieces is None:
+            self._pieces = self._run()
+        async for piece in self._pieces:
+            yield piece
+        if self._response is None:
+            assert self._call is not None
+            self._response = _finish(self._call, stacklevel=2)
+        for call in self._response.tool_calls:
+            yield ("tool_call", call)
+
+    async def _run(self) -> AsyncIterator[Piece]:
         import asyncio  # loaded by async use only (see the package docstring)
 
         from .bridge import iterate_off_loop, run_off_loop

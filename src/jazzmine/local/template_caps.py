@@ -3,7 +3,8 @@
 llama.cpp decides how to rewrite messages by rendering the template on probe
 conversations and watching what it touches (``caps_get`` in llama.cpp's
 ``common/jinja/caps.cpp``): whether the system message's content is read at all, and
-whether content is read as a string or as a list of typed parts. The reasoning
+whether content is read as a string or as a list of typed parts, and whether the
+template reads tools and tool calls, and a call's arguments as an object. The reasoning
 detection (``template_reasoning.py``) completes the picture. Results are cached per
 template and special tokens.
 """
@@ -19,7 +20,7 @@ from .errors import DeadlineExceeded
 from .template_budget import TemplateLimitError, bounded_render
 from .template_cache import BoundedCache
 from .template_jinja import compile_template
-from .template_probe import Probe, ProbeList, ProbeMessage, ProbeStr
+from .template_probe import Probe, ProbeList, ProbeMessage, ProbeStr, Uses, tracked
 from .template_reasoning import Reasoning
 from .template_source import ChatTemplate
 
@@ -34,6 +35,12 @@ class Caps:
     # the reasoning delimiters llama.cpp's autoparser infers ("" when none)
     reasoning_start: str
     reasoning_end: str
+    # caps_get's tool probes: the template reads the tools' names, the assistant's
+    # tool_calls, and a call's arguments as an object (then llama.cpp parses the
+    # arguments' JSON text before rendering: workaround::func_args_not_string)
+    supports_tools: bool = True
+    supports_tool_calls: bool = True
+    object_arguments: bool = False
 
 
 _STRING_MARKER = "STRING_MARKER"
@@ -100,6 +107,7 @@ def capabilities(template: ChatTemplate) -> Caps:
     )
     system_role = probe.used
 
+    tools, tool_calls, object_arguments = _tool_caps(compiled)
     reasoning = Reasoning(compiled, template)
     caps = Caps(
         system_role=system_role,
@@ -107,9 +115,71 @@ def capabilities(template: ChatTemplate) -> Caps:
         thinking=reasoning.supported,
         reasoning_start=reasoning.start,
         reasoning_end=reasoning.end,
+        supports_tools=tools,
+        supports_tool_calls=tool_calls,
+        object_arguments=object_arguments,
     )
     _caps.put(key, caps)
     return caps
+
+
+# caps_get's probe conversation: a call, its result, an answer, a new question
+_PROBE_TOOL = {
+    "name": "tool",
+    "type": "function",
+    "function": {
+        "name": "tool1",
+        "description": "Tool description",
+        "parameters": {
+            "type": "object",
+            "properties": {"arg": {"type": "string", "description": "Arg description"}},
+            "required": ["arg"],
+        },
+    },
+}
+
+
+def _tool_conversation(arguments: Any) -> list[dict[str, Any]]:
+    call = {
+        "id": "call00001",
+        "type": "function",
+        "function": {"name": "tool1", "arguments": arguments},
+    }
+    return [
+        {"role": "user", "content": "User message"},
+        # some templates expect empty content beside tool calls
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "content": "Tool response", "tool_call_id": "call00001"},
+        {"role": "assistant", "content": "The tool response was 'tool response'"},
+        {"role": "user", "content": "User message"},
+    ]
+
+
+def _tool_caps(compiled: jinja2.Template) -> tuple[bool, bool, bool]:
+    """(reads tools, reads tool calls, reads arguments as an object), as caps_get finds.
+
+    First with the arguments as an object; only when they were not read as one, again
+    with them as JSON text, where a failure means no tool support at all.
+    """
+    supports_tools = supports_calls = True
+    for arguments in ({"arg": "value"}, '{"arg": "value"}'):
+        uses = Uses()
+        output = _probe_run(
+            compiled,
+            tracked(_tool_conversation(arguments), uses, "messages"),
+            tools=tracked([_PROBE_TOOL], uses, "tools"),
+        )
+        if output is None:
+            if isinstance(arguments, str):
+                return False, False, False
+            continue  # nothing can be inferred from a failure with object arguments
+        if "tools.0.function.name" not in uses.paths:
+            supports_tools = False
+        if "messages.1.tool_calls" not in uses.paths:
+            return supports_tools, False, False
+        if "messages.1.tool_calls.0.function.arguments.arg" in uses.paths:
+            return supports_tools, supports_calls, True
+    return supports_tools, supports_calls, False
 
 
 def clear_cache() -> None:

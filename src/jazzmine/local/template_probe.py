@@ -4,7 +4,8 @@ llama.cpp's engine keeps usage statistics on every value (``stats.used`` and
 ``stats.ops`` in ``common/jinja/value.h``) that ``caps_get`` in ``common/jinja/caps.cpp``
 reads after a probe rendering. These stand-ins record the same events in jinja2:
 reading a message's content, indexing or iterating it, testing it with ``is string``,
-passing it to ``selectattr`` or ``tojson``.
+passing it to ``selectattr`` or ``tojson``. For the tool probes, ``UseDict`` records
+which parts of a whole conversation (messages and tools) were read, by path.
 """
 
 from __future__ import annotations
@@ -71,6 +72,68 @@ class ProbeList(list[Any]):
         return super().__iter__()
 
 
+class Uses:
+    """The paths (``messages.1.tool_calls``) of the values a probe rendering read."""
+
+    def __init__(self) -> None:
+        self.paths: set[str] = set()
+
+
+class UseDict(dict[str, Any]):
+    """An object of a probe input that records, in ``Uses``, each of its values read.
+
+    llama.cpp marks a value used when a member access returns it, when ``tojson``
+    serialises it, and when a loop variable bound to it is read; reading a key (as an
+    attribute, an item or with ``get``) and iterating ``items()``/``values()`` stand for
+    those here.
+    """
+
+    __slots__ = ("_path", "_uses")
+
+    def __init__(self, data: dict[str, Any], uses: Uses, path: str) -> None:
+        super().__init__({key: tracked(value, uses, f"{path}.{key}") for key, value in data.items()})
+        self._uses = uses
+        self._path = path
+
+    def _read(self, key: object) -> None:
+        self._uses.paths.add(self._path)
+        if isinstance(key, str) and dict.__contains__(self, key):
+            self._uses.paths.add(f"{self._path}.{key}")
+
+    def __getitem__(self, key: str) -> Any:
+        self._read(key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self._read(key)
+        return super().get(key, default)
+
+    def items(self) -> Any:
+        for key in dict.keys(self):
+            self._read(key)
+        return super().items()
+
+    def values(self) -> Any:
+        for key in dict.keys(self):
+            self._read(key)
+        return super().values()
+
+    def mark_all(self) -> None:
+        self._uses.paths.add(self._path)
+        for key, value in dict.items(self):
+            self._uses.paths.add(f"{self._path}.{key}")
+            mark_used_deep(value)
+
+
+def tracked(value: Any, uses: Uses, path: str) -> Any:
+    """``value`` with every object in it a UseDict reporting to ``uses`` under ``path``."""
+    if isinstance(value, dict):
+        return UseDict(value, uses, path)
+    if isinstance(value, list):
+        return [tracked(item, uses, f"{path}.{i}") for i, item in enumerate(value)]
+    return value
+
+
 def _note(value: Any, op: str) -> None:
     probe = getattr(value, "probe", None) if isinstance(value, (ProbeStr, ProbeList)) else None
     if probe is not None:
@@ -92,7 +155,9 @@ def mark_used_deep(value: Any) -> None:
     # llama.cpp's tojson marks everything it serialises as used
     if isinstance(value, ProbeMessage):
         value.probe.used = True
-    if isinstance(value, dict):
+    if isinstance(value, UseDict):
+        value.mark_all()
+    elif isinstance(value, dict):
         for item in value.values():
             mark_used_deep(item)
     elif isinstance(value, list):

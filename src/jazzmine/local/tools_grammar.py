@@ -119,6 +119,15 @@ def build_grammar(
     return ToolGrammar(_root_first(g), preserved_tokens=preserved)
 
 
+def answer_after_thinking(schema: dict[str, Any], think: Think) -> str:
+    """A grammar for JSON valid against ``schema`` that lets the reasoning block come
+    first: a response_format holds the answer, not the thinking."""
+    g = Grammar()
+    prefix = _think_prefix(g, think)
+    g.rules["root"] = f"{prefix}{g.schema(schema, 'answer')}"
+    return _root_first(g)
+
+
 def _root_first(g: Grammar) -> str:
     root = g.rules.pop("root")
     return f"root ::= {root}\n" + g.text()

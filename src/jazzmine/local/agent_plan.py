@@ -1,0 +1,134 @@
+"""A call's tools and reasoning, resolved against the chat template in use.
+
+``LocalLLM`` asks this module three things per call: how the messages and the template
+must carry the tools (``AgentPlan.messages``, ``.template_tools``), what constrains the
+reply (``AgentPlan.constraint``: an eager grammar per call, llama-server's lazy fields
+warm), and how to read the reply back (``AgentPlan.reply_parts``). Everything here is
+pure: the pieces come from ``tools`` (families, grammars, parsing) and ``reasoning``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .checks_agent import tool_choice_of
+from .errors import OptionValueError
+from .reasoning import ReasoningSplitter, opened_in_prompt
+from .reply_parts import ReplyParts
+from .tools import Think, ToolPlan, plan_tools
+from .tools_grammar import answer_after_thinking
+from .tools_spec import Tool
+from .types import MessagePart
+
+if TYPE_CHECKING:
+    from .template_source import ChatTemplate
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """What holds the reply to a shape: at most one of json_schema and grammar, and the
+    fields that replace ``grammar`` on llama-server (a lazy grammar with triggers)."""
+
+    json_schema: dict[str, Any] | None = None
+    grammar: str | None = None
+    server_grammar: dict[str, Any] | None = None
+
+    @property
+    def any(self) -> bool:
+        return self.json_schema is not None or self.grammar is not None
+
+
+@dataclass(frozen=True)
+class AgentPlan:
+    tools: ToolPlan | None
+    # The template's reasoning block (None: the template does not think).
+    think: Think | None
+    # The template's thinking switch: None leaves the template's default.
+    enable_thinking: bool | None
+
+    @property
+    def template_tools(self) -> list[dict[str, Any]] | None:
+        return self.tools.template_tools if self.tools is not None else None
+
+    def messages(self, messages: list[MessagePart]) -> list[MessagePart]:
+        return self.tools.messages(messages) if self.tools is not None else messages
+
+    def with_prompt(self, prompt: str) -> AgentPlan:
+        """Once the prompt is written: does it open the reasoning block itself?"""
+        if self.think is None:
+            return self
+        think = dataclasses.replace(self.think, opened=opened_in_prompt(prompt, self.think.start))
+        tools = None if self.tools is None else dataclasses.replace(self.tools, think=think)
+        return dataclasses.replace(self, think=think, tools=tools)
+
+    def constraint(self, json_schema: dict[str, Any] | None, grammar: str | None) -> Constraint:
+        """The reply's constraint: the caller's (after any thinking), or the tools'."""
+        if self.tools is not None and self.tools.choice.mode != "none":
+            if json_schema is not None or grammar is not None:
+                raise OptionValueError(
+                    "give tools or response_format/grammar, not both: a reply is either "
+                    "tool calls or the structured answer (use tool_choice='none' to keep the "
+                    "tools in the prompt and constrain the answer)"
+                )
+            eager = self.tools.grammar(lazy=False)
+            lazy = self.tools.grammar(lazy=True)
+            if eager is None or lazy is None:
+                return Constraint()
+            return Constraint(grammar=eager.grammar, server_grammar=lazy.server_fields())
+        if json_schema is not None and self.think is not None:
+            return Constraint(grammar=answer_after_thinking(json_schema, self.think))
+        return Constraint(json_schema, grammar)
+
+    def reply_parts(self) -> ReplyParts:
+        thinking = None
+        if self.think is not None:
+            thinking = ReasoningSplitter(self.think.start, self.think.end, opened=self.think.opened)
+        tools = self.tools if self.tools is not None and self.tools.choice.mode != "none" else None
+        return ReplyParts(tools, thinking)
+
+    def metrics(self) -> dict[str, Any]:
+        if self.tools is None:
+            return {}
+        return {"tool_family": self.tools.family.name, "tool_choice": self.tools.choice.mode}
+
+
+def plan_agent(
+    template: ChatTemplate | None,
+    tools: Sequence[Tool] | None,
+    tool_choice: Any,
+    parallel: bool,
+    reasoning: bool | int,
+) -> AgentPlan:
+    checked = tuple(tools or ())
+    choice = tool_choice_of(tool_choice, checked)
+    # Kept with reasoning=False too: a template that cannot turn thinking off still
+    # gets its thinking kept out of the answer.
+    think = _think_of(template)
+    plan = None
+    if checked:
+        source = template.source if template is not None else None
+        plan = plan_tools(source, [t.as_template_tool() for t in checked], choice_dict(choice))
+        plan = dataclasses.replace(plan, parallel=parallel and plan.parallel) if plan else None
+    return AgentPlan(plan, think, False if reasoning is False else None)
+
+
+def choice_dict(choice: Any) -> Any:
+    """A checked Choice back in the caller's shape, for ``plan_tools``."""
+    if choice.mode == "named":
+        return {"type": "function", "function": {"name": choice.name}}
+    return choice.mode
+
+
+def _think_of(template: ChatTemplate | None) -> Think | None:
+    """The template's reasoning markers as llama.cpp's autoparser infers them."""
+    if template is None:
+        return None
+    from .template_caps import capabilities  # the template engine is loaded already
+
+    caps = capabilities(template)
+    if not caps.thinking or not caps.reasoning_end:
+        return None
+    return Think(caps.reasoning_start, caps.reasoning_end)
