@@ -23,6 +23,7 @@ from .errors import (
     LLMInvalidRequestError,
     LLMRateLimitError,
     LLMTimeoutError,
+    LLMToolCallError,
 )
 from .request import GenerationRequest, RunOutcome
 from .types import LLMResponse, LLMUsage, MessagePart
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from .llm import LocalLLM
     from .mock import MockReply, MockTransport
     from .stream import AsyncResponseStream, ResponseStream
+    from .tools_spec import ToolCall
     from .transport import Session, Transport
 
 __version__ = "0.3.0"
@@ -45,6 +47,7 @@ _LAZY = {
     "AsyncResponseStream": "stream",
     "Session": "transport",
     "Transport": "transport",
+    "ToolCall": "tools_spec",
 }
 
 
@@ -69,6 +72,7 @@ __all__ = [
     "LLMRateLimitError",
     "LLMResponse",
     "LLMTimeoutError",
+    "LLMToolCallError",
     "LLMUsage",
     "LocalLLM",
     "MessagePart",
@@ -77,6 +81,7 @@ __all__ = [
     "ResponseStream",
     "RunOutcome",
     "Session",
+    "ToolCall",
     "Transport",
     "estimate_tokens",
 ]

@@ -80,6 +80,21 @@ class LLMContextLengthError(LLMInvalidRequestError):
         self.context_size = context_size
 
 
+class LLMToolCallError(LLMInternalError):
+    """The reply started a tool call that cannot be used: unparsable, cut off, an unknown
+    function, or arguments that break the tool's schema.
+
+    An internal error because the request was fine and the model's output was not.
+    ``raw_text`` (also ``partial_text``) is the whole reply, so nothing is lost.
+    """
+
+    def __init__(self, message: str, *, raw_text: str | None = None, **details: Any) -> None:
+        if raw_text is not None:
+            details["partial_text"] = raw_text
+        super().__init__(message, **details)
+        self.raw_text = self.partial_text
+
+
 class OptionTypeError(LLMInvalidRequestError, TypeError):
     """An option of the wrong type. A TypeError, as Python raises for its own arguments, and
     an LLMInvalidRequestError, which code written for any jazzmine provider catches."""

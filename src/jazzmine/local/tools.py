@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import OptionValueError
+from .errors import LLMToolCallError, OptionValueError
 from .tools_families import FAMILIES, GENERIC, Family, detect_family
 from .tools_gbnf import Grammar
 from .tools_grammar import Think, ToolGrammar, avoid, build_grammar
@@ -33,7 +33,6 @@ from .tools_parse import ParsedReply, parse_reply
 from .tools_schema import check_schema, validate
 from .tools_spec import (
     Choice,
-    LLMToolCallError,
     Tool,
     ToolCall,
     call_id,

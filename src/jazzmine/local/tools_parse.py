@@ -16,10 +16,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import LLMToolCallError
 from .tools_families import Family
 from .tools_json import UnreadableCall, decode_partial_string, json_at, one_json
 from .tools_schema import validate
-from .tools_spec import Choice, LLMToolCallError, Tool, ToolCall, call_id
+from .tools_spec import Choice, Tool, ToolCall, call_id
 
 PYTHON_TAG = "<|python_tag|>"
 _MISTRAL_HEAD = re.compile(r"\s*([A-Za-z0-9_-]+)(?:\[CALL_ID\]([^\[]*))?\[ARGS\]")

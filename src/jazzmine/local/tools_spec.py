@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import LLMInternalError, OptionTypeError, OptionValueError
+from .errors import OptionTypeError, OptionValueError
 from .tools_schema import check_schema
 
 # OpenAI's own rule for function names; it also keeps names safe inside every call format
@@ -88,19 +88,6 @@ class ToolCall:
                 "arguments": json.dumps(self.arguments, ensure_ascii=False),
             },
         }
-
-
-class LLMToolCallError(LLMInternalError):
-    """The reply started a tool call that cannot be used: unparsable, cut off, an unknown
-    function, or arguments that break the tool's schema.
-
-    An internal error because the request was fine and the model's output was not.
-    ``raw_text`` (also ``partial_text``) is the whole reply, so nothing is lost.
-    """
-
-    def __init__(self, message: str, *, raw_text: str) -> None:
-        super().__init__(message, partial_text=raw_text)
-        self.raw_text = raw_text
 
 
 def check_tools(tools: Any, name: str = "tools") -> tuple[Tool, ...]:

@@ -1,0 +1,261 @@
+"""Tools, reasoning and per-call sampling through LocalLLM, on the scripted transport.
+
+The model's side is scripted (``MockTransport``): these tests hold what LocalLLM does
+with a reply in each tool-call format, including the formats the small real models
+cannot produce; test_agents_real.py runs the same calls on the real binary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jazzmine.local import LLMInvalidRequestError, LLMToolCallError, LocalLLM, MessagePart
+from jazzmine.local.mock import MockReply, MockTransport, reply
+from jazzmine.local.request import GenerationRequest, RunOutcome
+
+TEMPLATES = Path(__file__).parent / "fixtures" / "templates"
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+ASK = [MessagePart("user", "Weather in Paris?")]
+ENVELOPE = '{"tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}]}'
+
+
+def scripted(*chunks: str, **options: Any) -> tuple[LocalLLM, MockTransport]:
+    transport = MockTransport(lambda request: reply(*chunks), runs_llama_cpp=False)
+    llm = LocalLLM(transport=transport, tools=[WEATHER], prompt_format="flat", **options)
+    return llm, transport
+
+
+def test_a_generic_call_becomes_tool_calls_and_no_text() -> None:
+    llm, _ = scripted(ENVELOPE, tool_choice="required")
+    response = llm.generate(ASK)
+    assert [(c.name, c.arguments) for c in response.tool_calls] == [
+        ("get_weather", {"city": "Paris"})
+    ]
+    assert response.tool_calls[0].id.startswith("call_")
+    assert response.finish_reason == "tool_calls"
+    assert response.text == ""
+    assert response.api_metrics is not None
+    assert response.api_metrics["tool_family"] == "generic"
+
+
+def test_a_streamed_call_in_small_pieces_is_on_the_final_response() -> None:
+    llm, _ = scripted(*[ENVELOPE[i : i + 3] for i in range(0, len(ENVELOPE), 3)])
+    stream = llm.stream(ASK)
+    assert "".join(stream) == ""
+    assert stream.response.tool_calls == llm.generate(ASK).tool_calls
+    events = list(llm.stream(ASK).events())
+    assert [kind for kind, _ in events] == ["tool_call"]
+    assert events[0][1].arguments == {"city": "Paris"}
+
+
+def test_auto_lets_the_model_answer_in_text() -> None:
+    llm, _ = scripted('{"content": "It is sunny."}')
+    response = llm.generate(ASK)
+    assert (response.text, response.tool_calls, response.finish_reason) == (
+        "It is sunny.",
+        [],
+        "stop",
+    )
+
+
+def test_async_calls_give_the_same_calls() -> None:
+    llm, _ = scripted(ENVELOPE)
+
+    async def both() -> tuple[Any, list[Any]]:
+        response = await llm.agenerate(ASK)
+        events = [event async for event in llm.astream(ASK).events()]
+        return response, events
+
+    response, events = asyncio.run(both())
+    assert response.tool_calls == llm.generate(ASK).tool_calls
+    assert events == [("tool_call", response.tool_calls[0])]
+
+
+def test_a_call_that_breaks_the_schema_is_a_typed_error_with_the_raw_text() -> None:
+    bad = '{"tool_calls": [{"name": "get_weather", "arguments": {"town": "Paris"}}]}'
+    llm, _ = scripted(bad)
+    with pytest.raises(LLMToolCallError) as caught:
+        llm.generate(ASK)
+    assert caught.value.partial_text == bad
+
+
+def test_required_without_a_call_is_a_typed_error() -> None:
+    llm, _ = scripted('{"content": "no"}', tool_choice="required")
+    with pytest.raises(LLMToolCallError, match="requires a tool call"):
+        llm.generate(ASK)
+
+
+def test_the_request_carries_the_eager_and_the_lazy_grammar() -> None:
+    llm, _ = scripted(ENVELOPE)
+    request = llm.build_request(ASK, tool_choice="required")
+    assert request.grammar is not None and "get_weather" in request.grammar
+    assert request.server_grammar is not None
+    assert request.server_grammar["grammar"]
+    # the generic family's tool list is in the system message
+    assert request.prompt.startswith("System: You can call these functions")
+
+
+def test_tool_choice_none_sends_no_grammar_and_parses_nothing() -> None:
+    llm, _ = scripted(ENVELOPE, tool_choice="none")
+    request = llm.build_request(ASK)
+    assert request.grammar is None and request.server_grammar is None
+    assert llm.generate(ASK).text == ENVELOPE
+
+
+def test_tools_and_a_response_format_together_are_refused() -> None:
+    llm, _ = scripted(ENVELOPE)
+    with pytest.raises(LLMInvalidRequestError, match="not both"):
+        llm.generate(ASK, response_format={"type": "json_object"})
+
+
+def test_a_named_function_that_is_not_a_tool_is_refused() -> None:
+    llm, _ = scripted(ENVELOPE)
+    with pytest.raises(LLMInvalidRequestError, match="not a tool"):
+        llm.generate(ASK, tool_choice={"type": "function", "function": {"name": "nope"}})
+
+
+def test_a_malformed_tool_is_refused_at_construction() -> None:
+    with pytest.raises(LLMInvalidRequestError, match="type"):
+        LocalLLM(transport=MockTransport(lambda r: reply("x")), tools=[{"name": "x"}])
+
+
+def test_tools_per_call_replace_the_instance_tools() -> None:
+    transport = MockTransport(lambda request: reply("plain"), runs_llama_cpp=False)
+    llm = LocalLLM(transport=transport, prompt_format="flat")
+    assert llm.build_request(ASK).grammar is None
+    assert llm.build_request(ASK, tools=[WEATHER], tool_choice="required").grammar
+
+
+def test_a_conversation_carries_calls_and_results() -> None:
+    llm, transport = scripted('{"content": "Sunny, 21 C."}')
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": {"city": "Paris"}},
+    }
+    history = [
+        *ASK,
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": '{"temp": 21}'},
+    ]
+    assert llm.generate(history).text == "Sunny, 21 C."
+    assert "Tool: {" in transport.requests[-1].prompt
+
+
+# ---------- sampling per call ----------
+
+
+def test_sampling_options_reach_the_request_per_call_over_the_instance() -> None:
+    transport = MockTransport(lambda request: reply("x"), runs_llama_cpp=False)
+    llm = LocalLLM(transport=transport, top_p=0.9, top_k=40, repeat_penalty=1.1)
+    request = llm.build_request(ASK, top_k=5, min_p=0.05, presence_penalty=-0.5)
+    assert dict(request.sampling) == {
+        "top_p": 0.9,
+        "top_k": 5,
+        "min_p": 0.05,
+        "repeat_penalty": 1.1,
+        "presence_penalty": -0.5,
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("top_p", 1.5), ("min_p", -0.1), ("top_k", 2.5), ("repeat_penalty", -1.0), ("top_p", "x")],
+)
+def test_bad_sampling_values_are_refused_the_same_way_per_call_and_at_construction(
+    name: str, value: Any
+) -> None:
+    transport = MockTransport(lambda request: reply("x"))
+    with pytest.raises(LLMInvalidRequestError) as at_construction:
+        LocalLLM(transport=transport, **{name: value})
+    with pytest.raises(LLMInvalidRequestError) as per_call:
+        LocalLLM(transport=transport).generate(ASK, **{name: value})
+    assert type(per_call.value) is type(at_construction.value)
+    assert str(per_call.value) == str(at_construction.value)
+
+
+def test_sampling_reaches_the_server_body_and_the_argv() -> None:
+    from jazzmine.local.argv import _sampling_args
+    from jazzmine.local.server_api import request_body
+
+    request = GenerationRequest("p", 4, 0.0, 1, (), sampling=(("top_k", 5), ("min_p", 0.05)))
+    body = request_body(request)
+    assert (body["top_k"], body["min_p"]) == (5, 0.05)
+    argv = _sampling_args(request)
+    assert argv[argv.index("--top-k") + 1] == "5"
+    assert argv[argv.index("--min-p") + 1] == "0.05"
+
+
+# ---------- reasoning ----------
+
+QWEN3 = TEMPLATES / "Qwen-Qwen3-0.6B.jinja"
+
+
+def thinking_llm(*chunks: str, **options: Any) -> LocalLLM:
+    transport = MockTransport(lambda request: reply(*chunks))
+    return LocalLLM(transport=transport, chat_template=str(QWEN3), **options)
+
+
+def test_thinking_is_kept_apart_from_the_answer() -> None:
+    llm = thinking_llm("<think>\nThe user wants Paris.\n</think>\n\nParis.")
+    response = llm.generate(ASK)
+    assert (response.reasoning, response.text) == ("The user wants Paris.", "Paris.")
+    assert response.api_metrics is not None and response.api_metrics["reasoning_tokens"] > 0
+
+
+def test_a_closing_marker_split_across_pieces_stays_out_of_the_stream() -> None:
+    llm = thinking_llm("<think>I think", " hard</th", "ink>\n\nHello", " there")
+    stream = llm.stream(ASK)
+    assert "".join(stream) == "Hello there"
+    assert stream.response.reasoning == "I think hard"
+    kinds = [kind for kind, _ in llm.stream(ASK).events()]
+    assert kinds[0] == "reasoning" and kinds[-1] == "text"
+
+
+def test_a_reply_cut_off_while_thinking_has_reasoning_and_no_text() -> None:
+    cut = MockReply(
+        chunks=("<think>Still going",),
+        outcome=RunOutcome(exit_code=0, hit_token_limit=True),
+    )
+    llm = LocalLLM(transport=MockTransport(lambda r: cut), chat_template=str(QWEN3))
+    response = llm.generate(ASK)
+    assert (response.reasoning, response.text, response.finish_reason) == (
+        "Still going",
+        "",
+        "length",
+    )
+
+
+def test_a_json_schema_applies_after_the_thinking() -> None:
+    llm = thinking_llm('<think>ok</think>{"a": 1}')
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+    request = llm.build_request(
+        ASK, response_format={"type": "json_schema", "json_schema": {"schema": schema}}
+    )
+    assert request.json_schema is None and request.grammar is not None
+    assert "</think>" in request.grammar
+    response = llm.generate(ASK)
+    assert json.loads(response.text) == {"a": 1} and response.reasoning == "ok"
+
+
+def test_a_template_that_does_not_think_leaves_think_tags_in_the_text() -> None:
+    transport = MockTransport(lambda request: reply("<think>x</think>y"), runs_llama_cpp=False)
+    llm = LocalLLM(transport=transport, prompt_format="flat")
+    response = llm.generate(ASK)
+    assert (response.text, response.reasoning) == ("<think>x</think>y", None)
