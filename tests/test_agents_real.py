@@ -1,0 +1,150 @@
+"""Tools and per-call sampling on the real binary and model, in both modes.
+
+The default SmolLM2-135M-Instruct speaks ChatML: with its own template (no tool support)
+calls take the generic JSON envelope; with the Qwen 2.5 fixture (ChatML with tools) they
+take the Hermes ``<tool_call>`` format. Either way a forced choice must give calls whose
+arguments validate, per call and warm, sync and async, streamed and joined.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jazzmine.local import LocalLLM, MessagePart
+from jazzmine.local.tools_schema import validate
+
+TEMPLATES = Path(__file__).parent / "fixtures" / "templates"
+QWEN25 = str(TEMPLATES / "Qwen-Qwen2.5-7B-Instruct.jinja")
+WEATHER_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string", "maxLength": 40},
+        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+    },
+    "required": ["city", "unit"],
+}
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "The current weather in a city",
+            "parameters": WEATHER_SCHEMA,
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "set_timer",
+            "description": "Start a timer",
+            "parameters": {
+                "type": "object",
+                "properties": {"minutes": {"type": "integer", "minimum": 1, "maximum": 600}},
+                "required": ["minutes"],
+            },
+        },
+    },
+]
+ASK = [MessagePart("user", "What is the weather in Paris, in celsius?")]
+NAMED = {"type": "function", "function": {"name": "get_weather"}}
+MODES = {"per_call": {}, "warm": {"keep_alive": "5m"}}
+
+
+@pytest.fixture(scope="module", params=["generic", "hermes"])
+def template(request: pytest.FixtureRequest) -> str | None:
+    return None if request.param == "generic" else QWEN25
+
+
+@pytest.fixture(scope="module", params=list(MODES))
+def agent(
+    request: pytest.FixtureRequest, completion_bin: str, model_path: str, template: str | None
+) -> Iterator[LocalLLM]:
+    options: dict[str, Any] = dict(MODES[request.param])
+    if template is not None:
+        options["chat_template"] = template
+    llm = LocalLLM(
+        binary_path=completion_bin,
+        model=model_path,
+        tools=TOOLS,
+        max_tokens=64,
+        temperature=0.0,
+        seed=3,
+        **options,
+    )
+    yield llm
+    llm.close()
+
+
+def assert_valid_weather_call(response: Any) -> None:
+    assert response.finish_reason == "tool_calls", response.raw
+    call = response.tool_calls[0]
+    assert call.name == "get_weather"
+    assert validate(call.arguments, WEATHER_SCHEMA) == []
+    assert "<tool_call>" not in response.text and "tool_calls" not in response.text
+
+
+@pytest.mark.parametrize("choice", ["required", "named"])
+def test_a_forced_choice_gives_a_call_that_validates(agent: LocalLLM, choice: str) -> None:
+    tool_choice = NAMED if choice == "named" else "required"
+    response = agent.generate(ASK, tool_choice=tool_choice)
+    assert_valid_weather_call(response)
+    assert response.api_metrics is not None
+    # the Qwen template lists the tools itself; SmolLM2's own gets them in a system text
+    native = "<tools>" in agent.build_request(ASK).prompt
+    assert response.api_metrics["tool_family"] == ("hermes" if native else "generic")
+
+
+def test_streamed_and_async_calls_match_the_joined_one(agent: LocalLLM) -> None:
+    joined = agent.generate(ASK, tool_choice=NAMED)
+    stream = agent.stream(ASK, tool_choice=NAMED)
+    text = "".join(stream)
+    assert text == joined.text
+    assert stream.response.tool_calls == joined.tool_calls
+
+    async def run() -> tuple[Any, list[Any]]:
+        response = await agent.agenerate(ASK, tool_choice=NAMED)
+        events = [event async for event in agent.astream(ASK, tool_choice=NAMED).events()]
+        return response, events
+
+    response, events = asyncio.run(run())
+    assert response.tool_calls == joined.tool_calls
+    assert [value for kind, value in events if kind == "tool_call"] == joined.tool_calls
+
+
+def test_a_second_turn_with_the_tool_result_answers(agent: LocalLLM) -> None:
+    first = agent.generate(ASK, tool_choice="required")
+    call = first.tool_calls[0]
+    history = [
+        *ASK,
+        MessagePart("assistant", "", tool_calls=[call.to_openai()]),
+        MessagePart("tool", '{"temperature": 21, "sky": "clear"}', tool_call_id=call.id),
+    ]
+    request = agent.build_request(history, tool_choice="none")
+    assert '{"temperature": 21, "sky": "clear"}' in request.prompt
+    answer = agent.generate(history, tool_choice="none", max_tokens=24)
+    assert answer.finish_reason in ("stop", "length")
+    assert answer.text and answer.tool_calls == []
+
+
+def test_sampling_options_reach_the_model_in_both_modes(
+    completion_bin: str, model_path: str
+) -> None:
+    for mode in MODES.values():
+        with LocalLLM(
+            binary_path=completion_bin,
+            model=model_path,
+            seed=5,
+            max_tokens=24,
+            **mode,  # type: ignore[arg-type]
+        ) as llm:
+            greedy = llm.generate(ASK, temperature=0.0).text
+            # top_k=1 leaves one candidate: a hot sampler becomes greedy again
+            narrowed = llm.generate(ASK, temperature=1.5, top_k=1).text
+            hot = llm.generate(ASK, temperature=1.5, top_p=0.95, min_p=0.01).text
+            assert narrowed == greedy
+            assert hot != greedy
