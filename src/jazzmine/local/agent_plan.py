@@ -100,7 +100,7 @@ def plan_agent(
     tools: Sequence[Tool] | None,
     tool_choice: Any,
     parallel: bool,
-    reasoning: bool | int,
+    reasoning: bool,
 ) -> AgentPlan:
     checked = tuple(tools or ())
     choice = tool_choice_of(tool_choice, checked)

@@ -80,7 +80,7 @@ class LocalLLM(BaseLLM):
         tools: Sequence[Mapping[str, Any]] | None = None,
         tool_choice: str | Mapping[str, Any] | None = None,
         parallel_tool_calls: bool = True,
-        reasoning: bool | int = True,
+        reasoning: bool = True,
         context_overflow: str = "error",
         allow_control_tokens_in_content: bool = False,
         **kwargs: Any,
