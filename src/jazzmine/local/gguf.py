@@ -12,11 +12,10 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from .gguf_format import U64, GGUFError, mapped
+from .gguf_format import ARRAY, ARRAY_HEAD, MAX_NAME_LENGTH, SIZES, U32, U64, GGUFError, mapped
 from .gguf_header import Header, hop_strings, token_texts
 from .gguf_vocab import (
     INFO_KEYS,
-    PROMOTED_TO_CONTROL,
     TOKEN_TYPES_KEY,
     TOKENS_KEY,
     SpecialTexts,
@@ -100,8 +99,8 @@ def read_tokenizer_info(path: str | os.PathLike[str]) -> TokenizerInfo:
 def read_special_texts(path: str | os.PathLike[str]) -> SpecialTexts:
     """The texts of the vocabulary's special tokens (see ``SpecialTexts``).
 
-    Decodes the token type array (four bytes a token) and only the texts of the special
-    tokens (17 of SmolLM2's 49,152, 6,414 of Gemma 3's 262,144); cached per path,
+    Reads the token type array (four bytes a token) and decodes only the texts of the
+    special tokens (17 of SmolLM2's 49,152, 6,414 of Gemma 3's 262,144); cached per path,
     modification time and size.
     """
     stat = os.stat(path)
@@ -111,38 +110,62 @@ def read_special_texts(path: str | os.PathLike[str]) -> SpecialTexts:
     if cached is not None:
         return cached
     with mapped(path) as view:
-        found, arrays = Header(
-            view, frozenset({TOKEN_TYPES_KEY}), record=frozenset({TOKENS_KEY})
-        ).scan()
+        arrays = Header(view, frozenset(), record=frozenset({TOKENS_KEY})).scan()[1]
         tokens = arrays.get(TOKENS_KEY)
-        control_ids, user_ids = special_type_ids(found.get(TOKEN_TYPES_KEY))
-        control = token_texts(view, tokens, tuple(control_ids))
-        user_defined = token_texts(view, tokens, tuple(user_ids))
-        promoted = _names_in_vocabulary(view, tokens, PROMOTED_TO_CONTROL - set(control))
-    texts = SpecialTexts(
-        control=tuple(t for t in control if t) + promoted,
-        user_defined=tuple(t for t in user_defined if t not in promoted and t),
-    )
+        texts = _special_texts(view, tokens) if tokens is not None else SpecialTexts((), ())
     with _cache_lock:
         _special_cache[cache_key] = texts
     return texts
 
 
-def _names_in_vocabulary(
-    view: mmap.mmap, tokens: tuple[int, int] | None, names: Iterable[str]
-) -> tuple[str, ...]:
-    """Which of ``names`` are tokens, found by their length-prefixed bytes: a search of
-    the array's bytes instead of decoding every token's text."""
-    if tokens is None:
-        return ()
+def _special_texts(view: mmap.mmap, tokens: tuple[int, int]) -> SpecialTexts:
     start, count = tokens
     end = hop_strings(view, start, count)
-    found = []
-    for name in sorted(names):
-        raw = name.encode()
-        if view.find(U64.pack(len(raw)) + raw, start, end) >= 0:
-            found.append(name)
-    return tuple(found)
+    types = _types_after(view, end, count)
+    if types is None:
+        # not where converters put it: let the full header walk decode it
+        types = Header(view, frozenset({TOKEN_TYPES_KEY})).scan()[0].get(TOKEN_TYPES_KEY)
+    control_ids, user_ids = special_type_ids(types)
+    texts = token_texts(view, tokens, tuple(control_ids + user_ids))
+    control, user_defined = texts[: len(control_ids)], texts[len(control_ids) :]
+    return SpecialTexts(
+        control=tuple(t for t in control if t),
+        user_defined=tuple(t for t in user_defined if t),
+    )
+
+
+_INT32 = 5  # the GGUF value type of the type array's items
+# How many key/value pairs after the vocabulary are looked at for the type array:
+# converters write it right after the tokens (BPE) or after the scores (SentencePiece).
+_TYPES_SEARCH_PAIRS = 4
+
+
+def _types_after(view: mmap.mmap, offset: int, count: int) -> memoryview | bytes | None:
+    """The token type array when it is among the pairs right after the vocabulary, as
+    its raw little-endian int32 bytes; None when it is not there."""
+    for _ in range(_TYPES_SEARCH_PAIRS):
+        (key_length,) = U64.unpack_from(view, offset)
+        if key_length > MAX_NAME_LENGTH:
+            return None
+        key = view[offset + 8 : offset + 8 + key_length]
+        offset += 8 + key_length
+        (value_type,) = U32.unpack_from(view, offset)
+        offset += 4
+        if value_type != ARRAY:
+            return None
+        item_type, length = ARRAY_HEAD.unpack_from(view, offset)
+        offset += 12
+        if item_type not in SIZES:
+            return None
+        size = length * SIZES[item_type]
+        if offset + size > len(view):
+            return None
+        if key == TOKEN_TYPES_KEY.encode():
+            if item_type != _INT32 or length != count:
+                return None
+            return view[offset : offset + size]
+        offset += size
+    return None
 
 
 def clear_cache() -> None:

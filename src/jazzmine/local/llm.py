@@ -8,9 +8,10 @@ joined, so the two always agree; the async methods run the same call off the eve
 
 from __future__ import annotations
 
+import functools
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from . import defaults
@@ -28,6 +29,9 @@ from .request import GenerationRequest
 from .stream import AsyncResponseStream, ResponseStream
 from .transport import Transport
 from .types import LLMResponse, MessagePart
+
+# A reasoning budget's second phase: (the thinking, its tokens) -> the answer's request.
+NextPhase = Callable[[str, int], GenerationRequest | None] | None
 
 
 class LocalLLM(BaseLLM):
@@ -80,7 +84,7 @@ class LocalLLM(BaseLLM):
         tools: Sequence[Mapping[str, Any]] | None = None,
         tool_choice: str | Mapping[str, Any] | None = None,
         parallel_tool_calls: bool = True,
-        reasoning: bool = True,
+        reasoning: bool | int = True,
         context_overflow: str = "error",
         allow_control_tokens_in_content: bool = False,
         **kwargs: Any,
@@ -111,7 +115,10 @@ class LocalLLM(BaseLLM):
         self.config = options.local_config()
         self.prompt_format = options.prompt_format
         self._writer = PromptWriter(
-            options.prompt_format, options.chat_template, lambda: self.model_path
+            options.prompt_format,
+            options.chat_template,
+            lambda: self.model_path,
+            options.allow_control_tokens_in_content,
         )
         self._transport: Transport | None = options.transport
         if self._transport is None and self.config.keep_alive is not None:
@@ -221,7 +228,7 @@ class LocalLLM(BaseLLM):
         started = time.monotonic()
         deadline = None if self.timeout is None else started + self.timeout
         try:
-            request, prompt_format, agent = self._request(
+            request, prompt_format, agent, next_phase = self._request(
                 where, messages, stop, overrides, deadline
             )
         except DeadlineExceeded:
@@ -232,7 +239,12 @@ class LocalLLM(BaseLLM):
             self.model, self.binary_path, prompt_format, self.timeout, agent.metrics()
         )
         return Call(
-            request, self._get_transport(), facts, started=started, parts=agent.reply_parts()
+            request,
+            self._get_transport(),
+            facts,
+            started=started,
+            parts=agent.reply_parts(),
+            next_phase=next_phase,
         )
 
     def _request(
@@ -242,7 +254,7 @@ class LocalLLM(BaseLLM):
         stop: Iterable[str] | None,
         overrides: dict[str, Any],
         deadline: float | None = None,
-    ) -> tuple[GenerationRequest, str, AgentPlan]:
+    ) -> tuple[GenerationRequest, str, AgentPlan, NextPhase]:
         options = call_options(where, stop, overrides)
         checked = validate_messages(messages)
         transport = self._get_transport()
@@ -283,7 +295,11 @@ class LocalLLM(BaseLLM):
             sampling=self._sampling(options),
             server_grammar=constraint.server_grammar,
         )
-        return request, prompt_format, agent
+        if agent.budget is None:
+            return request, prompt_format, agent, None
+        # Thinking first, alone and capped; then the answer, with the thinking closed.
+        answer = functools.partial(agent.answer_request, request, (json_schema, grammar))
+        return agent.thinking_request(request, agent.budget), prompt_format, agent, answer
 
     def _sampling(self, options: Mapping[str, Any]) -> tuple[tuple[str, float], ...]:
         """The sampling settings this call sets, the call's own over the instance's."""

@@ -37,9 +37,11 @@ class PromptWriter:
         prompt_format: str,
         chat_template: str | None,
         model_path: Callable[[], str | None],
+        allow_control_tokens: bool = False,
     ) -> None:
         self.prompt_format = prompt_format
         self._model_path = model_path
+        self._allow_control_tokens = allow_control_tokens
         self._lock = threading.Lock()
         self._template: ChatTemplate | None = None
         self._resolved = False
@@ -61,6 +63,13 @@ class PromptWriter:
         into the template's ``tools`` variable; ``enable_thinking=False`` turns the
         template's thinking off where it can."""
         template = self.template(transport)
+        if not self._allow_control_tokens and transport.runs_llama_cpp():
+            # Content cannot forge turns: llama.cpp reads control-token text anywhere in
+            # the prompt as the token itself, in both modes, so such text in a caller's
+            # string is broken (control_text) before the prompt is written.
+            from .control_text import neutralise_messages
+
+            messages = neutralise_messages(messages, self._control_texts(template))
         if template is None:
             return flatten(messages), NEXT_TURN_MARKERS, "flat"
         from .template import end_of_turn_markers, render
@@ -72,6 +81,16 @@ class PromptWriter:
             switches["enable_thinking"] = enable_thinking
         prompt = render(template, messages, deadline=deadline, **switches)
         return prompt, end_of_turn_markers(template), "template"
+
+    def _control_texts(self, template: ChatTemplate | None) -> tuple[str, ...]:
+        from .control_text import control_texts
+
+        source = template.source if template is not None else None
+        path = self._model_path()
+        if path is not None and os.path.exists(path):
+            with contextlib.suppress(OSError, GGUFError):
+                return control_texts(path, source)
+        return control_texts(None, source)
 
     def template(self, transport: Transport) -> ChatTemplate | None:
         if self.prompt_format == "flat":
