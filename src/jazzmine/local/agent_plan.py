@@ -18,8 +18,9 @@ from .checks_agent import tool_choice_of
 from .errors import OptionValueError
 from .reasoning import ReasoningSplitter, opened_in_prompt
 from .reply_parts import ReplyParts
+from .request import GenerationRequest
 from .tools import Think, ToolPlan, plan_tools
-from .tools_grammar import answer_after_thinking
+from .tools_grammar import answer_after_thinking, thinking_only
 from .tools_spec import Tool
 from .types import MessagePart
 
@@ -48,6 +49,8 @@ class AgentPlan:
     think: Think | None
     # The template's thinking switch: None leaves the template's default.
     enable_thinking: bool | None
+    # At most this many tokens of thinking (None: no cap; only for templates that think).
+    budget: int | None = None
 
     @property
     def template_tools(self) -> list[dict[str, Any]] | None:
@@ -82,6 +85,53 @@ class AgentPlan:
             return Constraint(grammar=answer_after_thinking(json_schema, self.think))
         return Constraint(json_schema, grammar)
 
+    def thinking_request(self, request: GenerationRequest, budget: int) -> GenerationRequest:
+        """A reasoning budget's first phase: the thinking alone, at most ``budget`` tokens
+        (``answer_request`` makes the second)."""
+        assert self.think is not None
+        max_tokens = budget if request.max_tokens is None else min(budget, request.max_tokens)
+        return dataclasses.replace(
+            request,
+            max_tokens=max_tokens,
+            json_schema=None,
+            grammar=thinking_only(self.think),
+            server_grammar=None,
+        )
+
+    def answer_request(
+        self,
+        original: GenerationRequest,
+        caller: tuple[dict[str, Any] | None, str | None],
+        thought: str,
+        used: int,
+    ) -> GenerationRequest | None:
+        """The second phase: the prompt with the thinking so far and the block closed (as
+        the model would have closed it), the caller's constraint ``caller`` (json_schema,
+        grammar) on the answer alone, and what is left of max_tokens. None when nothing
+        is left."""
+        assert self.think is not None
+        remaining = None if original.max_tokens is None else original.max_tokens - used
+        if remaining is not None and remaining <= 0:
+            return None
+        # the markers as the template writes them (Qwen3: "\n</think>\n\n")
+        end = self.think.end
+        if thought.rstrip().endswith(end.strip()):
+            closing = "\n\n"
+        else:
+            closing = end if end.startswith("\n") else f"\n{end}"
+            closing += "" if end.endswith("\n") else "\n\n"
+        tools = None if self.tools is None else dataclasses.replace(self.tools, think=None)
+        answer_plan = dataclasses.replace(self, think=None, tools=tools)
+        constraint = answer_plan.constraint(*caller)
+        return dataclasses.replace(
+            original,
+            prompt=f"{original.prompt}{thought}{closing}",
+            max_tokens=remaining,
+            json_schema=constraint.json_schema,
+            grammar=constraint.grammar,
+            server_grammar=constraint.server_grammar,
+        )
+
     def reply_parts(self) -> ReplyParts:
         thinking = None
         if self.think is not None:
@@ -100,7 +150,7 @@ def plan_agent(
     tools: Sequence[Tool] | None,
     tool_choice: Any,
     parallel: bool,
-    reasoning: bool,
+    reasoning: bool | int,
 ) -> AgentPlan:
     checked = tuple(tools or ())
     choice = tool_choice_of(tool_choice, checked)
@@ -112,7 +162,8 @@ def plan_agent(
         source = template.source if template is not None else None
         plan = plan_tools(source, [t.as_template_tool() for t in checked], choice_dict(choice))
         plan = dataclasses.replace(plan, parallel=parallel and plan.parallel) if plan else None
-    return AgentPlan(plan, think, False if reasoning is False else None)
+    budget = reasoning if think is not None and type(reasoning) is int else None
+    return AgentPlan(plan, think, False if reasoning is False else None, budget)
 
 
 def choice_dict(choice: Any) -> Any:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,8 +27,8 @@ from .reply import OutputShape, ReplyAssembler, failure_of, finish_reason_of, us
 from .reply_parts import Piece, ReplyParts
 from .request import GenerationRequest, RunOutcome, constraint_error
 from .transport import Session, Transport
-from .types import LLMResponse
-from .usage import estimate_tokens
+from .types import LLMResponse, LLMUsage
+from .usage import estimate_tokens, usage_from_counts
 
 
 @dataclass
@@ -51,6 +51,13 @@ class Call:
     started: float = field(default_factory=time.monotonic)
     # Splits the reply into reasoning, answer text and tool calls (a no-op by default).
     parts: ReplyParts = field(default_factory=lambda: ReplyParts(None, None))
+    # A second request to run once this one is over (a reasoning budget's answer phase):
+    # given the first phase's reply text and its token count, the request or None.
+    next_phase: Callable[[str, int], GenerationRequest | None] | None = None
+    # Finished earlier phases: their requests, assembled replies and outcomes.
+    phases: list[tuple[GenerationRequest, ReplyAssembler, RunOutcome]] = field(
+        default_factory=list
+    )
     session: Session | None = None
     assembler: ReplyAssembler = field(init=False)
     outcome: RunOutcome | None = None
@@ -94,14 +101,14 @@ class Call:
             return LLMTimeoutError(
                 f"the call ran past its timeout of {self.facts.timeout} s; "
                 "the model process was stopped",
-                partial_text=self.assembler.reply_text,
+                partial_text=self._earlier_text() + self.assembler.reply_text,
                 stderr=stderr,
             )
         if not isinstance(error, LLMError):
             return error
         return completed(
             error,
-            partial_text=self.assembler.reply_text,
+            partial_text=self._earlier_text() + self.assembler.reply_text,
             stderr=stderr,
             cause=self.transport.explain(error),
         )
@@ -124,6 +131,22 @@ class Call:
         self.empty = not self.assembler.reply_text
         return tail
 
+    def start_next_phase(self) -> tuple[GenerationRequest | None, list[Piece]]:
+        """After a phase: the next request if the call goes on, and the pieces of what
+        closes this phase (a thinking block closed as the model would have closed it)."""
+        if self.next_phase is None or self.outcome is None:
+            return None, []
+        follow, self.next_phase = self.next_phase, None
+        thought = self.assembler.reply_text
+        used = usage_of(self.request.prompt, thought, self.outcome)[0].completion_tokens
+        request = follow(thought, used)
+        if request is None:
+            return None, []
+        closing = request.prompt[len(self.request.prompt) + len(thought) :]
+        self.phases.append((self.request, self.assembler, self.outcome))
+        self.request, self.outcome = request, None
+        return request, list(self.pieces([closing]))
+
     def pieces(self, reply_pieces: list[str]) -> Iterator[Piece]:
         """Reply text from the assembler as (kind, text) pieces: reasoning and answer."""
         for piece in reply_pieces:
@@ -138,6 +161,30 @@ class Call:
         cut = finish_reason_of(self.assembler, self.outcome, self.request.max_tokens) == "length"
         return self.parts.finish(complete=not cut) if self.parts.active else []
 
+    def _earlier_text(self) -> str:
+        """The reply text of finished phases, with what joined them."""
+        if not self.phases:
+            return ""
+        first = self.phases[0][0].prompt
+        return self.request.prompt[len(first) :]
+
+    def _raw(self) -> str:
+        """The model's output over every phase."""
+        return "".join(assembler.raw_text for _, assembler, _ in self.phases) + (
+            self.assembler.raw_text
+        )
+
+    def _usage(self) -> tuple[LLMUsage, str]:
+        """Usage over every phase: the first prompt, and every phase's reply."""
+        assert self.outcome is not None
+        usage, source = usage_of(self.request.prompt, self.assembler.reply_text, self.outcome)
+        if not self.phases:
+            return usage, source
+        request, assembler, outcome = self.phases[0]
+        first, _ = usage_of(request.prompt, assembler.reply_text, outcome)
+        completion = first.completion_tokens + usage.completion_tokens
+        return usage_from_counts(first.prompt_tokens, completion), source
+
     def _binary(self) -> str:
         details = self.session.details if self.session is not None else {}
         return str(details.get("binary") or self.facts.binary_path)
@@ -149,7 +196,7 @@ class Call:
     def response(self) -> LLMResponse:
         outcome = self.outcome
         assert outcome is not None and self.session is not None
-        usage, usage_source = usage_of(self.request.prompt, self.assembler.reply_text, outcome)
+        usage, usage_source = self._usage()
         details = self.session.details
         metrics: dict[str, Any] = {
             "provider": "local",
@@ -163,7 +210,7 @@ class Call:
             "exit_code": outcome.exit_code,
             "stopped_by": self.assembler.stopped_by,
             "request_bytes": len(self.request.prompt.encode("utf-8")),
-            "response_bytes": len(self.assembler.raw_text.encode("utf-8")),
+            "response_bytes": len(self._raw().encode("utf-8")),
             "status_code": 0,
         }
         metrics.update({key: value for key, value in details.items() if key not in metrics})
@@ -185,7 +232,7 @@ class Call:
             model=self.facts.model,
             latency_ms=int((time.monotonic() - self.started) * 1000),
             finish_reason=finish_reason,
-            raw=self.assembler.raw_text,
+            raw=self._raw(),
             api_metrics=metrics,
             tool_calls=list(self.parts.tool_calls),
             reasoning=self.parts.reasoning,
@@ -194,20 +241,24 @@ class Call:
 
 def run_call(call: Call, slot: AbstractContextManager[None] | None = None) -> Iterator[Piece]:
     """Reply pieces of one call as (kind, text), as they are assembled; ``slot`` is the
-    concurrency permit (already held by an async caller, so then none is taken here)."""
+    concurrency permit (already held by an async caller, so then none is taken here).
+    A call runs one request, or two when a reasoning budget ends the thinking."""
     deadline = call.deadline
     try:
-        with (
-            slot if slot is not None else nullcontext(),
-            call.transport.open(call.request, deadline) as session,
-        ):
-            call.attach(session)
-            for chunk in session.chunks(deadline):
-                yield from call.pieces(call.assembler.feed(chunk))
-                if call.assembler.done:
-                    break
-            outcome = session.finish(call.assembler.done, deadline)
-        tail = list(call.pieces(call.complete(outcome)))
+        with slot if slot is not None else nullcontext():
+            request: GenerationRequest | None = call.request
+            while request is not None:
+                with call.transport.open(request, deadline) as session:
+                    call.attach(session)
+                    for chunk in session.chunks(deadline):
+                        yield from call.pieces(call.assembler.feed(chunk))
+                        if call.assembler.done:
+                            break
+                    outcome = session.finish(call.assembler.done, deadline)
+                tail = list(call.pieces(call.complete(outcome)))
+                request, closing = call.start_next_phase()
+                if request is not None:
+                    yield from tail + closing
         tail += call.finish_parts()
     except (TimeoutError, DeadlineExceeded, LLMError) as error:
         raise call.failure(error) from error

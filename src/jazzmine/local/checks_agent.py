@@ -56,12 +56,18 @@ def tool_choice_of(value: Any, tools: tuple[Tool, ...], name: str = "tool_choice
     return check_tool_choice(value, tools, name)
 
 
-def check_reasoning(name: str, value: Any) -> bool:
-    """True: the model may think (default); False: thinking off where the template can
-    turn it off. (A token budget is not offered yet: it is refused, not ignored.)"""
+def check_reasoning(name: str, value: Any) -> bool | int:
+    """True: the model may think (default); False (or 0): thinking off where the template
+    can turn it off; a positive integer: at most that many tokens of thinking."""
     if isinstance(value, bool):
         return value
-    raise OptionTypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+    if isinstance(value, int):
+        budget = check_integer(name, value, 0, INT_MAX)
+        return budget if budget else False
+    raise OptionTypeError(
+        f"{name} must be True, False or a token budget (an integer), got {value!r} "
+        f"({type(value).__name__})"
+    )
 
 
 def check_flag(name: str, value: Any) -> bool:

@@ -281,7 +281,7 @@ class Options:
     tools: tuple[Any, ...] | None
     tool_choice: Any
     parallel_tool_calls: bool
-    reasoning: bool
+    reasoning: bool | int
     context_overflow: str
     allow_control_tokens_in_content: bool
 

@@ -128,6 +128,16 @@ def answer_after_thinking(schema: dict[str, Any], think: Think) -> str:
     return _root_first(g)
 
 
+def thinking_only(think: Think) -> str:
+    """A grammar for a reasoning block alone (a budgeted first phase): the block must be
+    there, and the reply ends with it."""
+    g = Grammar()
+    inner = avoid(g, think.end, "reasoning")
+    opening = "" if think.opened or not think.start else f"{gbnf_literal(think.start)} "
+    g.rules["root"] = f"{opening}{inner} {gbnf_literal(think.end)}"
+    return _root_first(g)
+
+
 def _root_first(g: Grammar) -> str:
     root = g.rules.pop("root")
     return f"root ::= {root}\n" + g.text()
