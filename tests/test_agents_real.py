@@ -148,3 +148,34 @@ def test_sampling_options_reach_the_model_in_both_modes(
             hot = llm.generate(ASK, temperature=1.5, top_p=0.95, min_p=0.01).text
             assert narrowed == greedy
             assert hot != greedy
+
+
+QWEN3 = str(TEMPLATES / "Qwen-Qwen3-0.6B.jinja")
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_a_reasoning_budget_runs_thinking_then_answer_on_the_real_binary(
+    completion_bin: str, model_path: str, mode: str
+) -> None:
+    # SmolLM2 speaks ChatML, so it runs Qwen3's thinking template. It never writes
+    # <think> on its own: the block in the raw output is the first phase's grammar at
+    # work (the model may leave it empty; test_agents.py holds the cap itself).
+    with LocalLLM(
+        binary_path=completion_bin,
+        model=model_path,
+        chat_template=QWEN3,
+        max_tokens=30,
+        temperature=0.0,
+        seed=1,
+        **MODES[mode],  # type: ignore[arg-type]
+    ) as llm:
+        response = llm.generate(ASK, reasoning=6)
+        assert response.raw.startswith("<think>"), response.raw
+        assert "<think>" not in response.text and "</think>" not in response.text
+        assert response.text
+        assert response.usage.completion_tokens <= 30
+        stream = llm.stream(ASK, reasoning=6)
+        assert "".join(stream) == response.text
+        assert stream.response.reasoning == response.reasoning
+        off = llm.build_request(ASK, reasoning=False)
+        assert off.prompt.endswith("<think>\n\n</think>\n\n")
