@@ -30,9 +30,11 @@ from pathlib import Path
 import pytest
 from fakes import PRELUDE
 
-# Logs the prompt, fails on the calls listed in FAKE_FAIL_CALLS, streams "slowly" for
-# minutes when the last user message is "slow", else replies "heard <message>". It
-# writes the message only when short: a long one is reported by its length.
+# Logs the prompt, fails on the calls listed in FAKE_FAIL_CALLS, refuses a prompt longer
+# than FAKE_CONTEXT characters as llama-completion refuses one over its context (a
+# character standing for a token), streams "slowly" for minutes when the last user
+# message is "slow", else replies "heard <message>". It writes the message only when
+# short: a long one is reported by its length.
 CHAT_FAKE = (
     PRELUDE
     + """
@@ -42,6 +44,10 @@ with open(log, "a") as f:
     f.write(json.dumps(prompt) + "\\n")
 with open(log) as f:
     call = sum(1 for _ in f)
+context = int(os.environ.get("FAKE_CONTEXT", "0"))
+if context and len(prompt) > context:
+    sys.stderr.write(f"main: prompt is too long ({len(prompt)} tokens, max {context})\\n")
+    sys.exit(1)
 if str(call) in os.environ.get("FAKE_FAIL_CALLS", "").split(","):
     say("half a rep")
     sys.stderr.write("error: the fake failed on purpose\\n")
@@ -242,6 +248,47 @@ def test_a_long_line_from_a_pipe_reaches_the_model_whole(world: World) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout == "heard 10000 characters\nheard short\n"
     assert world.prompts()[0] == f"User: {LONG_LINE}\nAssistant: "
+
+
+def test_a_chat_longer_than_the_context_leaves_out_its_oldest_turns_and_goes_on(
+    world: World,
+) -> None:
+    lines = ["apple", "banana", "cherry", "damson", "elder"]
+    done = world.jazzmine(
+        "chat",
+        "--binary",
+        world.fake,
+        "--system",
+        "Be brief.",
+        stdin="".join(line + "\n" for line in lines),
+        env={"FAKE_CONTEXT": "110"},
+    )
+    assert done.returncode == 0, done.stderr
+    # Every turn was answered: the chat went on past the context.
+    assert done.stdout == "".join(f"heard {line}\n" for line in lines)
+    prompts = world.prompts()
+    answered = [prompt for prompt in prompts if len(prompt) <= 110]
+    assert len(answered) == len(lines)
+    refused = [prompt for prompt in prompts if len(prompt) > 110]
+    assert refused, "the history never outgrew the fake's context"
+    for prompt, line in zip(answered, lines, strict=True):
+        # The system message and the new line are always sent; the oldest turns go.
+        assert prompt.startswith("System: Be brief.\nUser: ")
+        assert prompt.endswith(f"User: {line}\nAssistant: ")
+    assert "User: apple" not in answered[-1]
+    # Once left out, old turns stay out: a later turn is not refused first again.
+    assert len(refused) < len(lines) - 1
+    assert "left out" in done.stderr
+    world.assert_no_fake_running()
+
+
+def test_a_line_longer_than_the_context_alone_is_a_failed_turn(world: World) -> None:
+    done = world.jazzmine(
+        "chat", "--binary", world.fake, stdin="x" * 200 + "\nshort\n", env={"FAKE_CONTEXT": "110"}
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "heard short\n"
+    assert "the prompt is" in done.stderr and "tokens of context" in done.stderr
 
 
 def test_end_of_input_ends_the_chat_cleanly(world: World) -> None:

@@ -362,3 +362,109 @@ def test_the_server_gets_a_short_openmp_spin(warm, monkeypatch: pytest.MonkeyPat
     server = server_of(llm)
     assert os.path.basename(os.path.realpath(f"/proc/{server.pid}/exe")) == "llama-server"
     assert environment_of(server.pid).get("GOMP_SPINCOUNT") == "1000"
+
+
+# ---------- calls longer than the slots (n_ctx left to LocalLLM) ----------
+# About 4,300 tokens with SmolLM2's template: more than a default 4,096-token slot, less
+# than the model's trained 8,192.
+LONGER_THAN_A_SLOT = [MessagePart("user", " ".join(f"w{i}" for i in range(1070)))]
+LONGER_THAN_THE_MODEL = [MessagePart("user", " ".join(f"w{i}" for i in range(2200)))]
+SHORT = [MessagePart("user", "Say OK.")]
+COUNTING = [MessagePart("user", "Count from 1 to 100, separated by commas.")]
+
+
+def wait_gone(pid: int) -> bool:
+    give_up = time.monotonic() + 60  # a bound, never a measurement
+    while process_alive(pid) and time.monotonic() < give_up:
+        time.sleep(0.05)
+    return not process_alive(pid)
+
+
+def test_a_prompt_longer_than_the_slots_gets_a_larger_server(warm) -> None:  # type: ignore[no-untyped-def]
+    # Per call, llama-completion's context is sized to this prompt (tests/test_percall.py);
+    # running it there too would double the longest call of this file.
+    llm = warm(max_tokens=1)
+    assert llm.generate(SHORT).api_metrics["server_context"] == 4096  # type: ignore[index]
+    small = server_of(llm).pid
+    reply = llm.generate(LONGER_THAN_A_SLOT)
+    metrics = reply.api_metrics or {}
+    assert reply.usage.prompt_tokens > 4096 and reply.usage.completion_tokens == 1
+    assert metrics["server_context"] == 8192 and metrics["server_pid"] != small
+    # A short call afterwards stays on the larger server; the smaller one is gone.
+    after = llm.generate(SHORT).api_metrics or {}
+    assert after["server_pid"] == metrics["server_pid"]
+    assert wait_gone(small)
+
+
+def test_a_prompt_over_the_models_context_is_the_same_error_in_both_modes(  # type: ignore[no-untyped-def]
+    warm, completion_bin: str, model_path: str
+) -> None:
+    from jazzmine.local import LLMContextLengthError
+
+    per_call = LocalLLM(binary_path=completion_bin, model=model_path, max_tokens=1)
+    llm = warm(max_tokens=1)
+    errors = []
+    for each in (per_call, llm):
+        with pytest.raises(LLMContextLengthError) as caught:
+            each.generate(LONGER_THAN_THE_MODEL)
+        errors.append(caught.value)
+    assert errors[0].prompt_tokens == errors[1].prompt_tokens > 8192
+    for error in errors:
+        assert str(error).startswith(f"the prompt is {error.prompt_tokens} tokens, more than")
+        assert error.context_size is not None and 8188 <= error.context_size <= 8192
+    # No larger server was started for a call no server could hold.
+    assert llm.transport.grown == 0  # type: ignore[attr-defined]
+    assert llm.generate(SHORT).api_metrics["server_context"] == 4096  # type: ignore[index]
+
+
+def test_a_chosen_context_is_kept_and_the_refusal_stands(warm) -> None:  # type: ignore[no-untyped-def]
+    from jazzmine.local import LLMContextLengthError
+
+    llm = warm(n_ctx=4096, max_tokens=1)
+    with pytest.raises(LLMContextLengthError) as caught:
+        llm.generate(LONGER_THAN_A_SLOT)
+    assert caught.value.context_size == 4096
+    assert llm.transport.grown == 0  # type: ignore[attr-defined]
+
+
+def test_a_reply_the_slot_has_no_room_for_moves_to_larger_slots_first(  # type: ignore[no-untyped-def]
+    warm,
+) -> None:
+    llm = warm(max_tokens=4100)  # a short prompt, but the prompt and max_tokens pass 4,096
+    first = llm.generate(SHORT).api_metrics or {}
+    assert first["server_context"] == 8192
+    # A newcomer that leaves the context to LocalLLM joins the larger server.
+    other = warm(max_tokens=4)
+    assert other.generate(SHORT).api_metrics["server_pid"] == first["server_pid"]  # type: ignore[index]
+    # One that chose its context does not.
+    chosen = warm(max_tokens=4, n_ctx=2048)
+    assert chosen.generate(SHORT).api_metrics["server_pid"] != first["server_pid"]  # type: ignore[index]
+
+
+def test_calls_in_flight_finish_on_the_smaller_server_which_then_stops(warm) -> None:  # type: ignore[no-untyped-def]
+    llm = warm(max_concurrency=2, max_tokens=48, temperature=0)
+    llm.generate(SHORT, max_tokens=1)
+    small = server_of(llm).pid
+    pieces: list[str] = []
+    finished = []
+    started = threading.Event()
+
+    def count() -> None:
+        stream = llm.stream(COUNTING)
+        for piece in stream:
+            pieces.append(piece)
+            started.set()
+        finished.append(stream.response)
+
+    worker = threading.Thread(target=count)
+    worker.start()
+    assert started.wait(120)
+    grown = llm.generate(SHORT, max_tokens=4100).api_metrics or {}
+    worker.join(timeout=300)
+    assert not worker.is_alive() and len(finished) == 1
+    # The call on the smaller server ran to its own end, uncut by the move.
+    response = finished[0]
+    assert response.api_metrics["server_pid"] == small
+    assert response.finish_reason == "length" and response.usage.completion_tokens == 48
+    assert grown["server_pid"] != small and grown["server_context"] == 8192
+    assert wait_gone(small)

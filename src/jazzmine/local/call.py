@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,8 +39,9 @@ class CallFacts:
     binary_path: str
     prompt_format: str
     timeout: float | None
-    # What the response says of the tool calls besides the calls (family, choice).
-    tool_metrics: dict[str, Any] = field(default_factory=dict)
+    # What the response's api_metrics say besides the run's own (the tool-call family
+    # and choice, the messages left out by context_overflow).
+    metrics: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -215,7 +216,7 @@ class Call:
         }
         metrics.update({key: value for key, value in details.items() if key not in metrics})
         metrics.update(outcome.details)
-        metrics.update(self.facts.tool_metrics)
+        metrics.update(self.facts.metrics)
         finish_reason = finish_reason_of(self.assembler, outcome, self.request.max_tokens)
         text = self.assembler.reply_text
         if self.parts.active:
@@ -239,7 +240,9 @@ class Call:
         )
 
 
-def run_call(call: Call, slot: AbstractContextManager[None] | None = None) -> Iterator[Piece]:
+def run_call(
+    call: Call, slot: AbstractContextManager[None] | None = None
+) -> Generator[Piece, None, None]:
     """Reply pieces of one call as (kind, text), as they are assembled; ``slot`` is the
     concurrency permit (already held by an async caller, so then none is taken here).
     A call runs one request, or two when a reasoning budget ends the thinking."""

@@ -1,5 +1,9 @@
 """`jazzmine chat`: the interactive loop. It reads lines (with readline at a terminal),
-keeps the history turn to turn, and lets Ctrl-C stop a reply or drop a typed line."""
+keeps the history turn to turn, and lets Ctrl-C stop a reply or drop a typed line.
+
+A chat longer than the model's context goes on: its LocalLLM leaves the oldest turns out
+of what is sent (``context_overflow="drop_oldest"``) once the model refused them, and they
+stay left out from then on; the whole history stays in memory and on the screen."""
 
 from __future__ import annotations
 
@@ -7,11 +11,14 @@ import argparse
 import os
 import signal
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 from . import LocalLLM, MessagePart, defaults
 from .cli_checks import check_binary, require_setup
 from .cli_model import llm_from_args
 from .cli_reply import print_reply
+from .stream import ResponseStream
 
 USER_PROMPT = "you> "
 MODEL_PROMPT = "model> "
@@ -27,7 +34,7 @@ def run_chat(args: argparse.Namespace) -> int:
     interactive = sys.stdin.isatty()
     if interactive:
         _enable_line_editing()
-    history = [MessagePart("system", args.system)] if args.system else []
+    history = Conversation([MessagePart("system", args.system)] if args.system else [])
     llm = _chat_llm(args)
     with llm:
         if llm.keep_alive is not None:
@@ -53,33 +60,68 @@ def run_chat(args: argparse.Namespace) -> int:
                 break
             if not line.strip():
                 continue
-            history = _chat_turn(llm, history, line, interactive)
+            _chat_turn(llm, history, line, interactive)
     return 0
 
 
-def _chat_turn(
-    llm: LocalLLM, history: list[MessagePart], line: str, interactive: bool
-) -> list[MessagePart]:
-    """One turn; returns the history the next turn builds on."""
-    asked = [*history, MessagePart("user", line)]
-    pieces, failure = print_reply(llm.stream, asked, MODEL_PROMPT if interactive else "")
-    if isinstance(failure, KeyboardInterrupt):
-        # The part shown stays in the history: the next message may well be about it
-        # ("shorter, please"). Stopped before any text, the turn is dropped whole, so
-        # roles keep alternating as chat templates require.
-        return [*asked, MessagePart("assistant", "".join(pieces))] if pieces else history
-    if failure is not None:
+@dataclass
+class Conversation:
+    """The whole history, and how many of its oldest turns no longer fit the context."""
+
+    system: list[MessagePart]
+    turns: list[MessagePart] = field(default_factory=list)
+    # Messages of ``turns`` left out of what is sent: whole turns, the oldest.
+    left_out: int = 0
+
+    def to_send(self, line: str) -> list[MessagePart]:
+        return [*self.system, *self.turns[self.left_out :], MessagePart("user", line)]
+
+    def add(self, line: str, reply: str, sent: int) -> None:
+        """The turn, and what its successful call had to leave out (``sent`` messages
+        of the turn's own list were sent)."""
+        asked = len(self.system) + len(self.turns) - self.left_out + 1
+        self.left_out += asked - sent
+        self.turns += [MessagePart("user", line), MessagePart("assistant", reply)]
+
+
+def _chat_turn(llm: LocalLLM, history: Conversation, line: str, interactive: bool) -> None:
+    """One turn, added to the history unless it failed."""
+    streams: list[ResponseStream] = []
+
+    def stream_of(messages: list[MessagePart]) -> Iterator[str]:
+        streams.append(llm.stream(messages))
+        return streams[-1]
+
+    to_send = history.to_send(line)
+    pieces, failure = print_reply(stream_of, to_send, MODEL_PROMPT if interactive else "")
+    if isinstance(failure, KeyboardInterrupt) and not pieces:
+        # Stopped before any text, the turn is dropped whole, so roles keep alternating
+        # as chat templates require.
+        return
+    if failure is not None and not isinstance(failure, KeyboardInterrupt):
         # A failed turn is dropped whole (its message too): a user message without a
         # reply would put two user turns in a row. With line editing, Up brings it back.
         print(f"jazzmine: {failure}", file=sys.stderr)
-        return history
-    return [*asked, MessagePart("assistant", "".join(pieces))]
+        return
+    # A reply stopped by Ctrl-C keeps the part shown: the next message may well be about
+    # it ("shorter, please").
+    before = history.left_out
+    history.add(line, "".join(pieces), len(to_send) - streams[0].messages_left_out)
+    if history.left_out > before:
+        print(
+            f"jazzmine: the conversation is longer than the model's context; its oldest "
+            f"{history.left_out} messages are left out of what the model sees",
+            file=sys.stderr,
+        )
 
 
 def _chat_llm(args: argparse.Namespace) -> LocalLLM:
     chosen = args.keep_alive or os.environ.get("JAZZMINE_KEEP_ALIVE")
     try:
-        return llm_from_args(args, keep_alive=chosen or CHAT_KEEP_ALIVE)
+        # The history is longer than the context: leave out its oldest turns and go on.
+        return llm_from_args(
+            args, keep_alive=chosen or CHAT_KEEP_ALIVE, context_overflow="drop_oldest"
+        )
     except FileNotFoundError:
         # Warm mode needs llama-server beside the binary (the embedded build has one).
         binary = args.binary or str(defaults.default_binary_path())
@@ -88,7 +130,7 @@ def _chat_llm(args: argparse.Namespace) -> LocalLLM:
                 f"--keep-alive needs llama-server beside {binary}, and there is none "
                 "(--keep-alive 0 runs a process per turn)"
             ) from None
-        return llm_from_args(args, keep_alive=0)
+        return llm_from_args(args, keep_alive=0, context_overflow="drop_oldest")
 
 
 def _enable_line_editing() -> None:

@@ -4,6 +4,7 @@ into the LocalLLM the command talks to."""
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from . import LocalLLM
 
@@ -25,7 +26,9 @@ def add_model_options(command: argparse.ArgumentParser) -> None:
     )
 
 
-def llm_from_args(args: argparse.Namespace, keep_alive: str | int | None = None) -> LocalLLM:
+def llm_from_args(
+    args: argparse.Namespace, keep_alive: str | int | None = None, **options: Any
+) -> LocalLLM:
     return LocalLLM(
         binary_path=args.binary,
         model=args.model,
@@ -34,4 +37,5 @@ def llm_from_args(args: argparse.Namespace, keep_alive: str | int | None = None)
         seed=args.seed,
         n_ctx=args.n_ctx,
         keep_alive=keep_alive,
+        **options,
     )

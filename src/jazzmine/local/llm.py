@@ -19,14 +19,14 @@ from .agent_plan import AgentPlan, plan_agent
 from .base import BaseLLM
 from .call import Call, CallFacts
 from .checks import constraint_of
-from .errors import DeadlineExceeded, LLMTimeoutError
+from .errors import DeadlineExceeded, LLMContextLengthError, LLMTimeoutError
 from .limits import ConcurrencyLimit
 from .options import SAMPLING_OPTIONS, Options, call_options, reject_unknown
 from .percall import PerCallTransport
 from .prompt import flatten, validate_messages
 from .prompt_writer import PromptWriter
 from .request import GenerationRequest
-from .stream import AsyncResponseStream, ResponseStream
+from .stream import AsyncResponseStream, Rebuild, ResponseStream
 from .transport import Transport
 from .types import LLMResponse, MessagePart
 
@@ -202,7 +202,8 @@ class LocalLLM(BaseLLM):
         stop: Iterable[str] | None,
         overrides: dict[str, Any],
     ) -> ResponseStream:
-        return ResponseStream(self._call(where, messages, stop, overrides), self._limit)
+        rebuild = self._overflow(where, messages, stop, overrides)
+        return ResponseStream(self._call(where, messages, stop, overrides), self._limit, rebuild)
 
     def _astream(
         self,
@@ -215,8 +216,40 @@ class LocalLLM(BaseLLM):
         validate_messages(messages)
         call_options(where, stop, overrides)
         return AsyncResponseStream(
-            lambda: self._call(where, messages, stop, overrides), self._limit
+            lambda: self._call(where, messages, stop, overrides),
+            self._limit,
+            self._overflow(where, messages, stop, overrides),
         )
+
+    def _overflow(
+        self,
+        where: str,
+        messages: Sequence[MessagePart],
+        stop: Iterable[str] | None,
+        overrides: dict[str, Any],
+    ) -> Rebuild | None:
+        """context_overflow="drop_oldest": on a refusal for length, the same call with
+        the oldest turns left out (the system message and the latest turn are kept)."""
+        from .context import DEFAULT_ATTEMPTS, DROP_OLDEST, trimmed_for
+
+        if self.context_overflow != DROP_OLDEST:
+            return None
+        sent = validate_messages(messages)
+        attempts = [DEFAULT_ATTEMPTS]
+        max_tokens = overrides.get("max_tokens", self.max_tokens)
+
+        def rebuild(refusal: LLMContextLengthError) -> Call | None:
+            nonlocal sent
+            shorter = trimmed_for(sent, refusal, max_tokens) if attempts[0] else None
+            if shorter is None:
+                return None
+            attempts[0] -= 1
+            sent = shorter
+            call = self._call(where, shorter, stop, overrides)
+            call.facts.metrics["messages_left_out"] = len(messages) - len(shorter)
+            return call
+
+        return rebuild
 
     def _call(
         self,

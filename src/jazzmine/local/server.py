@@ -209,6 +209,22 @@ def server_details(server: LlamaServer) -> dict[str, Any]:
     }
 
 
+def _count_tokens(server: LlamaServer, prompt: str, deadline: float | None) -> int | None:
+    """The prompt's tokens as ``/completion`` counts them (special tokens added and
+    parsed), or None when the server cannot say (the call itself will then fail)."""
+    try:
+        answer = server.client().post(
+            "/tokenize",
+            json={"content": prompt, "add_special": True, "parse_special": True},
+            timeout=_timeout(deadline),
+        )
+        return len(answer.json()["tokens"])
+    except httpx.TimeoutException:
+        raise DeadlineExceeded from None
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return None
+
+
 def grown_context(prompt_tokens: int, max_tokens: int | None, trained: int) -> int:
     """Slots for a call of ``prompt_tokens``: the next power of two that holds the prompt
     and its reply (``max_tokens``, else the room a per-call run leaves), at most
@@ -305,7 +321,7 @@ class ServerTransport:
                 raise refusal
             if prompt_tokens >= trained:
                 # As large as the model goes: the same error a per-call run gives.
-                raise context_length_error(prompt_tokens, trained)
+                raise context_length_error(prompt_tokens, trained) from None
             size = grown_context(prompt_tokens, request.max_tokens, trained)
             if size <= refused_by.key.context_per_slot:
                 raise refusal  # already as large as it can be (not reached in practice)
@@ -315,9 +331,40 @@ class ServerTransport:
 
     def open(self, request: GenerationRequest, deadline: float | None) -> ServerSession:
         server = self._begin(deadline)
+        if self._grows and request.max_tokens is not None:
+            server = self._room_for_reply(server, request, request.max_tokens, deadline)
         return ServerSession(
             server, request, server_details(server), deadline, self._grower(request, deadline)
         )
+
+    def _room_for_reply(
+        self,
+        server: LlamaServer,
+        request: GenerationRequest,
+        max_tokens: int,
+        deadline: float | None,
+    ) -> LlamaServer:
+        """The server, or one with larger slots when the prompt fits its slots but the
+        prompt and ``max_tokens`` do not: a per-call run sizes its context for both, so
+        a reply cut short by the slot's end would be warm mode's alone. A token is never
+        shorter than a byte, so only a prompt whose bytes could fill the slot is counted."""
+        slot = server.key.context_per_slot
+        if len(request.prompt.encode("utf-8")) + 1 + max_tokens <= slot:
+            return server
+        trained = trained_context(server.key.model_path)
+        if trained is None or trained <= slot:
+            return server
+        try:
+            prompt_tokens = _count_tokens(server, request.prompt, deadline)
+        except BaseException:
+            server.end_request()
+            raise
+        if prompt_tokens is None or prompt_tokens + 1 + max_tokens <= slot:
+            return server
+        if prompt_tokens >= trained:
+            return server  # too long for any slot: the call itself reports it
+        server.end_request()
+        return self._begin(deadline, at_least=grown_context(prompt_tokens, max_tokens, trained))
 
     def runs_llama_cpp(self) -> bool:
         return True

@@ -11,18 +11,23 @@ ends its model process. The async stream runs the very same call in a thread of 
 from __future__ import annotations
 
 import contextlib
+import functools
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from types import TracebackType
 from typing import Any
 
 from .call import Call, run_call
+from .errors import LLMContextLengthError
 from .limits import ConcurrencyLimit
 from .reply_parts import Piece
 from .types import LLMResponse
 
 # An event of ``events()``: ("text", str), ("reasoning", str) or ("tool_call", ToolCall).
 Event = tuple[str, Any]
+# context_overflow="drop_oldest": given the refusal of a prompt over the context, the
+# call with fewer messages, or None to let the refusal stand.
+Rebuild = Callable[[LLMContextLengthError], Call | None]
 
 _NOT_DONE = "the stream has not been iterated to its end yet: its response is not known"
 
@@ -39,6 +44,13 @@ class _KeepsResponse:
     _response: LLMResponse | None = None
 
     @property
+    def messages_left_out(self) -> int:
+        """How many of the oldest messages ``context_overflow="drop_oldest"`` left out of
+        the call being read (0 when all were sent); known once the stream has started."""
+        call: Call | None = getattr(self, "_call", None)  # an async stream's: once built
+        return int(call.facts.metrics.get("messages_left_out", 0)) if call is not None else 0
+
+    @property
     def response(self) -> LLMResponse:
         """The call's ``LLMResponse``, once the stream was iterated to its end."""
         if self._response is None:
@@ -47,10 +59,33 @@ class _KeepsResponse:
 
 
 class ResponseStream(_KeepsResponse, Iterator[str]):
-    def __init__(self, call: Call, limit: ConcurrencyLimit) -> None:
+    def __init__(
+        self, call: Call, limit: ConcurrencyLimit, rebuild: Rebuild | None = None
+    ) -> None:
         self._call = call
-        self._pieces = run_call(call, limit.hold(call.deadline))
+        self._limit = limit
+        self._rebuild = rebuild
+        self._pieces = self._run()
         self._response: LLMResponse | None = None
+
+    def _run(self) -> Iterator[Piece]:
+        # A prompt over the context is refused before any piece: with a rebuild, the
+        # call is made again with fewer messages, and the caller sees one stream.
+        while True:
+            started = False
+            try:
+                slot = self._limit.hold(self._call.deadline)
+                # closed with this stream, at once: the call's child is ended and reaped
+                with contextlib.closing(run_call(self._call, slot)) as pieces:
+                    for piece in pieces:
+                        started = True
+                        yield piece
+                return
+            except LLMContextLengthError as refusal:
+                retry = None if started or self._rebuild is None else self._rebuild(refusal)
+                if retry is None:
+                    raise
+                self._call = retry
 
     def __iter__(self) -> ResponseStream:
         return self
@@ -105,9 +140,12 @@ class AsyncResponseStream(_KeepsResponse, AsyncIterator[str]):
     """The async twin. ``build`` makes the call (it may probe the binary and render a
     template), so it runs off the event loop too, on first iteration."""
 
-    def __init__(self, build: Callable[[], Call], limit: ConcurrencyLimit) -> None:
+    def __init__(
+        self, build: Callable[[], Call], limit: ConcurrencyLimit, rebuild: Rebuild | None = None
+    ) -> None:
         self._build = build
         self._limit = limit
+        self._rebuild = rebuild
         self._call: Call | None = None
         self._pieces: AsyncIterator[Piece] | None = None
         self._response: LLMResponse | None = None
@@ -142,11 +180,32 @@ class AsyncResponseStream(_KeepsResponse, AsyncIterator[str]):
             yield ("tool_call", call)
 
     async def _run(self) -> AsyncIterator[Piece]:
-        import asyncio  # loaded by async use only (see the package docstring)
-
-        from .bridge import iterate_off_loop, run_off_loop
+        from .bridge import run_off_loop
 
         call = self._call = await run_off_loop(self._build, lambda: None)
+        while True:
+            started = False
+            try:
+                async with contextlib.aclosing(self._run_one(call)) as pieces:
+                    async for piece in pieces:
+                        started = True
+                        yield piece
+                return
+            except LLMContextLengthError as refusal:
+                # As the sync stream: a refused prompt is made again with fewer messages.
+                rebuild = self._rebuild
+                if started or rebuild is None:
+                    raise
+                retry = await run_off_loop(functools.partial(rebuild, refusal), lambda: None)
+                if retry is None:
+                    raise
+                call = self._call = retry
+
+    async def _run_one(self, call: Call) -> AsyncGenerator[Piece, None]:
+        import asyncio  # loaded by async use only (see the package docstring)
+
+        from .bridge import iterate_off_loop
+
         try:
             # The slot is waited for on the loop: a queued call holds no thread.
             async with (
