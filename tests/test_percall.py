@@ -79,3 +79,52 @@ def test_llama_cpp_children_get_a_short_openmp_spin_unless_the_caller_chose(
     assert seen.get("GOMP_SPINCOUNT") == expected
     if env is not None:
         assert set(seen) - set(env) <= {"GOMP_SPINCOUNT"}
+
+
+# ---------- echo removal verifies (fake -p binaries: the real one echoes exactly) ----------
+ECHOING = {
+    "exact echo": ("say(prompt); say(' Hello!')", True),
+    "log line before the echo": ("say('loading model\\n'); say(prompt); say(' Hello!')", False),
+    "echo with one extra space": ("say(prompt.replace(' ', '  ', 1)); say(' Hello!')", False),
+    "no echo": ("say('Hello!')", False),
+}
+
+
+@pytest.mark.parametrize("case", list(ECHOING))
+def test_the_echo_is_removed_only_where_it_matches_exactly(
+    make_script: Callable[..., str], case: str
+) -> None:
+    import fakes
+
+    body, echoed = ECHOING[case]
+    script = make_script("echoing", fakes.PRELUDE + body)
+    for llm in (
+        LocalLLM(binary_path=script, model="m"),
+        LocalLLM(binary_path=script, model="m", argv_template=["-p", "{prompt}"]),
+    ):
+        response = llm.generate(QUESTION)
+        assert response.api_metrics is not None
+        if echoed:
+            assert response.text == "Hello!"
+            assert response.api_metrics["echo"] == "removed"
+        else:
+            # Nothing removed: the reply is the output from its first character (up to a
+            # turn marker, which the flat prompt echoed holds), and the caller is told.
+            assert response.text and response.raw.lstrip().startswith(response.text)
+            assert response.api_metrics["echo"] == "not found"
+
+
+def test_real_llama_completion_as_a_p_binary_has_its_echo_removed(
+    completion_bin: str, model_path: str
+) -> None:
+    llm = LocalLLM(
+        binary_path=completion_bin,
+        model=model_path,
+        max_tokens=8,
+        argv_template=["-m", "{model}", "-p", "{prompt}", "-n", "{max_tokens}", "--temp", "0"],
+        extra_args=["--no-warmup", "--simple-io", "--no-conversation"],
+    )
+    response = llm.generate(QUESTION)
+    assert response.api_metrics is not None and response.api_metrics["echo"] == "removed"
+    question = QUESTION[0].content
+    assert response.text and question not in response.text and question in response.raw

@@ -28,6 +28,9 @@ from .request import GenerationRequest
 MAX_ARGUMENT_BYTES = 128 * 1024 - 1
 # llama-completion prints this when the model ends its reply (an end-of-generation token).
 END_OF_TEXT = " [end of text]"
+# llama-completion ends its output with an empty line (two newlines) after the reply, and
+# prints END_OF_TEXT first when the model ended it: without it, -n or the context did.
+COMPLETION_SHAPE = OutputShape(end_markers=(END_OF_TEXT,), closing="\n\n", marks_every_end=True)
 # llama-cli's chat UI ends a session with this line once the reply is over.
 CHAT_CLI_TRAILERS = ("\n\n\nExiting...", "\n\nExiting...", "\n[ Prompt:")
 # Renders llama-cli's one user message verbatim, so it completes our prompt exactly as
@@ -35,6 +38,8 @@ CHAT_CLI_TRAILERS = ("\n\n\nExiting...", "\n\nExiting...", "\n[ Prompt:")
 PASS_THROUGH_TEMPLATE = "{% for message in messages %}{{ message.content }}{% endfor %}"
 # llama-cli shows at most this many bytes of the prompt it echoes.
 CHAT_CLI_ECHO_LIMIT = 500
+
+
 @dataclass(frozen=True)
 class ModelOptions:
     """Load-time options: the same for every call of one LocalLLM."""
@@ -96,7 +101,7 @@ def _llama_plan(options: ModelOptions, info: BinaryInfo, request: GenerationRequ
         prompt_text = body
     plan = LaunchPlan(
         argv=[options.binary_path],
-        shape=_chat_cli_shape(prompt_text) if chat_cli else OutputShape(end_markers=(END_OF_TEXT,)),
+        shape=_chat_cli_shape(prompt_text) if chat_cli else COMPLETION_SHAPE,
         stop_signal=signal.SIGINT,
         reads_llama_stats=True,
         env=llama_environment(options.env),
@@ -235,7 +240,9 @@ def _sampling_args(request: GenerationRequest) -> list[str]:
 def _load_args(options: ModelOptions) -> list[str]:
     argv: list[str] = []
     if options.n_ctx is not None:
-        argv += ["-c", str(options.n_ctx)]
+        # llama.cpp rounds the context up to a multiple of 256 but caps its batch at the
+        # number given: a prompt between the two aborted llama-completion (get_sub_batch).
+        argv += ["-c", str(-(-options.n_ctx // 256) * 256)]
     if options.threads is not None:
         argv += ["-t", str(options.threads)]
     return argv + list(options.offload_args)

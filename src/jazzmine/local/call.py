@@ -56,9 +56,7 @@ class Call:
     # given the first phase's reply text and its token count, the request or None.
     next_phase: Callable[[str, int], GenerationRequest | None] | None = None
     # Finished earlier phases: their requests, assembled replies and outcomes.
-    phases: list[tuple[GenerationRequest, ReplyAssembler, RunOutcome]] = field(
-        default_factory=list
-    )
+    phases: list[tuple[GenerationRequest, ReplyAssembler, RunOutcome]] = field(default_factory=list)
     session: Session | None = None
     assembler: ReplyAssembler = field(init=False)
     outcome: RunOutcome | None = None
@@ -210,6 +208,7 @@ class Call:
             "prompt_format": self.facts.prompt_format,
             "exit_code": outcome.exit_code,
             "stopped_by": self.assembler.stopped_by,
+            "echo": self.assembler.echo,
             "request_bytes": len(self.request.prompt.encode("utf-8")),
             "response_bytes": len(self._raw().encode("utf-8")),
             "status_code": 0,

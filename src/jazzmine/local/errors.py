@@ -135,8 +135,8 @@ def context_length_error(
 ) -> LLMContextLengthError:
     """The one wording for a prompt over the context, whichever mode found it."""
     return LLMContextLengthError(
-        f"the prompt is {prompt_tokens} tokens, more than the {context_size} tokens of context "
-        "(pass a larger n_ctx, or shorten the conversation)",
+        f"the prompt is {prompt_tokens} tokens, which does not fit the {context_size} tokens of "
+        "context (pass a larger n_ctx, or shorten the conversation)",
         prompt_tokens=prompt_tokens,
         context_size=context_size,
         **details,

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from . import defaults
-from .argv import END_OF_TEXT, LaunchPlan, ModelOptions, build_plan
+from .argv import LaunchPlan, ModelOptions, build_plan
 from .binary import BinaryKind, check_executable, probe
 from .config import LocalConfig
 from .diagnose import failure_cause
@@ -38,7 +38,7 @@ def outcome_of(plan: LaunchPlan, status: ExitStatus, interrupted: bool = False) 
         stderr=status.stderr,
         exit_code=status.returncode,
         interrupted=interrupted,
-        marks_end_of_text=END_OF_TEXT in plan.shape.end_markers and plan.reads_llama_stats,
+        marks_end_of_text=plan.shape.marks_every_end,
     )
     if plan.reads_llama_stats:
         outcome.prompt_tokens, outcome.completion_tokens = parse_llama_counts(status.stderr)

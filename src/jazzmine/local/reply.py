@@ -4,7 +4,9 @@ Shared by every transport and by sync and async alike. It decodes UTF-8 without 
 splitting a character, drops what is not the reply (a banner, the echoed prompt, an
 end-of-text marker, UI chrome after the reply), cuts the reply at stop sequences, strips
 surrounding whitespace the same way for a stream as for a joined reply, and records why
-the reply ended.
+the reply ended. Given llama-completion's output it gives what llama-server gives for the
+same tokens (a stop found as one token at a time finds it; a limit's cut drops a stop's
+first half and a character's first bytes), so both modes give one answer.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ class OutputShape:
     ``trailer_markers``: the reply is over and chrome follows (timings, prompts for input).
     ``token_budget``: for a binary that was not told the caller's ``max_tokens``: the reply
     is cut here (estimated tokens, as usage is), and the run ended.
+    ``closing``: printed after the reply when the binary ends on its own (llama-completion
+    ends its output with an empty line); never reply text, never part of a stop.
+    ``marks_every_end``: the binary prints an end marker whenever the model ends the reply,
+    so output without one was cut by a limit.
     """
 
     preamble_end: str | None = None
@@ -38,6 +44,28 @@ class OutputShape:
     end_markers: tuple[str, ...] = ()
     trailer_markers: tuple[str, ...] = ()
     token_budget: int | None = None
+    closing: str = ""
+    marks_every_end: bool = False
+
+
+# What may come before the echoed prompt: llama.cpp prints the prompt from its tokens, and
+# a tokenizer that adds a leading space prints it too. More than this is not an echo.
+ECHO_LEADING_WHITESPACE = 16
+
+
+def echo_length(output: str, echo: str) -> int | None:
+    """How much of ``output`` is the echoed prompt: its length when the output opens with
+    the echo (after a little whitespace), -1 when it does not, None while undecided."""
+    body = output.lstrip()
+    lead = len(output) - len(body)
+    if lead > ECHO_LEADING_WHITESPACE:
+        return -1
+    wanted = echo.lstrip()
+    if body.startswith(wanted):
+        return lead + len(wanted)
+    if wanted.startswith(body):
+        return None
+    return -1
 
 
 @dataclass
@@ -48,24 +76,25 @@ class ReplyAssembler:
     raw_text: str = ""
     # "stop" when a stop sequence or an end marker was seen; None while undecided.
     finish_reason: str | None = None
+    # The stop sequence (a caller's stop or a turn marker) that ended the reply, if one did.
     stopped_by: str | None = None
+    # For a shape with an echo: "removed", or "not found" (the output is then kept whole).
+    echo: str | None = None
     _decoder: codecs.IncrementalDecoder = field(
         default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace")
     )
     _phase: str = "preamble"
     _pending: str = ""
     _started: bool = False
+    _held_bytes: bytes = b""
 
     def __post_init__(self) -> None:
-        self._markers = tuple(
-            marker
-            for marker in (
-                *self.stop_sequences,
-                *self.shape.end_markers,
-                *self.shape.trailer_markers,
-            )
-            if marker
+        self._stops = tuple(stop for stop in self.stop_sequences if stop)
+        # What the binary prints around the reply, never the model: not a stop's to match.
+        self._chrome = tuple(
+            marker for marker in (*self.shape.end_markers, *self.shape.trailer_markers) if marker
         )
+        self._markers = (*self._stops, *self._chrome)
         if self.shape.preamble_end is None:
             self._phase = "echo" if self.shape.echo else "body"
 
@@ -76,22 +105,46 @@ class ReplyAssembler:
 
     def feed(self, data: bytes) -> list[str]:
         """Take raw bytes; return the reply pieces they complete (possibly none)."""
+        closing = self.shape.closing.encode("utf-8")
+        if closing:
+            # Bytes that may begin the closing wait for the next read (at most its length),
+            # so a stop is never matched against it.
+            data = self._held_bytes + data
+            held = _overlap(data, closing)
+            self._held_bytes = data[len(data) - held :]
+            data = data[: len(data) - held]
         return self._feed_text(self._decoder.decode(data))
 
     def finish(self) -> list[str]:
         """The producer ended: release what was held back for marker matching."""
-        pieces = self._feed_text(self._decoder.decode(b"", final=True))
+        if self._phase == "done":
+            return []
+        held, self._held_bytes = self._held_bytes, b""
+        closing = held == self.shape.closing.encode("utf-8") and bool(held)
+        text = "" if closing else self._decoder.decode(held)
+        pieces = self._feed_text(text)
+        # A character whose last bytes never came was cut by the limit: it is not text
+        # (llama-server never sends it either), so it is dropped, not shown as U+FFFD.
+        # ``raw_text`` keeps all the output, the cut character and the closing too.
+        cut = self._decoder.decode(b"", final=True)
+        self.raw_text += cut + (self.shape.closing if closing else "")
         if self._phase in ("preamble", "echo"):
             # The binary never printed what we waited for: what it did print is the reply,
             # still cut at stops and trailers.
+            if self.shape.echo and self.echo is None:
+                self.echo = "not found"
             self._phase = "body"
-            pieces += self._scan_body()
+        pieces += self._scan_body(final=True)
         if self._phase == "done":
             return pieces
-        tail = self._pending.rstrip()
+        tail = self._pending
+        if self.shape.marks_every_end:
+            # A limit cut the reply: what could begin a stop is dropped, as llama-server
+            # drops it, so both modes give one answer.
+            tail = tail[: len(tail) - _longest_partial(tail, self._stops)]
         self._pending = ""
         self._phase = "done"
-        return [*pieces, *self._emit(self._trim_start(tail))]
+        return [*pieces, *self._emit(self._trim_start(tail.rstrip()))]
 
     def _feed_text(self, text: str) -> list[str]:
         if not text or self._phase == "done":
@@ -106,28 +159,36 @@ class ReplyAssembler:
             self._pending = self._pending[at + len(self.shape.preamble_end) :]
             self._phase = "echo" if self.shape.echo else "body"
         if self._phase == "echo":
-            echo = self.shape.echo
-            assert echo is not None
-            if self._pending.startswith(echo):
-                self._pending = self._pending[len(echo) :]
-            elif echo.startswith(self._pending):
+            assert self.shape.echo is not None
+            # Held back only until the echo's length has come or a difference shows.
+            length = echo_length(self._pending, self.shape.echo)
+            if length is None:
                 return []
+            if length >= 0:
+                self._pending = self._pending[length:]
+                self.echo = "removed"
+            else:
+                self.echo = "not found"
             self._phase = "body"
         return self._scan_body()
 
-    def _scan_body(self) -> list[str]:
+    def _scan_body(self, final: bool = False) -> list[str]:
         # Markers are looked for before any whitespace is stripped: a reply that opens
         # with "\nUser:" is a new turn, not text.
         text = self._pending
-        cut = self._first_marker(text)
+        cut = self._first_marker(text, final)
         if cut is not None:
             at, marker = cut
             self._pending = ""
             self._phase = "done"
-            self.stopped_by = marker
+            self.stopped_by = marker if marker in self._stops else None
             self.finish_reason = "stop" if marker not in self.shape.trailer_markers else None
             return self._emit(self._trim_start(text[:at].rstrip()))
-        hold = self._held_suffix_length(text)
+        # A stop that reaches into chrome still arriving is held whole until that is decided.
+        blocked = [at for at in (text.find(stop) for stop in self._stops) if at >= 0]
+        hold = max(
+            _longest_partial(text, self._markers), len(text) - min(blocked, default=len(text))
+        )
         # Trailing whitespace is held as well, so a stream strips exactly like a joined reply.
         ready = text[: len(text) - hold]
         safe = ready.rstrip()
@@ -154,23 +215,48 @@ class ReplyAssembler:
         self.reply_text += piece
         return [piece]
 
-    def _first_marker(self, text: str) -> tuple[int, str] | None:
-        best: tuple[int, str] | None = None
-        for marker in self._markers:
+    def _first_marker(self, text: str, final: bool) -> tuple[int, str] | None:
+        """Where the reply ends: the stop that is complete first (then the one that starts
+        first), as a reader of one token at a time such as llama-server sees it however
+        reads are cut; else the first chrome marker."""
+        chrome: tuple[int, str] | None = None
+        for marker in self._chrome:
             at = text.find(marker)
-            if at >= 0 and (best is None or at < best[0]):
-                best = (at, marker)
-        return best
+            if at >= 0 and (chrome is None or at < chrome[0]):
+                chrome = (at, marker)
+        # A stop may not reach into chrome, even chrome still arriving: llama-completion's
+        # " [end of text]" holds a space, llama-cli's "\n\n\nExiting..." newlines.
+        limit = len(text) if final else len(text) - _longest_partial(text, self._chrome)
+        if chrome is not None:
+            limit = min(limit, chrome[0])
+        best: tuple[int, int, str] | None = None
+        for stop in self._stops:
+            at = text.find(stop)
+            end = at + len(stop)
+            if at >= 0 and end <= limit and (best is None or (end, at) < best[:2]):
+                best = (end, at, stop)
+        if best is not None:
+            return best[1], best[2]
+        return chrome
 
-    def _held_suffix_length(self, text: str) -> int:
-        """Length of the longest end of ``text`` that could begin a marker."""
-        longest = 0
-        for marker in self._markers:
-            for size in range(min(len(marker) - 1, len(text)), longest, -1):
-                if text.endswith(marker[:size]):
-                    longest = size
-                    break
-        return longest
+
+def _longest_partial(text: str, markers: Sequence[str]) -> int:
+    """Length of the longest end of ``text`` that could begin one of ``markers``."""
+    longest = 0
+    for marker in markers:
+        for size in range(min(len(marker) - 1, len(text)), longest, -1):
+            if text.endswith(marker[:size]):
+                longest = size
+                break
+    return longest
+
+
+def _overlap(data: bytes, closing: bytes) -> int:
+    """Length of the longest end of ``data`` that begins ``closing``."""
+    for size in range(min(len(closing), len(data)), 0, -1):
+        if data.endswith(closing[:size]):
+            return size
+    return 0
 
 
 # llama-completion's refusal of a prompt longer than its context (common/ and
@@ -185,8 +271,11 @@ def failure_of(outcome: RunOutcome, binary: str, partial_text: str) -> LLMError 
         return None
     too_long = _TOO_LONG.search(outcome.stderr)
     if too_long is not None:
+        # llama-completion prints n_ctx - 4 as its "max": the context is 4 more, as
+        # llama-server reports it
+        context = int(too_long.group(2)) + 4
         return context_length_error(
-            int(too_long.group(1)), int(too_long.group(2)), stderr=outcome.stderr, exit_code=code
+            int(too_long.group(1)), context, stderr=outcome.stderr, exit_code=code
         )
     if code < 0:
         signum = -code

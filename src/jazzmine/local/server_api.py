@@ -56,6 +56,10 @@ def outcome_of(final: dict[str, Any] | None, interrupted: bool, stderr: str) -> 
         "stop_type": stop_type,
         "id_slot": final.get("id_slot"),
     }
+    if stop_type == "word":
+        # The server cut the stop from the text, so only it can say which one matched
+        # (a caller's stop or a turn marker, reported as per call reports it).
+        outcome.details["stopped_by"] = final.get("stopping_word") or None
     return outcome
 
 
