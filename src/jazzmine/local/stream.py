@@ -59,9 +59,7 @@ class _KeepsResponse:
 
 
 class ResponseStream(_KeepsResponse, Iterator[str]):
-    def __init__(
-        self, call: Call, limit: ConcurrencyLimit, rebuild: Rebuild | None = None
-    ) -> None:
+    def __init__(self, call: Call, limit: ConcurrencyLimit, rebuild: Rebuild | None = None) -> None:
         self._call = call
         self._limit = limit
         self._rebuild = rebuild
