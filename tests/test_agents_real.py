@@ -179,3 +179,21 @@ def test_a_reasoning_budget_runs_thinking_then_answer_on_the_real_binary(
         assert stream.response.reasoning == response.reasoning
         off = llm.build_request(ASK, reasoning=False)
         assert off.prompt.endswith("<think>\n\n</think>\n\n")
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_a_grammar_after_thinking_is_accepted_by_llama_cpp(
+    completion_bin: str, model_path: str, mode: str
+) -> None:
+    with LocalLLM(
+        binary_path=completion_bin,
+        model=model_path,
+        chat_template=QWEN3,
+        max_tokens=40,
+        temperature=0.0,
+        **MODES[mode],  # type: ignore[arg-type]
+    ) as llm:
+        request = llm.build_request(ASK, grammar='root ::= "yes" | "no"')
+        assert request.grammar is not None and "</think>" in request.grammar
+        response = llm.generate(ASK, grammar='root ::= "yes" | "no"')
+        assert response.text in ("yes", "no"), response.raw

@@ -20,7 +20,7 @@ from .reasoning import ReasoningSplitter, opened_in_prompt
 from .reply_parts import ReplyParts
 from .request import GenerationRequest
 from .tools import Think, ToolPlan, plan_tools
-from .tools_grammar import answer_after_thinking, thinking_only
+from .tools_grammar import answer_after_thinking, grammar_after_thinking, thinking_only
 from .tools_spec import Tool
 from .types import MessagePart
 
@@ -83,6 +83,8 @@ class AgentPlan:
             return Constraint(grammar=eager.grammar, server_grammar=lazy.server_fields())
         if json_schema is not None and self.think is not None:
             return Constraint(grammar=answer_after_thinking(json_schema, self.think))
+        if grammar is not None and self.think is not None:
+            return Constraint(grammar=grammar_after_thinking(grammar, self.think))
         return Constraint(json_schema, grammar)
 
     def thinking_request(self, request: GenerationRequest, budget: int) -> GenerationRequest:

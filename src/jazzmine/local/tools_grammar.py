@@ -20,6 +20,7 @@ grammar is always eager.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -126,6 +127,29 @@ def answer_after_thinking(schema: dict[str, Any], think: Think) -> str:
     prefix = _think_prefix(g, think)
     g.rules["root"] = f"{prefix}{g.schema(schema, 'answer')}"
     return _root_first(g)
+
+
+# Rule names in GBNF text, outside strings, character classes and comments.
+_GBNF_PARTS = re.compile(
+    r'"(?:[^"\\]|\\.)*"|\[(?:[^\]\\]|\\.)*\]|#[^\n]*|\{[0-9, ]*\}|([A-Za-z][A-Za-z0-9-]*)'
+)
+_PREFIX = "jazzmine-"
+
+
+def grammar_after_thinking(grammar: str, think: Think) -> str:
+    """A caller's GBNF grammar applied to the answer, with the reasoning block allowed
+    before it: the caller's rules are renamed (``root`` included) so that none meets the
+    thinking's own, and the new root is the thinking then the caller's root."""
+
+    def rename(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return match.group(0) if name is None else f"{_PREFIX}{name}"
+
+    renamed = _GBNF_PARTS.sub(rename, grammar)
+    g = Grammar()
+    prefix = _think_prefix(g, think)
+    g.rules["root"] = f"{prefix}{_PREFIX}root"
+    return _root_first(g) + renamed.rstrip("\n") + "\n"
 
 
 def thinking_only(think: Think) -> str:
