@@ -4,14 +4,12 @@ Each fixture template gets one real llama-server (the base model, Gemma 3 270M, 
 private Unix socket), shared by every conversation rendered against it and always stopped
 afterwards. The base model carries no template of its own and its tokenizer adds a BOS,
 so what is compared is the fixture template alone, with the BOS handling exercised.
+Plain conversations, tools and tool history (calls, results, a second turn), and the
+thinking switch (``chat_template_kwargs={"enable_thinking": ...}``) are all compared.
 """
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ import httpx
 import pytest
 from gguf_files import write_gguf
 from jinja2.exceptions import SecurityError
+from template_server import apply_template, same_as_server, template_server
 
 from jazzmine.local import gguf
 from jazzmine.local.errors import LLMInvalidRequestError
@@ -35,7 +34,13 @@ from jazzmine.local.template import (
 from jazzmine.local.types import MessagePart as M
 
 TEMPLATES = Path(__file__).parent / "fixtures" / "templates"
-TEMPLATE_FILES = sorted(TEMPLATES.glob("*.jinja")) + sorted(TEMPLATES.glob("synthetic/*.jinja"))
+# reasoning/ holds templates the tool-family tests (test_tools.py) do not list;
+# tool_use/ holds tool-use variants, rendered from a model file (test_template_tools.py)
+TEMPLATE_FILES = [
+    *sorted(TEMPLATES.glob("*.jinja")),
+    *sorted(TEMPLATES.glob("reasoning/*.jinja")),
+    *sorted(TEMPLATES.glob("synthetic/*.jinja")),
+]
 
 CONVERSATIONS: dict[str, list[M]] = {
     "system_and_user": [M("system", "You are terse."), M("user", "Hi there")],
@@ -58,18 +63,79 @@ CONVERSATIONS: dict[str, list[M]] = {
 }
 
 
-def _wait_healthy(client: httpx.Client, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"llama-server exited ({process.returncode}):\n{log.read_text()[-2000:]}")
-        try:
-            if client.get("/health").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"llama-server did not become healthy:\n{log.read_text()[-2000:]}")
+# Tools as Tool.as_template_tool() writes them: quotes, non-ASCII and a float in the
+# schema (templates print them with tojson), and one with no description.
+TOOLS: list[dict[str, Any]] = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": 'The weather in a city, "now" or later (café)',
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "city": {"type": "string", "description": "City name"},
+                    # llama.cpp writes floats with six significant digits: 1.0 is "1"
+                    "days": {"type": "number", "minimum": 1.0, "maximum": 7.25},
+                },
+                "required": ["city"],
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "clock",
+            "description": "",
+            "parameters": {"type": "object", "properties": {}},
+        },
+    },
+]
+
+
+def _call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+# Mistral's templates want call ids of exactly nine alphanumerics
+WEATHER = _call("call12345", "get_weather", '{"city": "Paris", "days": 2.0}')
+CLOCK = _call("call67890", "clock", "{}")
+
+TOOL_CONVERSATIONS: dict[str, list[M]] = {
+    "tools_offered": [M("system", "Be brief."), M("user", "Weather in Paris?")],
+    "call_and_result": [
+        M("system", "Be brief."),
+        M("user", "Weather in Paris?"),
+        M("assistant", "", tool_calls=[WEATHER]),
+        M("tool", '{"sky": "clear", "temp": 21.5}', tool_call_id="call12345", name="get_weather"),
+    ],
+    "second_turn": [
+        M("user", "Weather in Paris?"),
+        M("assistant", "", tool_calls=[WEATHER]),
+        M("tool", "sunny, 21C", tool_call_id="call12345"),
+        M("assistant", "It is sunny in Paris."),
+        M("user", "And what time is it?"),
+    ],
+    "text_beside_call": [
+        M("user", "Weather in Paris, and the time?"),
+        M("assistant", "Let me check.", tool_calls=[WEATHER]),
+        M("tool", "sunny", tool_call_id="call12345"),
+    ],
+    "two_calls": [
+        M("user", "Weather in Paris, and the time?"),
+        M("assistant", "", tool_calls=[WEATHER, CLOCK]),
+        M("tool", "sunny", tool_call_id="call12345", name="get_weather"),
+        M("tool", "12:00", tool_call_id="call67890", name="clock"),
+    ],
+    # a template reading arguments as an object cannot parse these: llama.cpp refuses
+    "arguments_not_json": [
+        M("user", "Weather?"),
+        M("assistant", "", tool_calls=[_call("call12345", "get_weather", "{city: Paris}")]),
+        M("tool", "sunny", tool_call_id="call12345"),
+    ],
+    # ends on a call: llama-server refuses to continue it
+    "ends_on_a_call": [M("user", "Weather in Paris?"), M("assistant", "", tool_calls=[WEATHER])],
+}
 
 
 @pytest.fixture(scope="session")
@@ -83,49 +149,10 @@ def server(
 ) -> Iterator[tuple[Path, httpx.Client]]:
     """A llama-server rendering with one fixture template, on a private Unix socket."""
     template_path: Path = request.param
-    bin_dir, model = real_build[0], base_model_path
-    # short private directory: Unix socket paths are limited to ~107 bytes
-    workdir = Path(tempfile.mkdtemp(prefix="jz-tpl-", dir="/tmp"))
-    socket_path = workdir / "s.sock"
-    log = workdir / "server.log"
-    argv = [
-        str(bin_dir / "llama-server"),
-        "-m", str(model),
-        "--host", str(socket_path),
-        "--jinja", "--chat-template-file", str(template_path),
-        "--no-slots", "--offline", "--no-webui", "-c", "512",
-    ]  # fmt: skip
-    with open(log, "wb") as log_file:
-        process = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT
-        )
-    client = httpx.Client(
-        transport=httpx.HTTPTransport(uds=str(socket_path), verify=False),
-        base_url="http://llama-server",
-        trust_env=False,
-        timeout=60,
-    )
-    try:
-        _wait_healthy(client, process, log)
+    with template_server(
+        real_build[0], base_model_path, "--chat-template-file", str(template_path)
+    ) as client:
         yield template_path, client
-    finally:
-        client.close()
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _apply_template(
-    client: httpx.Client, messages: list[M], add_generation_prompt: bool
-) -> httpx.Response:
-    body: dict[str, Any] = {"messages": [{"role": m.role, "content": m.content} for m in messages]}
-    if not add_generation_prompt:
-        body["add_generation_prompt"] = False
-    return client.post("/apply-template", json=body)
 
 
 def _template(path: Path, tokens: gguf.TokenizerInfo) -> ChatTemplate:
@@ -148,7 +175,7 @@ def test_render_is_byte_identical_to_llama_server(
 ) -> None:
     template_path, client = server
     messages = CONVERSATIONS[conversation]
-    response = _apply_template(client, messages, add_generation_prompt)
+    response = apply_template(client, messages, add_generation_prompt)
     assert response.status_code == 200, response.text
     expected = response.json()["prompt"]
     rendered = render(
@@ -165,15 +192,45 @@ def test_a_template_error_is_the_same_error_as_llama_servers(
     """Two user turns in a row: templates that refuse it say so, the others render."""
     template_path, client = server
     messages = [M("user", "first"), M("user", "second")]
-    response = _apply_template(client, messages, True)
+    response = apply_template(client, messages, True)
+    same_as_server(response, _template(template_path, model_tokens), messages)
+
+
+THINKING = [None, False, True]
+THINKING_IDS = ["default", "nothink", "think"]
+
+
+@pytest.mark.parametrize("enable_thinking", THINKING, ids=THINKING_IDS)
+@pytest.mark.parametrize("with_tools", [True, False], ids=["tools", "notools"])
+@pytest.mark.parametrize("conversation", list(TOOL_CONVERSATIONS))
+def test_tools_and_tool_history_render_as_llama_server_does(
+    server: tuple[Path, httpx.Client],
+    model_tokens: gguf.TokenizerInfo,
+    conversation: str,
+    with_tools: bool,
+    enable_thinking: bool | None,
+) -> None:
+    template_path, client = server
+    messages = TOOL_CONVERSATIONS[conversation]
+    tools = TOOLS if with_tools else None
+    response = apply_template(client, messages, True, tools, enable_thinking)
     template = _template(template_path, model_tokens)
-    if response.status_code == 200:
-        assert render(template, messages) == response.json()["prompt"]
-        return
-    with pytest.raises(LLMInvalidRequestError) as caught:
-        render(template, messages)
-    assert caught.value.message
-    assert caught.value.message in response.json()["error"]["message"]
+    same_as_server(response, template, messages, tools=tools, enable_thinking=enable_thinking)
+
+
+@pytest.mark.parametrize("enable_thinking", [False, True], ids=["nothink", "think"])
+@pytest.mark.parametrize("conversation", list(CONVERSATIONS))
+def test_the_thinking_switch_renders_as_llama_server_does(
+    server: tuple[Path, httpx.Client],
+    model_tokens: gguf.TokenizerInfo,
+    conversation: str,
+    enable_thinking: bool,
+) -> None:
+    template_path, client = server
+    messages = CONVERSATIONS[conversation]
+    response = apply_template(client, messages, True, None, enable_thinking)
+    template = _template(template_path, model_tokens)
+    same_as_server(response, template, messages, enable_thinking=enable_thinking)
 
 
 # --- without a server ---------------------------------------------------------------

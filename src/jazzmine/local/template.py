@@ -15,21 +15,22 @@ template comes from (the GGUF file, a file, text, or the ChatML fallback), check
 ``template_jinja`` (the sandboxed engine), ``template_strings`` (ASCII string methods),
 ``template_caps`` and ``template_probe`` (capability probes), ``template_reasoning`` and
 ``template_diff`` (reasoning detection), ``template_rewrite`` (message rewrites and
-prefill), ``template_markers`` (turn-end stop strings).
+prefill), ``template_tools`` (tools, tool history, the tool-use variant),
+``template_markers`` (turn-end stop strings).
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jinja2
 
 from . import template_caps, template_jinja
 from .errors import LLMInvalidRequestError
-from .gguf import TokenizerInfo, read_tokenizer_info
+from .gguf import TokenizerInfo, read_metadata, read_tokenizer_info
 from .gguf import clear_cache as _clear_gguf_cache
 from .template_budget import MAX_TEXT, TemplateLimitError, deadline_scope
 from .template_caps import capabilities
@@ -37,6 +38,7 @@ from .template_jinja import compile_template, run, strftime_now
 from .template_markers import end_of_turn_markers
 from .template_rewrite import continuation, prepare
 from .template_source import CHATML_TEMPLATE, ChatTemplate, named_source
+from .template_tools import template_tools, tool_template
 from .types import MessagePart
 
 __all__ = [
@@ -48,24 +50,46 @@ __all__ = [
     "render",
     "template_from_gguf",
     "template_with_tokens",
+    "tool_template",
 ]
+
+# the GGUF key of a model's tool-use template (LLM_KV_TOKENIZER_CHAT_TEMPLATE, "tool_use")
+TOOL_USE_KEY = "tokenizer.chat_template.tool_use"
 
 
 def template_from_gguf(path: str | os.PathLike[str]) -> ChatTemplate | None:
     """The template stored in a GGUF file, or None when it has none.
 
     Reads only the header (cached per path, mtime and size), never the weights, and
-    decodes only the BOS and EOS strings of the vocabulary.
+    decodes only the BOS and EOS strings of the vocabulary. A tool-use variant
+    (``tokenizer.chat_template.tool_use``) comes along as ``tool_use_source``; as in
+    common_chat_templates_init, it is also the template of a model whose own is
+    missing, empty or "chatml", and it is ignored when it does not parse.
     """
     info = read_tokenizer_info(path)
-    if info.chat_template is None:
+    found = read_metadata(path, [TOOL_USE_KEY]).get(TOOL_USE_KEY)
+    tool_use = found if isinstance(found, str) and found else None
+    source = info.chat_template
+    own = source not in (None, "", "chatml")
+    if tool_use is not None and not own:
+        source = tool_use
+    if source is None:
         return None
-    return template_with_tokens(named_source(info.chat_template), info)
+    if tool_use is not None and own:
+        try:
+            compile_template(tool_use)
+        except LLMInvalidRequestError:
+            tool_use = None  # llama.cpp logs it and renders with the main template
+    return template_with_tokens(named_source(source), info, tool_use)
 
 
-def template_with_tokens(source: str, info: TokenizerInfo) -> ChatTemplate:
+def template_with_tokens(
+    source: str, info: TokenizerInfo, tool_use_source: str | None = None
+) -> ChatTemplate:
     """``source`` with the model's BOS/EOS strings and whether its tokenizer adds them."""
-    return ChatTemplate(source, info.bos_token, info.eos_token, info.add_bos, info.add_eos)
+    return ChatTemplate(
+        source, info.bos_token, info.eos_token, info.add_bos, info.add_eos, tool_use_source
+    )
 
 
 def load_template(value: str, bos_token: str = "", eos_token: str = "") -> str:
@@ -101,29 +125,43 @@ def render(
     *,
     add_generation_prompt: bool = True,
     deadline: float | None = None,
+    tools: Sequence[Mapping[str, Any]] | None = None,
+    enable_thinking: bool | None = None,
 ) -> str:
     """The prompt text llama-server's ``/apply-template`` produces for ``messages``.
 
+    ``tools`` (llama.cpp's shape, ``Tool.as_template_tool()``) reach the template as
+    ``tools`` only when there are some, and then the model's tool-use variant renders
+    if it has one. ``enable_thinking`` None leaves the template's ``enable_thinking`` to
+    llama-server's default (on for the templates it finds reasoning); False or True is
+    ``chat_template_kwargs={"enable_thinking": ...}`` (``--reasoning off``/``on``).
+
     Raises LLMInvalidRequestError when the template does not parse, raises (its message
     is the error's), attempts something the sandbox forbids, or does more work or builds
-    more text than a rendering may (``template_budget``). Past ``deadline`` (a
-    ``time.monotonic()`` value) the rendering stops with DeadlineExceeded.
+    more text than a rendering may (``template_budget``); or when a tool or tool call is
+    malformed. Past ``deadline`` (a ``time.monotonic()`` value) the rendering stops with
+    DeadlineExceeded.
     """
     with deadline_scope(deadline):
-        compiled = compile_template(template.source)
+        tool_list = template_tools(tools) if tools else []
+        used = tool_template(template) if tool_list else template
+        compiled = compile_template(used.source)
         try:
-            caps = capabilities(template)
+            caps = capabilities(used)
+            # llama-server decides its default once, from the template without tools
+            default = caps if used is template else capabilities(template)
         except TemplateLimitError as exc:
             # a probe rendering ran out of steps or room: the prompt would too
             raise LLMInvalidRequestError(f"chat template failed: {exc}") from exc
+        thinking = default.thinking if enable_thinking is None else enable_thinking
         now = time.time()
-        msgs, prefill = prepare(messages, template.source, caps)
+        msgs, prefill = prepare(messages, used.source, caps)
         if prefill is not None:
             # the model continues the prefilled message instead of starting a new one
             add_generation_prompt = False
 
         def apply(generation_prompt: bool) -> str:
-            return _apply(compiled, template, msgs, generation_prompt, caps.thinking, now)
+            return _apply(compiled, used, msgs, generation_prompt, thinking, tool_list, now)
 
         prompt = apply(add_generation_prompt)
         if prefill:
@@ -147,6 +185,7 @@ def _apply(
     msgs: list[dict[str, Any]],
     add_generation_prompt: bool,
     enable_thinking: bool,
+    tools: list[dict[str, Any]],
     now: float,
 ) -> str:
     """common_chat_template_direct_apply_impl: one rendering plus the BOS/EOS strip."""
@@ -167,6 +206,9 @@ def _apply(
         "date_string": time.strftime("%d %b %Y", local),
         "strftime_now": lambda fmt: strftime_now(fmt, local),
     }
+    # llama.cpp sets tools only when there are some: templates test "tools is defined"
+    if tools:
+        context["tools"] = tools
     # llama.cpp only sets the flag when true, so a template sees it undefined otherwise.
     if add_generation_prompt:
         context["add_generation_prompt"] = True

@@ -176,9 +176,9 @@ def _tool_caps(compiled: jinja2.Template) -> tuple[bool, bool, bool]:
         if "tools.0.function.name" not in uses.paths:
             supports_tools = False
         if "messages.1.tool_calls" not in uses.paths:
-            return supports_tools, False, False
-        if "messages.1.tool_calls.0.function.arguments.arg" in uses.paths:
-            return supports_tools, supports_calls, True
+            supports_calls = False
+        elif "messages.1.tool_calls.0.function.arguments.arg" in uses.paths:
+            return supports_tools, supports_calls, True  # (only an object has .arg)
     return supports_tools, supports_calls, False
 
 

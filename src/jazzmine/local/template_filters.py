@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .template_budget import MAX_WALK, built, check_items, check_text, is_int, refuse, step
@@ -145,6 +145,21 @@ def _guard_tojson(a: dict[str, Any]) -> None:
         check_text(chars + items * (max(pad, 0) * depth + 2))
 
 
+# Filters whose value, when a generator (what jinja2's map, select and selectattr
+# return), is made a list first: llama.cpp's filters return arrays, so ``tools |
+# map(attribute='function') | tojson`` prints a JSON array there.
+_LISTING = frozenset({"tojson"})
+
+
+def _as_list(items: Iterator[Any]) -> list[Any]:
+    found: list[Any] = []
+    for item in items:
+        step()
+        found.append(item)
+    check_items(len(found))
+    return found
+
+
 # Per filter: a check of its arguments, bound by name to the filter's own signature.
 _GUARDS: dict[str, Callable[[dict[str, Any]], None]] = {
     "center": _guard_center,
@@ -176,10 +191,13 @@ def metered_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any
     value_index = 1 if hasattr(function, "jinja_pass_arg") else 0
     walking = name in _WALKING
     printing = name in _PRINTING
+    listing = name in _LISTING
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         step()
+        if listing and len(args) > value_index and isinstance(args[value_index], Iterator):
+            args = (*args[:value_index], _as_list(args[value_index]), *args[value_index + 1 :])
         if walking and len(args) > value_index:
             value = args[value_index]
             if isinstance(value, (str, list, tuple, dict)) and len(value) > MAX_WALK:

@@ -91,7 +91,9 @@ class UseDict(dict[str, Any]):
     __slots__ = ("_path", "_uses")
 
     def __init__(self, data: dict[str, Any], uses: Uses, path: str) -> None:
-        super().__init__({key: tracked(value, uses, f"{path}.{key}") for key, value in data.items()})
+        super().__init__(
+            {key: tracked(value, uses, f"{path}.{key}") for key, value in data.items()}
+        )
         self._uses = uses
         self._path = path
 

@@ -1,8 +1,10 @@
 """The rewrites llama.cpp makes to the messages before, and to the prompt after, rendering.
 
-Mirrors ``common_chat_templates_apply_jinja`` in llama.cpp's ``common/chat.cpp``: its
-``workaround::trim_all_content`` (StepFun) and ``workaround::system_message_not_supported``,
-and ``messages_inp_normalizer`` (content as typed parts); and the prefill: a trailing
+Mirrors ``common_chat_templates_apply_jinja`` in llama.cpp's ``common/chat.cpp``: the
+messages as ``render_message_to_json`` writes them (``template_tools``), its
+``workaround::trim_all_content`` (StepFun), ``workaround::system_message_not_supported``
+and ``workaround::func_args_not_string``, and ``messages_inp_normalizer`` (content as
+typed parts); and the prefill: a trailing
 assistant message is continued rather than answered (``oaicompat_chat_params_parse``
 in ``tools/server/server-common.cpp``), with the generation prompt and an empty
 reasoning block in front of it (``peg_generator::generate_parser`` in
@@ -17,6 +19,7 @@ from typing import Any
 from .errors import LLMInvalidRequestError
 from .template_caps import Caps
 from .template_diff import common_prefix, trim_ascii
+from .template_tools import arguments_as_objects, message_dict
 from .types import MessagePart
 
 _STEPFUN_MARKER = "You have access to the following functions in JSONSchema format"
@@ -28,9 +31,10 @@ def prepare(
     """The messages as the template gets them, and the prefill (None when there is none).
 
     Raises LLMInvalidRequestError, as llama-server does, for two trailing assistant
-    messages.
+    messages, a trailing one that calls tools, and call arguments that are not JSON when
+    the template reads them as an object.
     """
-    msgs: list[dict[str, Any]] = [{"role": m.role, "content": m.content} for m in messages]
+    msgs: list[dict[str, Any]] = [message_dict(m) for m in messages]
     if _STEPFUN_MARKER in source:
         # workaround::trim_all_content: leftover whitespace sends StepFun into loops
         for msg in msgs:
@@ -44,10 +48,16 @@ def prepare(
             raise LLMInvalidRequestError(
                 "Cannot have 2 or more assistant messages at the end of the list."
             )
+        if msgs[-1].get("tool_calls"):
+            raise LLMInvalidRequestError(
+                "Cannot continue an assistant message that contains tool calls."
+            )
         prefill = str(msgs.pop()["content"])
 
     if not caps.system_role:
         _merge_system_message(msgs)
+    if caps.object_arguments:
+        arguments_as_objects(msgs)
     if caps.only_typed_content:
         # messages_inp_normalizer: the template reads content as a list of parts
         for msg in msgs:

@@ -25,7 +25,7 @@ from jinja2.ext import Extension, loopcontrols
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .template_budget import built, step
-from .template_builtins import lipsum, raise_exception, strftime_now, tojson
+from .template_builtins import lipsum, raise_exception, safe, strftime_now, string, tojson
 from .template_filters import metered_filter
 from .template_metering import add_metering_filters
 from .template_operators import check_binop, check_method, joined_items
@@ -165,6 +165,8 @@ def make_environment() -> ImmutableSandboxedEnvironment:
         finalize=finalize,
     )
     env.filters["tojson"] = tojson
+    env.filters["safe"] = safe
+    env.filters["string"] = string
     for name, function in STRING_FUNCTIONS.items():
         env.filters[name] = function
     env.filters["trim"] = STRING_FUNCTIONS["strip"]

@@ -26,6 +26,9 @@ class ChatTemplate:
 
     ``add_bos``/``add_eos`` mirror the model's tokenizer settings: when the tokenizer
     adds BOS itself, llama.cpp strips a BOS the template wrote so it is not doubled.
+    ``tool_use_source`` is the model's tool-use variant
+    (``tokenizer.chat_template.tool_use``), which llama.cpp renders with instead when a
+    request carries tools; only a GGUF file supplies one.
     """
 
     source: str
@@ -33,6 +36,7 @@ class ChatTemplate:
     eos_token: str
     add_bos: bool = True
     add_eos: bool = False
+    tool_use_source: str | None = None
 
 
 def named_source(source: str) -> str:
