@@ -259,3 +259,138 @@ def test_a_template_that_does_not_think_leaves_think_tags_in_the_text() -> None:
     llm = LocalLLM(transport=transport, prompt_format="flat")
     response = llm.generate(ASK)
     assert (response.text, response.reasoning) == ("<think>x</think>y", None)
+
+
+# ---------- each family's own format, through the template that speaks it ----------
+
+FAMILY_REPLIES = {
+    "Qwen-Qwen2.5-7B-Instruct.jinja": (
+        "hermes",
+        'Let me check.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n'
+        "</tool_call>",
+        "Let me check.",
+    ),
+    "meta-llama-Llama-3.1-8B-Instruct.jinja": (
+        "llama3",
+        '{"name": "get_weather", "parameters": {"city": "Paris"}}',
+        "",
+    ),
+    "mistralai-Mistral-Nemo-Instruct-2407.jinja": (
+        "mistral_nemo",
+        '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris"}, "id": "a1b2c3d4e"}]',
+        "",
+    ),
+    "Mistral-Small-3.2-24B-Instruct-2506.jinja": (
+        "mistral",
+        '[TOOL_CALLS]get_weather[ARGS]{"city": "Paris"}',
+        "",
+    ),
+    "google-gemma-2-2b-it.jinja": ("generic", ENVELOPE, ""),
+}
+
+
+@pytest.mark.parametrize("template", sorted(FAMILY_REPLIES))
+@pytest.mark.parametrize("streamed", [False, True])
+def test_each_family_reply_becomes_the_same_call(template: str, streamed: bool) -> None:
+    family, raw, text = FAMILY_REPLIES[template]
+    pieces = [raw[i : i + 2] for i in range(0, len(raw), 2)]
+    transport = MockTransport(lambda request: reply(*pieces))
+    llm = LocalLLM(transport=transport, chat_template=str(TEMPLATES / template), tools=[WEATHER])
+    if streamed:
+        stream = llm.stream(ASK)
+        assert "".join(stream) == text
+        response = stream.response
+    else:
+        response = llm.generate(ASK)
+    assert [(c.name, c.arguments) for c in response.tool_calls] == [
+        ("get_weather", {"city": "Paris"})
+    ]
+    assert (response.text, response.finish_reason) == (text, "tool_calls")
+    assert response.api_metrics is not None and response.api_metrics["tool_family"] == family
+    prompt = transport.requests[-1].prompt
+    # native templates print the tool list themselves; the generic one gets a system text
+    assert "get_weather" in prompt
+
+
+@pytest.mark.parametrize(
+    ("template", "raw"),
+    [
+        ("Qwen-Qwen2.5-7B-Instruct.jinja", '<tool_call>\n{"name": "get_weather", "argu'),
+        (
+            "mistralai-Mistral-Nemo-Instruct-2407.jinja",
+            '[TOOL_CALLS][{"name": "nope", "arguments": {}}]',
+        ),
+        (
+            "meta-llama-Llama-3.1-8B-Instruct.jinja",
+            '{"name": "get_weather", "parameters": {"city": 3}}',
+        ),
+    ],
+)
+def test_a_malformed_or_partial_call_in_any_family_is_a_typed_error(
+    template: str, raw: str
+) -> None:
+    transport = MockTransport(lambda request: reply(raw))
+    llm = LocalLLM(transport=transport, chat_template=str(TEMPLATES / template), tools=[WEATHER])
+    with pytest.raises(LLMToolCallError) as caught:
+        llm.generate(ASK)
+    assert caught.value.raw_text == raw
+
+
+# ---------- a reasoning budget ----------
+
+
+def budgeted(thinking: MockReply, answer: str) -> tuple[LocalLLM, MockTransport]:
+    def handler(request: GenerationRequest) -> MockReply:
+        return thinking if request.prompt.endswith("assistant\n") else reply(answer)
+
+    transport = MockTransport(handler)
+    llm = LocalLLM(transport=transport, chat_template=str(QWEN3), max_tokens=50)
+    return llm, transport
+
+
+def test_a_budget_caps_the_thinking_then_the_answer_follows_it() -> None:
+    cut = MockReply(
+        chunks=("<think>I am thinking a lot",),
+        outcome=RunOutcome(
+            exit_code=0, prompt_tokens=20, completion_tokens=8, hit_token_limit=True
+        ),
+    )
+    llm, transport = budgeted(cut, "Paris.")
+    response = llm.generate(ASK, reasoning=8)
+    thinking, answering = transport.requests
+    assert thinking.max_tokens == 8 and thinking.grammar is not None
+    assert thinking.grammar.startswith('root ::= "<think>')
+    # the block is closed as the model would have closed it, and the rest of the tokens
+    assert answering.prompt == thinking.prompt + "<think>I am thinking a lot\n</think>\n\n"
+    assert answering.max_tokens == 42 and answering.grammar is None
+    assert (response.reasoning, response.text) == ("I am thinking a lot", "Paris.")
+    assert response.usage.prompt_tokens == 20
+    assert response.usage.completion_tokens == 8 + response.usage.total_tokens - 28
+    assert response.raw == "<think>I am thinking a lotParis."
+
+
+def test_a_budget_streams_reasoning_then_text() -> None:
+    cut = MockReply(chunks=("<think>Hmm", " ok</think>"))
+    llm, _ = budgeted(cut, "Paris.")
+    events = list(llm.stream(ASK, reasoning=8).events())
+    assert "".join(text for kind, text in events if kind == "reasoning") == "Hmm ok"
+    assert "".join(text for kind, text in events if kind == "text") == "Paris."
+
+
+def test_a_budget_of_zero_turns_thinking_off() -> None:
+    llm, transport = budgeted(MockReply(chunks=("x",)), "Paris.")
+    llm.generate(ASK, reasoning=0)
+    assert len(transport.requests) == 1
+    assert transport.requests[0].prompt.endswith("<think>\n\n</think>\n\n")
+
+
+def test_a_grammar_applies_after_the_thinking_with_its_rules_kept_apart() -> None:
+    llm = thinking_llm("<think>hmm</think>yes")
+    grammar = 'root ::= answer\nanswer ::= "yes"{1,2} | "no" # root'
+    request = llm.build_request(ASK, grammar=grammar)
+    assert request.grammar is not None
+    lines = request.grammar.splitlines()
+    assert lines[0].startswith("root ::= think") and lines[0].endswith("jazzmine-root")
+    assert 'jazzmine-answer ::= "yes"{1,2} | "no" # root' in lines
+    response = llm.generate(ASK, grammar=grammar)
+    assert (response.reasoning, response.text) == ("hmm", "yes")

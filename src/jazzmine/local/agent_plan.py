@@ -156,6 +156,12 @@ def plan_agent(
 ) -> AgentPlan:
     checked = tuple(tools or ())
     choice = tool_choice_of(tool_choice, checked)
+    if checked and template is not None:
+        from .template_tools import tool_template
+
+        # llama.cpp renders with the model's tool-use template when it has one, and
+        # reads the reply in that template's format
+        template = tool_template(template)
     # Kept with reasoning=False too: a template that cannot turn thinking off still
     # gets its thinking kept out of the answer.
     think = _think_of(template)

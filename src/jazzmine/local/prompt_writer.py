@@ -80,6 +80,10 @@ class PromptWriter:
         if enable_thinking is not None:
             switches["enable_thinking"] = enable_thinking
         prompt = render(template, messages, deadline=deadline, **switches)
+        if tools:
+            from .template_tools import tool_template
+
+            template = tool_template(template)  # the one rendered: its turns end the reply
         return prompt, end_of_turn_markers(template), "template"
 
     def _control_texts(self, template: ChatTemplate | None) -> tuple[str, ...]:
