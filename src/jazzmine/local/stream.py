@@ -58,32 +58,46 @@ class _KeepsResponse:
         return self._response
 
 
+class _Current:
+    """The call a stream is reading, replaced when a refused prompt is retried."""
+
+    def __init__(self, call: Call) -> None:
+        self.call = call
+
+
+def _retrying(
+    current: _Current, limit: ConcurrencyLimit, rebuild: Rebuild | None
+) -> Iterator[Piece]:
+    """The call's pieces. A prompt over the context is refused before any piece: with a
+    rebuild, the call is made again with fewer messages, and the caller sees one stream.
+    A function apart from the stream, not a method: a generator holding its stream would
+    be a reference cycle, and an abandoned stream would keep its child until the cycle
+    collector ran instead of ending it at once."""
+    while True:
+        started = False
+        try:
+            slot = limit.hold(current.call.deadline)
+            with contextlib.closing(run_call(current.call, slot)) as pieces:
+                for piece in pieces:
+                    started = True
+                    yield piece
+            return
+        except LLMContextLengthError as refusal:
+            retry = None if started or rebuild is None else rebuild(refusal)
+            if retry is None:
+                raise
+            current.call = retry
+
+
 class ResponseStream(_KeepsResponse, Iterator[str]):
     def __init__(self, call: Call, limit: ConcurrencyLimit, rebuild: Rebuild | None = None) -> None:
-        self._call = call
-        self._limit = limit
-        self._rebuild = rebuild
-        self._pieces = self._run()
+        self._current = _Current(call)
+        self._pieces = _retrying(self._current, limit, rebuild)
         self._response: LLMResponse | None = None
 
-    def _run(self) -> Iterator[Piece]:
-        # A prompt over the context is refused before any piece: with a rebuild, the
-        # call is made again with fewer messages, and the caller sees one stream.
-        while True:
-            started = False
-            try:
-                slot = self._limit.hold(self._call.deadline)
-                # closed with this stream, at once: the call's child is ended and reaped
-                with contextlib.closing(run_call(self._call, slot)) as pieces:
-                    for piece in pieces:
-                        started = True
-                        yield piece
-                return
-            except LLMContextLengthError as refusal:
-                retry = None if started or self._rebuild is None else self._rebuild(refusal)
-                if retry is None:
-                    raise
-                self._call = retry
+    @property
+    def _call(self) -> Call:
+        return self._current.call
 
     def __iter__(self) -> ResponseStream:
         return self
