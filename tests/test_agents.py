@@ -394,3 +394,21 @@ def test_a_grammar_applies_after_the_thinking_with_its_rules_kept_apart() -> Non
     assert 'jazzmine-answer ::= "yes"{1,2} | "no" # root' in lines
     response = llm.generate(ASK, grammar=grammar)
     assert (response.reasoning, response.text) == ("hmm", "yes")
+
+
+def test_a_small_integer_range_is_listed_in_the_grammar() -> None:
+    timer = {
+        "type": "function",
+        "function": {
+            "name": "set_timer",
+            "parameters": {
+                "type": "object",
+                "properties": {"minutes": {"type": "integer", "minimum": 1, "maximum": 3}},
+                "required": ["minutes"],
+            },
+        },
+    }
+    llm, _ = scripted(ENVELOPE)
+    request = llm.build_request(ASK, tools=[timer], tool_choice="required")
+    assert request.grammar is not None
+    assert '"1" | "2" | "3"' in request.grammar

@@ -71,6 +71,9 @@ def agent(
         binary_path=completion_bin,
         model=model_path,
         tools=TOOLS,
+        # one call a reply: a small model asked for several repeats its call until the
+        # token limit cuts it (a typed error, as test_agents.py holds)
+        parallel_tool_calls=False,
         max_tokens=64,
         temperature=0.0,
         seed=3,
@@ -197,3 +200,11 @@ def test_a_grammar_after_thinking_is_accepted_by_llama_cpp(
         assert request.grammar is not None and "</think>" in request.grammar
         response = llm.generate(ASK, grammar='root ::= "yes" | "no"')
         assert response.text in ("yes", "no"), response.raw
+
+
+def test_an_integer_range_holds_even_when_the_prompt_asks_past_it(agent: LocalLLM) -> None:
+    ask = [MessagePart("user", "Set a timer for 5000 minutes.")]
+    named = {"type": "function", "function": {"name": "set_timer"}}
+    response = agent.generate(ask, tool_choice=named)
+    (call,) = response.tool_calls
+    assert 1 <= call.arguments["minutes"] <= 600, response.raw

@@ -36,14 +36,16 @@ def test_options_reach_llama_cpp_as_its_own_flags(
         n_ctx=640,
         threads=1,
         n_gpu_layers=0,
-        extra_args=["--top-k", "5"],
+        top_k=5,
+        min_p=0.05,
     )
     response = llm.generate(QUESTION)
     argv = json.loads(log.read_text())
     pairs = {argv[i]: argv[i + 1] for i in range(len(argv) - 1)}
     assert pairs["--temp"] == "0.25" and pairs["-n"] == "3" and pairs["-s"] == "11"
-    assert pairs["-c"] == "640" and pairs["-t"] == "1" and pairs["-ngl"] == "0"
-    assert pairs["--top-k"] == "5" and pairs["-m"] == model_path
+    # llama.cpp rounds the context up to a multiple of 256 itself: it is given rounded
+    assert pairs["-c"] == "768" and pairs["-t"] == "1" and pairs["-ngl"] == "0"
+    assert pairs["--top-k"] == "5" and pairs["--min-p"] == "0.05" and pairs["-m"] == model_path
     assert "--offline" in argv and "--no-escape" in argv
     assert response.usage.completion_tokens == 3
 

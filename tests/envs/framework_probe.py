@@ -69,6 +69,19 @@ JSON_TOKENS = 768
 # ---------------------------------------------------------------- observation
 
 
+def _extends_fields(ours: type, theirs: type) -> bool:
+    import dataclasses
+
+    mine = list(ours.__dataclass_fields__)
+    base = list(theirs.__dataclass_fields__)
+    added = [f for f in dataclasses.fields(ours) if f.name not in base]  # type: ignore[arg-type]
+    defaulted = all(
+        f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        for f in added
+    )
+    return mine[: len(base)] == base and defaulted
+
+
 def qualified(kind: type) -> str:
     return f"{kind.__module__}.{kind.__qualname__}"
 
@@ -407,9 +420,10 @@ def scenario_identity(_: argparse.Namespace) -> dict[str, Any]:
             name: issubclass(getattr(types, name), getattr(framework.types, name))
             for name in ("LLMUsage", "LLMResponse", "MessagePart")
         },
+        # the framework's fields, in its order, then only fields with defaults (tool
+        # calls, reasoning), so code that builds them positionally is untouched
         "same_fields": {
-            name: list(getattr(types, name).__dataclass_fields__)
-            == list(getattr(framework.types, name).__dataclass_fields__)
+            name: _extends_fields(getattr(types, name), getattr(framework.types, name))
             for name in ("LLMUsage", "LLMResponse", "MessagePart")
         },
         "validated_messages": [

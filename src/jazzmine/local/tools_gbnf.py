@@ -9,6 +9,7 @@ keywords the grammar enforces and which only the validator checks is listed in
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -167,6 +168,13 @@ class Grammar:
         if kind in ("integer", "number"):
             natural = _at_least_zero(schema)
             if kind == "integer":
+                bounded = _integer_range(schema)
+                if bounded is not None:
+                    # a small range is listed whole, so a bound the model would break
+                    # never gets written (small models overshoot maximums)
+                    low, high = bounded
+                    values = " | ".join(f'"{value}"' for value in range(low, high + 1))
+                    return self.add(f"{hint}-integer", values)
                 return self.use("json-nat") if natural else self.use("json-int")
             if natural:
                 self.use("json-nat")
@@ -249,6 +257,33 @@ class Grammar:
 
         members = f"( {first(0)} )?" if all(optional) else first(0)
         return self.add(hint, f'"{{" {ws} {members} "}}"')
+
+
+# The largest integer range a grammar lists value by value.
+MAX_LISTED_INTEGERS = 1000
+
+
+def _integer_range(schema: dict[str, Any]) -> tuple[int, int] | None:
+    """(lowest, highest) allowed integer when both bounds are given and the range is
+    small enough to list; None otherwise (the validator still checks the bounds)."""
+    bounds = []
+    for key, exclusive, step in (
+        ("minimum", "exclusiveMinimum", 1),
+        ("maximum", "exclusiveMaximum", -1),
+    ):
+        value, strict = schema.get(key), schema.get(exclusive)
+        if isinstance(strict, (int, float)) and not isinstance(strict, bool):
+            value, strict = strict, True  # draft 6+: the exclusive bound is a number
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return None
+        edge = math.ceil(value) if step == 1 else math.floor(value)
+        if strict is True and edge == value:
+            edge += step
+        bounds.append(int(edge))
+    low, high = bounds
+    if high < low or high - low >= MAX_LISTED_INTEGERS:
+        return None
+    return low, high
 
 
 def _at_least_zero(schema: dict[str, Any]) -> bool:
