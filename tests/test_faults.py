@@ -7,6 +7,7 @@ fault on demand: a crash by signal, a hang, a flood, bytes that are not UTF-8.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import subprocess
 import sys
@@ -470,3 +471,35 @@ def test_close_during_calls_ends_their_children(fake: Callable[..., tuple[LocalL
     assert async_error is not None and "close()" in str(async_error)
     assert len(errors) == 1 and errors[0].partial_text == "thinking"
     assert_all_gone(pid_file)
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_consumer_that_raises_frees_the_slot_without_the_cycle_collector(
+    fake: Callable[..., tuple[LocalLLM, Path]], kind: str
+) -> None:
+    # With the cycle collector off, only reference counting can end an abandoned stream:
+    # a stream held in a reference cycle would keep its slot, and the next call would wait.
+    llm, pid_file = fake(fakes.SLOW_WORDS, FAKE_WORDS=5, FAKE_DELAY=0.01, timeout=20)
+
+    def sync_rounds() -> str:
+        for _ in range(3):
+            with pytest.raises(KeyError):
+                for _ in llm.stream(HELLO):
+                    raise KeyError("the consumer failed")
+        return llm.generate(HELLO).text
+
+    async def async_rounds() -> str:
+        # one loop for all: asyncio.run's closing would finalise an abandoned stream
+        for _ in range(3):
+            with pytest.raises(KeyError):
+                async for _ in llm.astream(HELLO):
+                    raise KeyError("the consumer failed")
+        return (await asyncio.wait_for(llm.agenerate(HELLO), 15)).text
+
+    gc.disable()
+    try:
+        text = sync_rounds() if kind == "sync" else asyncio.run(async_rounds())
+        assert text  # the slot was free: the call after the failures did not wait
+    finally:
+        gc.enable()
+    assert_all_gone(pid_file, within=5.0)

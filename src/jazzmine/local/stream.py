@@ -59,9 +59,10 @@ class _KeepsResponse:
 
 
 class _Current:
-    """The call a stream is reading, replaced when a refused prompt is retried."""
+    """The call a stream is reading, replaced when a refused prompt is retried (an async
+    stream's is None until it is built)."""
 
-    def __init__(self, call: Call) -> None:
+    def __init__(self, call: Call | None) -> None:
         self.call = call
 
 
@@ -73,11 +74,13 @@ def _retrying(
     A function apart from the stream, not a method: a generator holding its stream would
     be a reference cycle, and an abandoned stream would keep its child until the cycle
     collector ran instead of ending it at once."""
+    call = current.call
+    assert call is not None  # a sync stream's call is built with it
     while True:
         started = False
         try:
-            slot = limit.hold(current.call.deadline)
-            with contextlib.closing(run_call(current.call, slot)) as pieces:
+            slot = limit.hold(call.deadline)
+            with contextlib.closing(run_call(call, slot)) as pieces:
                 for piece in pieces:
                     started = True
                     yield piece
@@ -86,7 +89,7 @@ def _retrying(
             retry = None if started or rebuild is None else rebuild(refusal)
             if retry is None:
                 raise
-            current.call = retry
+            call = current.call = retry
 
 
 class ResponseStream(_KeepsResponse, Iterator[str]):
@@ -97,7 +100,9 @@ class ResponseStream(_KeepsResponse, Iterator[str]):
 
     @property
     def _call(self) -> Call:
-        return self._current.call
+        call = self._current.call
+        assert call is not None
+        return call
 
     def __iter__(self) -> ResponseStream:
         return self
@@ -148,6 +153,50 @@ class ResponseStream(_KeepsResponse, Iterator[str]):
         self.close()
 
 
+async def _aretrying(
+    current: _Current, build: Callable[[], Call], limit: ConcurrencyLimit, rebuild: Rebuild | None
+) -> AsyncGenerator[Piece, None]:
+    """``_retrying``'s async twin, apart from its stream for the same reason: an abandoned
+    stream is finalised at once, which ends its call and frees its slot."""
+    from .bridge import run_off_loop
+
+    call = current.call = await run_off_loop(build, lambda: None)
+    while True:
+        started = False
+        try:
+            async with contextlib.aclosing(_run_off_loop(call, limit)) as pieces:
+                async for piece in pieces:
+                    started = True
+                    yield piece
+            return
+        except LLMContextLengthError as refusal:
+            if started or rebuild is None:
+                raise
+            retry = await run_off_loop(functools.partial(rebuild, refusal), lambda: None)
+            if retry is None:
+                raise
+            call = current.call = retry
+
+
+async def _run_off_loop(call: Call, limit: ConcurrencyLimit) -> AsyncGenerator[Piece, None]:
+    import asyncio  # loaded by async use only (see the package docstring)
+
+    from .bridge import iterate_off_loop
+
+    try:
+        # The slot is waited for on the loop: a queued call holds no thread.
+        async with (
+            limit.ahold(call.deadline),
+            # Closing this stream must close the inner one now (which interrupts the
+            # call and waits for its clean-up), not when the collector gets to it.
+            contextlib.aclosing(iterate_off_loop(run_call(call), call.interrupt)) as pieces,
+        ):
+            async for piece in pieces:
+                yield piece
+    except (TimeoutError, asyncio.TimeoutError) as error:
+        raise call.failure(error) from None
+
+
 class AsyncResponseStream(_KeepsResponse, AsyncIterator[str]):
     """The async twin. ``build`` makes the call (it may probe the binary and render a
     template), so it runs off the event loop too, on first iteration."""
@@ -155,22 +204,28 @@ class AsyncResponseStream(_KeepsResponse, AsyncIterator[str]):
     def __init__(
         self, build: Callable[[], Call], limit: ConcurrencyLimit, rebuild: Rebuild | None = None
     ) -> None:
-        self._build = build
-        self._limit = limit
-        self._rebuild = rebuild
-        self._call: Call | None = None
-        self._pieces: AsyncIterator[Piece] | None = None
+        self._current = _Current(None)
+        self._start = (build, limit, rebuild)
+        self._pieces: AsyncGenerator[Piece, None] | None = None
         self._response: LLMResponse | None = None
+
+    @property
+    def _call(self) -> Call | None:
+        return self._current.call
+
+    def _run(self) -> AsyncGenerator[Piece, None]:
+        if self._pieces is None:
+            self._pieces = _aretrying(self._current, *self._start)
+        return self._pieces
 
     def __aiter__(self) -> AsyncResponseStream:
         return self
 
     async def __anext__(self) -> str:
-        if self._pieces is None:
-            self._pieces = self._run()
+        pieces = self._run()
         try:
             while True:
-                kind, text = await self._pieces.__anext__()
+                kind, text = await pieces.__anext__()
                 if kind == "text":
                     return text
         except StopAsyncIteration:
@@ -181,9 +236,7 @@ class AsyncResponseStream(_KeepsResponse, AsyncIterator[str]):
 
     async def events(self) -> AsyncIterator[Event]:
         """As ``ResponseStream.events``: reasoning, text, then the tool calls."""
-        if self._pieces is None:
-            self._pieces = self._run()
-        async for piece in self._pieces:
+        async for piece in self._run():
             yield piece
         if self._response is None:
             assert self._call is not None
@@ -191,50 +244,8 @@ class AsyncResponseStream(_KeepsResponse, AsyncIterator[str]):
         for call in self._response.tool_calls:
             yield ("tool_call", call)
 
-    async def _run(self) -> AsyncIterator[Piece]:
-        from .bridge import run_off_loop
-
-        call = self._call = await run_off_loop(self._build, lambda: None)
-        while True:
-            started = False
-            try:
-                async with contextlib.aclosing(self._run_one(call)) as pieces:
-                    async for piece in pieces:
-                        started = True
-                        yield piece
-                return
-            except LLMContextLengthError as refusal:
-                # As the sync stream: a refused prompt is made again with fewer messages.
-                rebuild = self._rebuild
-                if started or rebuild is None:
-                    raise
-                retry = await run_off_loop(functools.partial(rebuild, refusal), lambda: None)
-                if retry is None:
-                    raise
-                call = self._call = retry
-
-    async def _run_one(self, call: Call) -> AsyncGenerator[Piece, None]:
-        import asyncio  # loaded by async use only (see the package docstring)
-
-        from .bridge import iterate_off_loop
-
-        try:
-            # The slot is waited for on the loop: a queued call holds no thread.
-            async with (
-                self._limit.ahold(call.deadline),
-                # Closing this stream must close the inner one now (which interrupts the
-                # call and waits for its clean-up), not when the collector gets to it.
-                contextlib.aclosing(iterate_off_loop(run_call(call), call.interrupt)) as pieces,
-            ):
-                async for piece in pieces:
-                    yield piece
-        except (TimeoutError, asyncio.TimeoutError) as error:
-            raise call.failure(error) from None
-
     async def join(self, *, stacklevel: int = 2) -> LLMResponse:
-        if self._pieces is None:
-            self._pieces = self._run()
-        async for _ in self._pieces:
+        async for _ in self._run():
             pass
         if self._response is None:
             assert self._call is not None
@@ -244,7 +255,7 @@ class AsyncResponseStream(_KeepsResponse, AsyncIterator[str]):
     async def aclose(self) -> None:
         """End the call now if it is still running, and wait until its process is gone."""
         if self._pieces is not None:
-            await self._pieces.aclose()  # type: ignore[attr-defined]
+            await self._pieces.aclose()
 
     async def __aenter__(self) -> AsyncResponseStream:
         return self
