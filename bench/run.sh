@@ -16,4 +16,6 @@ CMAKE_ARGS=$("$venv/bin/python" -c 'from jazzmine.local import defaults; print("
 "$venv/bin/python" bench/structured.py
 "$venv/bin/python" bench/rpc.py
 "$venv/bin/python" bench/reliability.py > bench/results/reliability.md
+"$venv/bin/python" bench/soak.py
+"$venv/bin/python" bench/tools.py
 bash tests/envs/framework.sh .venv && .venv/bin/python bench/agent.py

@@ -16,16 +16,18 @@ from typing import TYPE_CHECKING, Any
 
 from .checks_agent import tool_choice_of
 from .errors import OptionValueError
-from .reasoning import ReasoningSplitter, opened_in_prompt
+from .reasoning import ReasoningSplitter, Think, opened_in_prompt
 from .reply_parts import ReplyParts
 from .request import GenerationRequest
-from .tools import Think, ToolPlan, plan_tools
-from .tools_grammar import answer_after_thinking, grammar_after_thinking, thinking_only
-from .tools_spec import Tool
 from .types import MessagePart
 
 if TYPE_CHECKING:
     from .template_source import ChatTemplate
+    from .tools import ToolPlan
+    from .tools_spec import Tool
+
+# The tool machinery (families, grammars, parsing) and the grammar builders load with the
+# first call that needs them: a plain call imports none of it.
 
 
 @dataclass(frozen=True)
@@ -81,15 +83,20 @@ class AgentPlan:
             if eager is None or lazy is None:
                 return Constraint()
             return Constraint(grammar=eager.grammar, server_grammar=lazy.server_fields())
-        if json_schema is not None and self.think is not None:
-            return Constraint(grammar=answer_after_thinking(json_schema, self.think))
-        if grammar is not None and self.think is not None:
+        if self.think is not None and (json_schema is not None or grammar is not None):
+            from .tools_grammar import answer_after_thinking, grammar_after_thinking
+
+            if json_schema is not None:
+                return Constraint(grammar=answer_after_thinking(json_schema, self.think))
+            assert grammar is not None
             return Constraint(grammar=grammar_after_thinking(grammar, self.think))
         return Constraint(json_schema, grammar)
 
     def thinking_request(self, request: GenerationRequest, budget: int) -> GenerationRequest:
         """A reasoning budget's first phase: the thinking alone, at most ``budget`` tokens
         (``answer_request`` makes the second)."""
+        from .tools_grammar import thinking_only
+
         assert self.think is not None
         max_tokens = budget if request.max_tokens is None else min(budget, request.max_tokens)
         return dataclasses.replace(
@@ -155,7 +162,7 @@ def plan_agent(
     reasoning: bool | int,
 ) -> AgentPlan:
     checked = tuple(tools or ())
-    choice = tool_choice_of(tool_choice, checked)
+    choice = tool_choice_of(tool_choice, checked) if checked or tool_choice else None
     if checked and template is not None:
         from .template_tools import tool_template
 
@@ -168,6 +175,8 @@ def plan_agent(
     plan = None
     if checked:
         source = template.source if template is not None else None
+        from .tools import plan_tools
+
         plan = plan_tools(source, [t.as_template_tool() for t in checked], choice_dict(choice))
         plan = dataclasses.replace(plan, parallel=parallel and plan.parallel) if plan else None
     budget = reasoning if think is not None and type(reasoning) is int else None

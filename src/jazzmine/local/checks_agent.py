@@ -6,11 +6,16 @@ normalised out, or an ``OptionTypeError``/``OptionValueError``.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .checks import INT_MAX, check_integer, check_number
 from .errors import OptionTypeError, OptionValueError
-from .tools_spec import Choice, Tool, check_tool_choice, check_tools
+
+if TYPE_CHECKING:
+    from .tools_spec import Choice, Tool
+
+# The tool checks (tools_spec, with JSON Schema) are imported by the first call that
+# uses tools, so a program that never does never pays for them.
 
 CONTEXT_OVERFLOW = ("error", "drop_oldest")
 
@@ -34,11 +39,15 @@ def check_top_k(name: str, value: Any) -> int:
 
 
 def check_tools_option(name: str, value: Any) -> tuple[Tool, ...]:
+    from .tools_spec import check_tools
+
     return check_tools(value, name)
 
 
 def check_tool_choice_option(name: str, value: Any) -> Any:
     """The shape only: a named function is matched against the tools of the call."""
+    from .tools_spec import Tool, check_tool_choice
+
     if isinstance(value, str):
         check_tool_choice(value, [Tool("_", "", {})], name)
         return value
@@ -53,6 +62,8 @@ def check_tool_choice_option(name: str, value: Any) -> Any:
 
 def tool_choice_of(value: Any, tools: tuple[Tool, ...], name: str = "tool_choice") -> Choice:
     """A checked tool_choice against the call's tools."""
+    from .tools_spec import check_tool_choice
+
     return check_tool_choice(value, tools, name)
 
 

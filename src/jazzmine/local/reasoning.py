@@ -16,8 +16,20 @@ reasoning and answer come out trimmed at the marker side.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 DEFAULT_START = "<think>"
 DEFAULT_END = "</think>"
+
+
+@dataclass(frozen=True)
+class Think:
+    """A reasoning block that may precede the answer: its delimiters, and whether the
+    prompt already opened it (the reply then starts inside the reasoning)."""
+
+    start: str = DEFAULT_START
+    end: str = DEFAULT_END
+    opened: bool = False
 
 
 def opened_in_prompt(prompt: str, start: str = DEFAULT_START) -> bool:

@@ -9,8 +9,12 @@ through ``call.run_call``, so a stream and a ``generate`` of one reply agree, in
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .reasoning import ReasoningSplitter
-from .tools import ToolCall, ToolPlan
+
+if TYPE_CHECKING:
+    from .tools import ToolCall, ToolPlan
 
 # (kind, text): kind is "text" (the answer, what iterating a stream yields) or "reasoning".
 Piece = tuple[str, str]

@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import LLMToolCallError, OptionValueError
+from .reasoning import Think
 from .tools_families import FAMILIES, GENERIC, Family, detect_family
 from .tools_gbnf import Grammar
-from .tools_grammar import Think, ToolGrammar, avoid, build_grammar
+from .tools_grammar import ToolGrammar, avoid, build_grammar
 from .tools_parse import ParsedReply, parse_reply
 from .tools_schema import check_schema, validate
 from .tools_spec import (

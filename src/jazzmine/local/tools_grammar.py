@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .reasoning import Think
 from .tools_families import Family
 from .tools_gbnf import Grammar, gbnf_char, gbnf_literal
 from .tools_spec import Choice, Tool
@@ -34,16 +35,6 @@ TRIGGER_TYPES = {"token": 0, "word": 1, "pattern": 2, "pattern_full": 3}
 # A Llama 3 call is the whole reply: the grammar starts at the first "{" (or the
 # python tag) after optional whitespace.
 _LLAMA3_TRIGGER = r"\s*(\{|<\|python_tag\|>)[\s\S]*"
-
-
-@dataclass(frozen=True)
-class Think:
-    """A reasoning block that may precede the answer: its delimiters, and whether the
-    prompt already opened it (the reply then starts inside the reasoning)."""
-
-    start: str = "<think>"
-    end: str = "</think>"
-    opened: bool = False
 
 
 @dataclass(frozen=True)
