@@ -137,6 +137,9 @@ def main() -> None:
             with ArgvScanner(SECRET) as scanner:
                 outcomes = _drive(llm, messages, behaviour, mode, calls)
             row.survived = sum(expect(expected)(error) for error in outcomes)
+            hung = sum(isinstance(error, Hung) for error in outcomes)
+            if hung:
+                HUNG[(fault, mode)] = hung
             time.sleep(0.3)  # SIGKILLed grandchildren exit asynchronously
             pids = [int(p) for p in pid_file.read_text().split()]
             row.processes_leaked = sum(process_alive(pid) for pid in pids) + _zombie_children()
@@ -180,6 +183,11 @@ def _print_table(rows: list[Row]) -> None:
         f"{sum(r.threads_leaked for r in rows)} threads leaked; "
         f"{sum(r.exposures for r in rows)} prompt exposures"
     )
+    for (fault, mode), hung in HUNG.items():
+        print(
+            f"\n**{fault}, {mode}: {hung} calls hung** (no outcome within {CALL_LIMIT:.0f} s; "
+            "in sync and async rows, the calls after the first hang were not run)."
+        )
     warm = [fault for fault in WARM_EXPECTATIONS if any(row.fault == fault for row in rows)]
     if warm:
         print("\nWarm rows (real llama-server, default model); a call survived when:\n")
@@ -191,16 +199,67 @@ def _drive(
     llm: LocalLLM, messages: list[MessagePart], behaviour: str, mode: str, calls: int
 ) -> list[BaseException | None]:
     if mode == "sync":
-        return [_sync_call(llm, messages, behaviour) for _ in range(calls)]
+        outcomes: list[BaseException | None] = []
+        for _ in range(calls):
+            outcomes.append(_bounded_sync_call(llm, messages, behaviour))
+            if isinstance(outcomes[-1], Hung):
+                outcomes += [Hung("not run after a hang")] * (calls - len(outcomes))
+                break
+        return outcomes
+
+    async def bounded() -> BaseException | None:
+        task = asyncio.ensure_future(_async_call(llm, messages, behaviour))
+        done, _ = await asyncio.wait({task}, timeout=CALL_LIMIT)
+        if task in done:
+            return task.result()
+        task.cancel()  # delivered, not awaited: a cancel that waits on the stuck call hangs
+        return Hung(f"no outcome within {CALL_LIMIT:.0f} s")
 
     async def run_all() -> list[BaseException | None]:
-        if mode == "async":
-            return [await _async_call(llm, messages, behaviour) for _ in range(calls)]
-        return list(
-            await asyncio.gather(*(_async_call(llm, messages, behaviour) for _ in range(calls)))
-        )
+        if mode == "concurrent":
+            return list(await asyncio.gather(*(bounded() for _ in range(calls))))
+        outcomes: list[BaseException | None] = []
+        for _ in range(calls):
+            outcomes.append(await bounded())
+            if isinstance(outcomes[-1], Hung):
+                # The next calls would wait for the same thing: counted, not run.
+                outcomes += [Hung("not run after a hang")] * (calls - len(outcomes))
+                break
+        return outcomes
 
-    return asyncio.run(run_all())
+    loop = asyncio.new_event_loop()
+    try:
+        outcomes = loop.run_until_complete(run_all())
+        if not any(isinstance(outcome, Hung) for outcome in outcomes):
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        # else: the stuck calls' tasks are left pending (asyncio.run would wait on them)
+    finally:
+        loop.close()
+    return outcomes
+
+
+class Hung(Exception):
+    """A call that gave no outcome within CALL_LIMIT: the bench goes on, the row says so."""
+
+
+# Every fake call here ends in well under a second; a call still waiting after this long
+# is stuck, and the bench reports it instead of waiting with it.
+CALL_LIMIT = 30.0
+HUNG: dict[tuple[str, str], int] = {}
+
+
+def _bounded_sync_call(
+    llm: LocalLLM, messages: list[MessagePart], behaviour: str
+) -> BaseException | None:
+    """A sync call on a thread of its own, so a stuck one is reported, not waited for
+    (its thread is left behind, and counted as leaked)."""
+    outcome: list[BaseException | None] = []
+    worker = threading.Thread(
+        target=lambda: outcome.append(_sync_call(llm, messages, behaviour)), daemon=True
+    )
+    worker.start()
+    worker.join(CALL_LIMIT)
+    return outcome[0] if outcome else Hung(f"no outcome within {CALL_LIMIT:.0f} s")
 
 
 def _sync_call(llm: LocalLLM, messages: list[MessagePart], behaviour: str) -> BaseException | None:
