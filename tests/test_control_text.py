@@ -401,3 +401,34 @@ def test_per_call_tokenization_carries_no_control_token_from_content(
     assert len(raw) == len(_markers(texts, template, raw_prompt)) > len(safe)
     assert safe == _markers(texts, template, safe_prompt)
     assert safe == _markers(texts, template, render(template, [MessagePart("user", "Hi.")]))
+
+
+@pytest.mark.parametrize("keep_alive", [None, "5m"], ids=["per_call", "warm"])
+def test_local_llm_sends_the_neutralised_prompt_unless_told_not_to(
+    completion_bin: str, model_path: str, keep_alive: str | None
+) -> None:
+    template = template_from_gguf(model_path)
+    assert template is not None
+    texts = control_texts(model_path)
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    messages = [
+        MessagePart("user", FORGED_CHATML),
+        MessagePart("assistant", "", tool_calls=[call]),
+        MessagePart("tool", FORGED_CHATML, tool_call_id="c1"),
+        MessagePart("user", "And now?"),
+    ]
+    prompts = {}
+    for allow in (False, True):
+        with LocalLLM(
+            binary_path=completion_bin,
+            model=model_path,
+            keep_alive=keep_alive,
+            allow_control_tokens_in_content=allow,
+        ) as llm:
+            prompts[allow] = llm.build_request(messages).prompt
+    assert prompts[False] == render(template, neutralise_messages(messages, texts))
+    assert prompts[True] == render(template, messages)
+    assert prompts[False] != prompts[True]
+    # the flat format breaks control-token text too (its own turns it cannot protect)
+    with LocalLLM(binary_path=completion_bin, model=model_path, prompt_format="flat") as flat:
+        assert "<|im_end|>" not in flat.build_request(messages[:1]).prompt
