@@ -208,3 +208,34 @@ def test_an_integer_range_holds_even_when_the_prompt_asks_past_it(agent: LocalLL
     response = agent.generate(ask, tool_choice=named)
     (call,) = response.tool_calls
     assert 1 <= call.arguments["minutes"] <= 600, response.raw
+
+
+def test_a_seeded_sampled_call_is_the_same_in_both_modes(
+    completion_bin: str, model_path: str
+) -> None:
+    # n_ctx of its own: a server no other test shares, so no cached prefix (evaluated in
+    # other batches, which can move the last digits of the logits) enters the comparison
+    sampling = {
+        "temperature": 0.8,
+        "top_k": 40,
+        "top_p": 0.9,
+        "min_p": 0.05,
+        "repeat_penalty": 1.1,
+        "presence_penalty": 0.2,
+        "frequency_penalty": 0.1,
+    }
+    sea = [MessagePart("user", "Write one sentence about the sea.")]
+    texts = []
+    for mode in MODES.values():
+        with LocalLLM(
+            binary_path=completion_bin,
+            model=model_path,
+            max_tokens=24,
+            seed=5,
+            n_ctx=1024,
+            **mode,  # type: ignore[arg-type]
+        ) as llm:
+            texts.append(llm.generate(sea, **sampling).text)  # type: ignore[arg-type]
+            default = llm.generate(sea, temperature=0.8).text
+            assert default != texts[-1]  # the options changed what was sampled
+    assert texts[0] == texts[1]
