@@ -410,7 +410,9 @@ def test_a_prompt_over_the_models_context_is_the_same_error_in_both_modes(  # ty
         errors.append(caught.value)
     assert errors[0].prompt_tokens == errors[1].prompt_tokens > 8192
     for error in errors:
-        assert str(error).startswith(f"the prompt is {error.prompt_tokens} tokens, which does not fit")
+        assert str(error).startswith(
+            f"the prompt is {error.prompt_tokens} tokens, which does not fit"
+        )
         assert error.context_size is not None and 8188 <= error.context_size <= 8192
     # No larger server was started for a call no server could hold.
     assert llm.transport.grown == 0  # type: ignore[attr-defined]
