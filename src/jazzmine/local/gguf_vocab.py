@@ -17,6 +17,7 @@ from typing import Any
 INFO_KEYS = frozenset(
     {
         "tokenizer.chat_template",
+        "tokenizer.chat_template.tool_use",
         "tokenizer.ggml.model",
         "tokenizer.ggml.pre",
         "tokenizer.ggml.bos_token_id",
@@ -59,6 +60,8 @@ class TokenizerInfo:
     eos_token: str
     add_bos: bool
     add_eos: bool
+    # the model's tool-use variant (tokenizer.chat_template.tool_use), when it has one
+    chat_template_tool_use: str | None = None
 
 
 def special_token_ids(found: Mapping[str, Any]) -> tuple[object, object]:
@@ -74,8 +77,10 @@ def tokenizer_info(found: Mapping[str, Any], bos: str, eos: str) -> TokenizerInf
     """The TokenizerInfo for header values ``found`` and the BOS/EOS token texts."""
     _, _, add_bos, add_eos = _defaults(found)
     template = found.get("tokenizer.chat_template")
+    tool_use = found.get("tokenizer.chat_template.tool_use")
     return TokenizerInfo(
         chat_template=template if isinstance(template, str) else None,
+        chat_template_tool_use=tool_use if isinstance(tool_use, str) else None,
         bos_token=bos,
         eos_token=eos,
         add_bos=bool(found.get("tokenizer.ggml.add_bos_token", add_bos)),

@@ -30,7 +30,7 @@ import jinja2
 
 from . import template_caps, template_jinja
 from .errors import LLMInvalidRequestError
-from .gguf import TokenizerInfo, read_metadata, read_tokenizer_info
+from .gguf import TokenizerInfo, read_tokenizer_info
 from .gguf import clear_cache as _clear_gguf_cache
 from .template_budget import MAX_TEXT, TemplateLimitError, deadline_scope
 from .template_caps import capabilities
@@ -66,9 +66,8 @@ def template_from_gguf(path: str | os.PathLike[str]) -> ChatTemplate | None:
     common_chat_templates_init, it is also the template of a model whose own is
     missing, empty or "chatml", and it is ignored when it does not parse.
     """
-    info = read_tokenizer_info(path)
-    found = read_metadata(path, [TOOL_USE_KEY]).get(TOOL_USE_KEY)
-    tool_use = found if isinstance(found, str) and found else None
+    info = read_tokenizer_info(path)  # one walk of the header, the tool-use key included
+    tool_use = info.chat_template_tool_use or None
     source = info.chat_template
     own = source not in (None, "", "chatml")
     if tool_use is not None and not own:
