@@ -156,6 +156,18 @@ def test_sampling_options_reach_the_model_in_both_modes(
 QWEN3 = str(TEMPLATES / "Qwen-Qwen3-0.6B.jinja")
 
 
+def thinking_llm(binary: str, model: str, mode: str, **options: Any) -> LocalLLM:
+    """Greedy SmolLM2 on Qwen3's thinking template (both speak ChatML), in ``mode``."""
+    return LocalLLM(
+        binary_path=binary,
+        model=model,
+        chat_template=QWEN3,
+        temperature=0.0,
+        **MODES[mode],
+        **options,
+    )
+
+
 @pytest.mark.parametrize("mode", list(MODES))
 def test_a_reasoning_budget_runs_thinking_then_answer_on_the_real_binary(
     completion_bin: str, model_path: str, mode: str
@@ -163,15 +175,7 @@ def test_a_reasoning_budget_runs_thinking_then_answer_on_the_real_binary(
     # SmolLM2 speaks ChatML, so it runs Qwen3's thinking template. It never writes
     # <think> on its own: the block in the raw output is the first phase's grammar at
     # work (the model may leave it empty; test_agents.py holds the cap itself).
-    with LocalLLM(
-        binary_path=completion_bin,
-        model=model_path,
-        chat_template=QWEN3,
-        max_tokens=30,
-        temperature=0.0,
-        seed=1,
-        **MODES[mode],  # type: ignore[arg-type]
-    ) as llm:
+    with thinking_llm(completion_bin, model_path, mode, max_tokens=30, seed=1) as llm:
         response = llm.generate(ASK, reasoning=6)
         assert response.raw.startswith("<think>"), response.raw
         assert "<think>" not in response.text and "</think>" not in response.text
@@ -188,14 +192,7 @@ def test_a_reasoning_budget_runs_thinking_then_answer_on_the_real_binary(
 def test_a_grammar_after_thinking_is_accepted_by_llama_cpp(
     completion_bin: str, model_path: str, mode: str
 ) -> None:
-    with LocalLLM(
-        binary_path=completion_bin,
-        model=model_path,
-        chat_template=QWEN3,
-        max_tokens=40,
-        temperature=0.0,
-        **MODES[mode],  # type: ignore[arg-type]
-    ) as llm:
+    with thinking_llm(completion_bin, model_path, mode, max_tokens=40) as llm:
         request = llm.build_request(ASK, grammar='root ::= "yes" | "no"')
         assert request.grammar is not None and "</think>" in request.grammar
         response = llm.generate(ASK, grammar='root ::= "yes" | "no"')

@@ -16,10 +16,14 @@ a stream joined), which retry only a refusal, and a refusal comes before any tex
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from .errors import LLMContextLengthError
 from .types import MessagePart
+
+if TYPE_CHECKING:
+    from .call import Call
 
 DROP_OLDEST = "drop_oldest"
 # How often a call is sent again with fewer messages before the refusal stands.
@@ -117,3 +121,29 @@ def trimmed_for(
     if refusal.prompt_tokens is None or refusal.context_size is None or refusal.partial_text:
         return None
     return drop_oldest(messages, refusal.prompt_tokens, refusal.context_size, max_tokens)
+
+
+def overflow_rebuild(
+    start: Callable[[list[MessagePart]], Call],
+    messages: list[MessagePart],
+    max_tokens: int | None,
+    attempts: int = DEFAULT_ATTEMPTS,
+) -> Callable[[LLMContextLengthError], Call | None]:
+    """What a stream calls on a refusal for length: the same call (``start``) with the
+    oldest turns left out, or None to let the refusal stand (the policy can do no more,
+    or ``attempts`` retries were made)."""
+    sent = messages
+    left = attempts
+
+    def rebuild(refusal: LLMContextLengthError) -> Call | None:
+        nonlocal sent, left
+        shorter = trimmed_for(sent, refusal, max_tokens) if left else None
+        if shorter is None:
+            return None
+        left -= 1
+        sent = shorter
+        call = start(shorter)
+        call.facts.metrics["messages_left_out"] = len(messages) - len(shorter)
+        return call
+
+    return rebuild

@@ -19,7 +19,7 @@ from .agent_plan import AgentPlan, plan_agent
 from .base import BaseLLM
 from .call import Call, CallFacts
 from .checks import constraint_of
-from .errors import DeadlineExceeded, LLMContextLengthError, LLMTimeoutError
+from .errors import DeadlineExceeded, LLMTimeoutError
 from .limits import ConcurrencyLimit
 from .options import SAMPLING_OPTIONS, Options, call_options, reject_unknown
 from .percall import PerCallTransport
@@ -228,28 +228,16 @@ class LocalLLM(BaseLLM):
         stop: Iterable[str] | None,
         overrides: dict[str, Any],
     ) -> Rebuild | None:
-        """context_overflow="drop_oldest": on a refusal for length, the same call with
-        the oldest turns left out (the system message and the latest turn are kept)."""
-        from .context import DEFAULT_ATTEMPTS, DROP_OLDEST, trimmed_for
+        """context_overflow="drop_oldest": the retry of a call refused for length."""
+        from .context import DROP_OLDEST, overflow_rebuild
 
         if self.context_overflow != DROP_OLDEST:
             return None
-        sent = validate_messages(messages)
-        attempts = [DEFAULT_ATTEMPTS]
-        max_tokens = overrides.get("max_tokens", self.max_tokens)
-
-        def rebuild(refusal: LLMContextLengthError) -> Call | None:
-            nonlocal sent
-            shorter = trimmed_for(sent, refusal, max_tokens) if attempts[0] else None
-            if shorter is None:
-                return None
-            attempts[0] -= 1
-            sent = shorter
-            call = self._call(where, shorter, stop, overrides)
-            call.facts.metrics["messages_left_out"] = len(messages) - len(shorter)
-            return call
-
-        return rebuild
+        return overflow_rebuild(
+            lambda shorter: self._call(where, shorter, stop, overrides),
+            validate_messages(messages),
+            overrides.get("max_tokens", self.max_tokens),
+        )
 
     def _call(
         self,
