@@ -285,7 +285,10 @@ def test_cancelling_async_calls_reaps_the_child(fake: Callable[..., tuple[LocalL
         with pytest.raises(asyncio.CancelledError):
             await streaming
 
+    started = time.monotonic()
     asyncio.run(run())
+    # The loop's shutdown once spun here until pytest-timeout fired, and passed.
+    assert time.monotonic() - started < 30
     assert len(pids_in(pid_file)) == 4  # two fakes, each with a grandchild
     assert_all_gone(pid_file)
 

@@ -1,7 +1,9 @@
 """Which kind of binary a path is, learned once from what it says it accepts.
 
 A binary is probed with ``--help`` the first time it is used; the answer is remembered
-per file (path, size, modification time), so no call pays for it twice.
+per file (path, size, modification time), so no call pays for it twice. Concurrent first
+calls share one probe: the others wait for its answer instead of each starting a child,
+so a probe never adds processes beyond ``max_concurrency``.
 """
 
 from __future__ import annotations
@@ -43,8 +45,22 @@ class BinaryInfo:
 
 
 _FLAG_PATTERN = re.compile(r"(?<![\w-])(--?[A-Za-z][\w-]*)")
-_probe_cache: dict[tuple[str, int, int, int], BinaryInfo] = {}
+_ProbeKey = tuple[str, int, int, int]
+_probe_cache: dict[_ProbeKey, BinaryInfo] = {}
 _probe_lock = threading.Lock()
+# One lock per file being probed: the first caller probes, the rest wait for its answer.
+_probing: dict[_ProbeKey, threading.Lock] = {}
+
+
+def _after_fork_in_child() -> None:
+    # A probe running in another thread of the parent is not running here: its lock
+    # would stay held forever in the child.
+    global _probe_lock
+    _probe_lock = threading.Lock()
+    _probing.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def check_executable(path: str) -> None:
@@ -74,16 +90,23 @@ def probe(path: str) -> BinaryInfo:
     key = (resolved, info.st_ino, info.st_size, info.st_mtime_ns)
     with _probe_lock:
         cached = _probe_cache.get(key)
-    if cached is not None:
-        return cached
-    help_text = _run_help(resolved)
-    found = BinaryInfo(
-        path=path,
-        kind=classify(help_text),
-        flags=frozenset(_FLAG_PATTERN.findall(help_text)),
-    )
-    with _probe_lock:
-        _probe_cache[key] = found
+        if cached is not None:
+            return cached
+        one_probe = _probing.setdefault(key, threading.Lock())
+    with one_probe:
+        with _probe_lock:
+            cached = _probe_cache.get(key)
+        if cached is not None:  # probed while this caller waited
+            return cached
+        help_text = _run_help(resolved)
+        found = BinaryInfo(
+            path=path,
+            kind=classify(help_text),
+            flags=frozenset(_FLAG_PATTERN.findall(help_text)),
+        )
+        with _probe_lock:
+            _probe_cache[key] = found
+            _probing.pop(key, None)
     return found
 
 

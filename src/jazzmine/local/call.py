@@ -23,6 +23,7 @@ from .errors import (
     LLMTimeoutError,
     completed,
 )
+from .limits import SlotWaitTimeout
 from .reply import OutputShape, ReplyAssembler, failure_of, finish_reason_of, usage_of
 from .reply_parts import Piece, ReplyParts
 from .request import GenerationRequest, RunOutcome, constraint_error
@@ -96,6 +97,11 @@ class Call:
         """What the caller sees for ``error``: the one mapping to the public error tree."""
         self.assembler.finish()  # what was held back for stop matching is reply text too
         stderr = self.session.stderr_text() if self.session is not None else ""
+        if isinstance(error, SlotWaitTimeout):
+            return LLMTimeoutError(
+                f"the call ran past its timeout of {self.facts.timeout} s waiting for a free "
+                f"slot: {error}"
+            )
         if isinstance(error, (TimeoutError, DeadlineExceeded)):
             return LLMTimeoutError(
                 f"the call ran past its timeout of {self.facts.timeout} s; "
@@ -240,7 +246,7 @@ class Call:
 
 
 def run_call(
-    call: Call, slot: AbstractContextManager[None] | None = None
+    call: Call, slot: AbstractContextManager[object] | None = None
 ) -> Generator[Piece, None, None]:
     """Reply pieces of one call as (kind, text), as they are assembled; ``slot`` is the
     concurrency permit (already held by an async caller, so then none is taken here).

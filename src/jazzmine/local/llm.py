@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -203,7 +204,8 @@ class LocalLLM(BaseLLM):
         overrides: dict[str, Any],
     ) -> ResponseStream:
         rebuild = self._overflow(where, messages, stop, overrides)
-        return ResponseStream(self._call(where, messages, stop, overrides), self._limit, rebuild)
+        call = self._call(where, messages, stop, overrides)
+        return ResponseStream(call, self._limit, rebuild, holder=_opened_at(where))
 
     def _astream(
         self,
@@ -219,6 +221,7 @@ class LocalLLM(BaseLLM):
             lambda: self._call(where, messages, stop, overrides),
             self._limit,
             self._overflow(where, messages, stop, overrides),
+            holder=_opened_at(where),
         )
 
     def _overflow(
@@ -340,6 +343,20 @@ class LocalLLM(BaseLLM):
         if self._transport is None:
             self._transport = self._make_transport()
         return self._transport
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _opened_at(where: str) -> str:
+    """``where`` and the caller's line outside this package: what a call queued behind
+    this one is told it waits for (a stream kept but never read to its end)."""
+    frame = sys._getframe(1)
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(
+        _PACKAGE_DIR
+    ):
+        frame = frame.f_back
+    return f"{where} opened at {frame.f_code.co_filename}:{frame.f_lineno}"
 
 
 __all__ = ["LocalLLM"]

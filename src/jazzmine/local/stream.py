@@ -13,15 +13,18 @@ from __future__ import annotations
 import contextlib
 import functools
 import warnings
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .call import Call, run_call
 from .errors import LLMContextLengthError
 from .limits import ConcurrencyLimit
 from .reply_parts import Piece
 from .types import LLMResponse
+
+if TYPE_CHECKING:
+    from .bridge import OffLoop  # asyncio: loaded by async use only (see the package docstring)
 
 # An event of ``events()``: ("text", str), ("reasoning", str) or ("tool_call", ToolCall).
 Event = tuple[str, Any]
@@ -67,7 +70,7 @@ class _Current:
 
 
 def _retrying(
-    current: _Current, limit: ConcurrencyLimit, rebuild: Rebuild | None
+    current: _Current, limit: ConcurrencyLimit, rebuild: Rebuild | None, holder: str
 ) -> Iterator[Piece]:
     """The call's pieces. A prompt over the context is refused before any piece: with a
     rebuild, the call is made again with fewer messages, and the caller sees one stream.
@@ -79,7 +82,7 @@ def _retrying(
     while True:
         started = False
         try:
-            slot = limit.hold(call.deadline)
+            slot = limit.hold(call.deadline, holder)
             with contextlib.closing(run_call(call, slot)) as pieces:
                 for piece in pieces:
                     started = True
@@ -93,9 +96,15 @@ def _retrying(
 
 
 class ResponseStream(_KeepsResponse, Iterator[str]):
-    def __init__(self, call: Call, limit: ConcurrencyLimit, rebuild: Rebuild | None = None) -> None:
+    def __init__(
+        self,
+        call: Call,
+        limit: ConcurrencyLimit,
+        rebuild: Rebuild | None = None,
+        holder: str = "stream()",
+    ) -> None:
         self._current = _Current(call)
-        self._pieces = _retrying(self._current, limit, rebuild)
+        self._pieces = _retrying(self._current, limit, rebuild, holder)
         self._response: LLMResponse | None = None
 
     @property
@@ -153,107 +162,120 @@ class ResponseStream(_KeepsResponse, Iterator[str]):
         self.close()
 
 
-async def _aretrying(
-    current: _Current, build: Callable[[], Call], limit: ConcurrencyLimit, rebuild: Rebuild | None
-) -> AsyncGenerator[Piece, None]:
-    """``_retrying``'s async twin, apart from its stream for the same reason: an abandoned
-    stream is finalised at once, which ends its call and frees its slot."""
-    from .bridge import run_off_loop
-
-    call = current.call = await run_off_loop(build, lambda: None)
-    while True:
-        started = False
-        try:
-            async with contextlib.aclosing(_run_off_loop(call, limit)) as pieces:
-                async for piece in pieces:
-                    started = True
-                    yield piece
-            return
-        except LLMContextLengthError as refusal:
-            if started or rebuild is None:
-                raise
-            retry = await run_off_loop(functools.partial(rebuild, refusal), lambda: None)
-            if retry is None:
-                raise
-            call = current.call = retry
-
-
-async def _run_off_loop(call: Call, limit: ConcurrencyLimit) -> AsyncGenerator[Piece, None]:
-    import asyncio  # loaded by async use only (see the package docstring)
-
-    from .bridge import iterate_off_loop
-
-    try:
-        # The slot is waited for on the loop: a queued call holds no thread.
-        async with (
-            limit.ahold(call.deadline),
-            # Closing this stream must close the inner one now (which interrupts the
-            # call and waits for its clean-up), not when the collector gets to it.
-            contextlib.aclosing(iterate_off_loop(run_call(call), call.interrupt)) as pieces,
-        ):
-            async for piece in pieces:
-                yield piece
-    except (TimeoutError, asyncio.TimeoutError) as error:
-        raise call.failure(error) from None
-
-
 class AsyncResponseStream(_KeepsResponse, AsyncIterator[str]):
     """The async twin. ``build`` makes the call (it may probe the binary and render a
-    template), so it runs off the event loop too, on first iteration."""
+    template), so it runs off the event loop too, on first iteration; the slot is waited
+    for on the loop, so a queued call holds no thread.
+
+    Driven by hand, not by async generators: the loop's finaliser closes abandoned async
+    generators in tasks of their own, in no set order (see ``bridge``). Abandoned, the
+    stream's ``OffLoop`` stops the call by itself.
+    """
 
     def __init__(
-        self, build: Callable[[], Call], limit: ConcurrencyLimit, rebuild: Rebuild | None = None
+        self,
+        build: Callable[[], Call],
+        limit: ConcurrencyLimit,
+        rebuild: Rebuild | None = None,
+        holder: str = "astream()",
     ) -> None:
         self._current = _Current(None)
-        self._start = (build, limit, rebuild)
-        self._pieces: AsyncGenerator[Piece, None] | None = None
+        self._build, self._limit, self._rebuild, self._holder = build, limit, rebuild, holder
+        self._pieces: OffLoop[Piece] | None = None
+        self._started = False  # a piece was handed out: a refusal can no longer be retried
+        self._ended = False
         self._response: LLMResponse | None = None
 
     @property
     def _call(self) -> Call | None:
         return self._current.call
 
-    def _run(self) -> AsyncGenerator[Piece, None]:
-        if self._pieces is None:
-            self._pieces = _aretrying(self._current, *self._start)
+    async def _next_piece(self) -> Piece:
+        """The call's next piece; a prompt refused for length before any piece is made
+        again with fewer messages (``rebuild``), and the caller sees one stream."""
+        from .bridge import run_off_loop
+
+        while not self._ended:
+            pieces = self._pieces or await self._open()
+            try:
+                piece = await pieces.__anext__()
+            except LLMContextLengthError as refusal:
+                retry = None
+                if not self._started and self._rebuild is not None:
+                    retry = await run_off_loop(
+                        functools.partial(self._rebuild, refusal), lambda: None
+                    )
+                if retry is None:
+                    self._ended = True
+                    raise
+                self._current.call, self._pieces = retry, None
+                continue
+            except BaseException:
+                self._ended = True
+                raise
+            self._started = True
+            return piece
+        raise StopAsyncIteration
+
+    async def _open(self) -> OffLoop[Piece]:
+        from .bridge import OffLoop, run_off_loop
+
+        if self._current.call is None:
+            self._current.call = await run_off_loop(self._build, lambda: None)
+        call = self._current.call
+        try:
+            permit = await self._limit.aacquire(call.deadline, self._holder)
+        except TimeoutError as error:
+            self._ended = True
+            raise call.failure(error) from None
+        try:
+            # The slot is freed in the call's thread, once its child is gone.
+            self._pieces = OffLoop(run_call(call), call.interrupt, on_exit=permit.release)
+        except BaseException:
+            permit.release()
+            raise
         return self._pieces
+
+    def _finish(self, stacklevel: int) -> LLMResponse:
+        if self._response is None:
+            assert self._call is not None
+            self._response = _finish(self._call, stacklevel + 1)
+        return self._response
 
     def __aiter__(self) -> AsyncResponseStream:
         return self
 
     async def __anext__(self) -> str:
-        pieces = self._run()
         try:
             while True:
-                kind, text = await pieces.__anext__()
+                kind, text = await self._next_piece()
                 if kind == "text":
                     return text
         except StopAsyncIteration:
-            if self._response is None:
-                assert self._call is not None
-                self._response = _finish(self._call, stacklevel=2)
+            self._finish(stacklevel=2)
             raise
 
     async def events(self) -> AsyncIterator[Event]:
         """As ``ResponseStream.events``: reasoning, text, then the tool calls."""
-        async for piece in self._run():
+        while True:
+            try:
+                piece = await self._next_piece()
+            except StopAsyncIteration:
+                break
             yield piece
-        if self._response is None:
-            assert self._call is not None
-            self._response = _finish(self._call, stacklevel=2)
-        for call in self._response.tool_calls:
+        for call in self._finish(stacklevel=2).tool_calls:
             yield ("tool_call", call)
 
     async def join(self, *, stacklevel: int = 2) -> LLMResponse:
-        async for _ in self._run():
-            pass
-        if self._response is None:
-            assert self._call is not None
-            self._response = _finish(self._call, stacklevel)
-        return self._response
+        while True:
+            try:
+                await self._next_piece()
+            except StopAsyncIteration:
+                return self._finish(stacklevel)
 
     async def aclose(self) -> None:
         """End the call now if it is still running, and wait until its process is gone."""
+        self._ended = True
         if self._pieces is not None:
             await self._pieces.aclose()
 
