@@ -1,28 +1,31 @@
 """One call, from request to response: the same code for every transport and every method.
 
-``run_call`` drives a transport's session and passes its raw bytes through reply
-assembly; ``Call`` holds the state (the request, the session, the assembled reply, the
-outcome) and is the one boundary where what went wrong becomes the error the caller sees,
-built once with everything it carries: the reply so far, the stderr, the cause the
-transport diagnosed. ``generate`` and ``stream``, sync and async, all run this code.
+``run_call`` drives the call's flow (``flow``): it runs each attempt the flow yields on
+the transport, passes the raw bytes through reply assembly and tells the flow what the
+run came to. ``Call`` holds the state (the run's request, its session, the assembled
+reply, the outcome) and is the one boundary where what went wrong becomes the error the
+caller sees, built once with everything it carries: the reply so far, the stderr, the
+cause the transport diagnosed. ``generate`` and ``stream``, sync and async, all run this.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import (
     DeadlineExceeded,
+    LLMContextLengthError,
     LLMError,
     LLMInvalidRequestError,
     LLMTimeoutError,
     completed,
 )
+from .flow import Attempt, Ended, Flow
 from .limits import SlotWaitTimeout
 from .reply import OutputShape, ReplyAssembler, failure_of, finish_reason_of, usage_of
 from .reply_parts import Piece, ReplyParts
@@ -45,34 +48,59 @@ class CallFacts:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Phase:
+    """A finished run whose reply the call goes on from (a reasoning budget's thinking)."""
+
+    request: GenerationRequest
+    assembler: ReplyAssembler
+    outcome: RunOutcome
+
+
 @dataclass
 class Call:
-    request: GenerationRequest
     transport: Transport
     facts: CallFacts
+    flow: Flow
+    # The flow's first attempt, taken when the call was built (so bad input fails there).
+    first: Attempt
     started: float = field(default_factory=time.monotonic)
+    request: GenerationRequest = field(init=False)
     # Splits the reply into reasoning, answer text and tool calls (a no-op by default).
     parts: ReplyParts = field(default_factory=lambda: ReplyParts(None, None))
-    # A second request to run once this one is over (a reasoning budget's answer phase):
-    # given the first phase's reply text and its token count, the request or None.
-    next_phase: Callable[[str, int], GenerationRequest | None] | None = None
-    # Finished earlier phases: their requests, assembled replies and outcomes.
-    phases: list[tuple[GenerationRequest, ReplyAssembler, RunOutcome]] = field(default_factory=list)
+    phases: list[Phase] = field(default_factory=list)
     session: Session | None = None
     assembler: ReplyAssembler = field(init=False)
     outcome: RunOutcome | None = None
     # Set when the run finished without a single character of reply text.
     empty: bool = False
+    # The response, once the call is over.
+    result: LLMResponse | None = None
     _ended_by: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        self.assembler = ReplyAssembler(OutputShape(), self.request.stop_sequences)
+        self._begin(self.first)
 
     @property
     def deadline(self) -> float | None:
         timeout = self.facts.timeout
         return None if timeout is None else self.started + timeout
+
+    def _begin(self, attempt: Attempt) -> list[Piece]:
+        """Take ``attempt`` as the run to come; the pieces that join it to the reply so far."""
+        joint: list[Piece] = []
+        if attempt.fresh is not None:
+            self.phases.clear()
+            self.parts = attempt.fresh.agent.reply_parts()
+            self.facts.prompt_format = attempt.fresh.prompt_format
+            self.facts.metrics.update(attempt.metrics)
+        elif self.outcome is not None:
+            self.phases.append(Phase(self.request, self.assembler, self.outcome))
+            joint = list(self.pieces([attempt.joint]))
+        self.request, self.outcome, self.session = attempt.request, None, None
+        self.assembler = ReplyAssembler(OutputShape(), self.request.stop_sequences)
+        return joint
 
     # ---------- the session ----------
     def attach(self, session: Session) -> None:
@@ -91,6 +119,28 @@ class Call:
             session = self.session
         if session is not None:
             session.interrupt(reason)
+
+    def run(self, attempt: Attempt) -> Generator[Piece, None, tuple[Ended, list[Piece]]]:
+        """One run: its pieces as they are assembled; then what it came to, and the last
+        pieces (held back, so the slot is free before the caller gets them)."""
+        yield from self._begin(attempt)
+        deadline = self.deadline
+        try:
+            with self.transport.open(self.request, deadline) as session:
+                self.attach(session)
+                for chunk in session.chunks(deadline):
+                    yield from self.pieces(self.assembler.feed(chunk))
+                    if self.assembler.done:
+                        break
+                outcome = session.finish(self.assembler.done, deadline)
+            tail = list(self.pieces(self.complete(outcome)))
+        except LLMContextLengthError as refusal:
+            if self.assembler.reply_text:
+                raise
+            return Ended("", 0, refusal), []
+        assert self.outcome is not None
+        used = usage_of(self.request.prompt, self.assembler.reply_text, self.outcome)[0]
+        return Ended(self.assembler.reply_text, used.completion_tokens), tail
 
     # ---------- the boundary ----------
     def failure(self, error: BaseException) -> BaseException:
@@ -136,22 +186,6 @@ class Call:
         self.empty = not self.assembler.reply_text
         return tail
 
-    def start_next_phase(self) -> tuple[GenerationRequest | None, list[Piece]]:
-        """After a phase: the next request if the call goes on, and the pieces of what
-        closes this phase (a thinking block closed as the model would have closed it)."""
-        if self.next_phase is None or self.outcome is None:
-            return None, []
-        follow, self.next_phase = self.next_phase, None
-        thought = self.assembler.reply_text
-        used = usage_of(self.request.prompt, thought, self.outcome)[0].completion_tokens
-        request = follow(thought, used)
-        if request is None:
-            return None, []
-        closing = request.prompt[len(self.request.prompt) + len(thought) :]
-        self.phases.append((self.request, self.assembler, self.outcome))
-        self.request, self.outcome = request, None
-        return request, list(self.pieces([closing]))
-
     def pieces(self, reply_pieces: list[str]) -> Iterator[Piece]:
         """Reply text from the assembler as (kind, text) pieces: reasoning and answer."""
         for piece in reply_pieces:
@@ -160,24 +194,23 @@ class Call:
             else:
                 yield ("text", piece)
 
-    def finish_parts(self) -> list[Piece]:
-        """The last pieces once the run is over; the tool calls are parsed here."""
-        assert self.outcome is not None
-        cut = finish_reason_of(self.assembler, self.outcome, self.request.max_tokens) == "length"
-        return self.parts.finish(complete=not cut) if self.parts.active else []
+    def finish_parts(self, finish_reason: str) -> list[Piece]:
+        """The last pieces once the call is over; the tool calls are parsed here."""
+        if not self.parts.active:
+            return []
+        return self.parts.finish(complete=finish_reason != "length")
 
     def _earlier_text(self) -> str:
         """The reply text of finished phases, with what joined them."""
         if not self.phases:
             return ""
-        first = self.phases[0][0].prompt
+        first = self.phases[0].request.prompt
         return self.request.prompt[len(first) :]
 
     def _raw(self) -> str:
         """The model's output over every phase."""
-        return "".join(assembler.raw_text for _, assembler, _ in self.phases) + (
-            self.assembler.raw_text
-        )
+        earlier = "".join(phase.assembler.raw_text for phase in self.phases)
+        return earlier + self.assembler.raw_text
 
     def _usage(self) -> tuple[LLMUsage, str]:
         """Usage over every phase: the first prompt, and every phase's reply."""
@@ -185,8 +218,10 @@ class Call:
         usage, source = usage_of(self.request.prompt, self.assembler.reply_text, self.outcome)
         if not self.phases:
             return usage, source
-        request, assembler, outcome = self.phases[0]
-        first, _ = usage_of(request.prompt, assembler.reply_text, outcome)
+        first_phase = self.phases[0]
+        first, _ = usage_of(
+            first_phase.request.prompt, first_phase.assembler.reply_text, first_phase.outcome
+        )
         completion = first.completion_tokens + usage.completion_tokens
         return usage_from_counts(first.prompt_tokens, completion), source
 
@@ -198,7 +233,11 @@ class Call:
         return f"{self._binary()} finished without producing any text"
 
     # ---------- the result ----------
-    def response(self) -> LLMResponse:
+    def finish_reason(self) -> str:
+        assert self.outcome is not None
+        return finish_reason_of(self.assembler, self.outcome, self.request.max_tokens)
+
+    def response(self, finish_reason: str) -> LLMResponse:
         outcome = self.outcome
         assert outcome is not None and self.session is not None
         usage, usage_source = self._usage()
@@ -222,7 +261,6 @@ class Call:
         metrics.update({key: value for key, value in details.items() if key not in metrics})
         metrics.update(outcome.details)
         metrics.update(self.facts.metrics)
-        finish_reason = finish_reason_of(self.assembler, outcome, self.request.max_tokens)
         text = self.assembler.reply_text
         if self.parts.active:
             text = self.parts.text
@@ -248,26 +286,23 @@ class Call:
 def run_call(
     call: Call, slot: AbstractContextManager[object] | None = None
 ) -> Generator[Piece, None, None]:
-    """Reply pieces of one call as (kind, text), as they are assembled; ``slot`` is the
-    concurrency permit (already held by an async caller, so then none is taken here).
-    A call runs one request, or two when a reasoning budget ends the thinking."""
-    deadline = call.deadline
+    """Reply pieces of one call as (kind, text), as they are assembled; at the end the
+    response is in ``call.result``. ``slot`` is the concurrency permit (taken by an async
+    caller before the thread starts, so then none is given here). The flow decides
+    every run."""
     try:
         with slot if slot is not None else nullcontext():
-            request: GenerationRequest | None = call.request
-            while request is not None:
-                with call.transport.open(request, deadline) as session:
-                    call.attach(session)
-                    for chunk in session.chunks(deadline):
-                        yield from call.pieces(call.assembler.feed(chunk))
-                        if call.assembler.done:
-                            break
-                    outcome = session.finish(call.assembler.done, deadline)
-                tail = list(call.pieces(call.complete(outcome)))
-                request, closing = call.start_next_phase()
-                if request is not None:
-                    yield from tail + closing
-        tail += call.finish_parts()
+            attempt = call.first
+            while True:
+                ended, tail = yield from call.run(attempt)
+                try:
+                    attempt = call.flow.send(ended)
+                except StopIteration:
+                    break
+                yield from tail
+        finish_reason = call.finish_reason()
+        tail += call.finish_parts(finish_reason)
+        call.result = call.response(finish_reason)
     except (TimeoutError, DeadlineExceeded, LLMError) as error:
         raise call.failure(error) from error
     yield from tail

@@ -12,27 +12,26 @@ import functools
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from . import defaults
-from .agent_plan import AgentPlan, plan_agent
+from .agent_plan import plan_agent
 from .base import BaseLLM
 from .call import Call, CallFacts
 from .checks import constraint_of
-from .errors import DeadlineExceeded, LLMTimeoutError
+from .context import DROP_OLDEST, trimmed_for
+from .errors import DeadlineExceeded, LLMContextLengthError, LLMTimeoutError
+from .flow import Prepared, call_flow
 from .limits import ConcurrencyLimit
 from .options import SAMPLING_OPTIONS, Options, call_options, reject_unknown
 from .percall import PerCallTransport
 from .prompt import flatten, validate_messages
 from .prompt_writer import PromptWriter
 from .request import GenerationRequest
-from .stream import AsyncResponseStream, Rebuild, ResponseStream
+from .stream import AsyncResponseStream, ResponseStream
 from .transport import Transport
 from .types import LLMResponse, MessagePart
-
-# A reasoning budget's second phase: (the thinking, its tokens) -> the answer's request.
-NextPhase = Callable[[str, int], GenerationRequest | None] | None
 
 
 class LocalLLM(BaseLLM):
@@ -173,7 +172,8 @@ class LocalLLM(BaseLLM):
         """The request a call with these arguments would hand its transport (the rendered
         prompt, stops, sampling, constraint), without running anything, as httpx's
         ``Client.build_request`` does."""
-        return self._request("build_request()", messages, stop, kwargs)[0]
+        options = call_options("build_request()", stop, kwargs)
+        return self._prepare(validate_messages(messages), options=options).request
 
     @property
     def transport(self) -> Transport:
@@ -203,9 +203,8 @@ class LocalLLM(BaseLLM):
         stop: Iterable[str] | None,
         overrides: dict[str, Any],
     ) -> ResponseStream:
-        rebuild = self._overflow(where, messages, stop, overrides)
-        call = self._call(where, messages, stop, overrides)
-        return ResponseStream(call, self._limit, rebuild, holder=_opened_at(where))
+        call = self._call(validate_messages(messages), call_options(where, stop, overrides))
+        return ResponseStream(call, self._limit, holder=_opened_at(where))
 
     def _astream(
         self,
@@ -215,72 +214,46 @@ class LocalLLM(BaseLLM):
         overrides: dict[str, Any],
     ) -> AsyncResponseStream:
         # Bad input fails here, at the call; probing and rendering wait for the thread.
-        validate_messages(messages)
-        call_options(where, stop, overrides)
+        checked, options = validate_messages(messages), call_options(where, stop, overrides)
         return AsyncResponseStream(
-            lambda: self._call(where, messages, stop, overrides),
-            self._limit,
-            self._overflow(where, messages, stop, overrides),
-            holder=_opened_at(where),
+            lambda: self._call(checked, options), self._limit, holder=_opened_at(where)
         )
 
-    def _overflow(
-        self,
-        where: str,
-        messages: Sequence[MessagePart],
-        stop: Iterable[str] | None,
-        overrides: dict[str, Any],
-    ) -> Rebuild | None:
-        """context_overflow="drop_oldest": the retry of a call refused for length."""
-        from .context import DROP_OLDEST, overflow_rebuild
-
-        if self.context_overflow != DROP_OLDEST:
-            return None
-        return overflow_rebuild(
-            lambda shorter: self._call(where, shorter, stop, overrides),
-            validate_messages(messages),
-            overrides.get("max_tokens", self.max_tokens),
-        )
-
-    def _call(
-        self,
-        where: str,
-        messages: Sequence[MessagePart],
-        stop: Iterable[str] | None,
-        overrides: dict[str, Any],
-    ) -> Call:
+    def _call(self, messages: list[MessagePart], options: dict[str, Any]) -> Call:
+        """The call of checked ``messages`` with checked ``options``: its flow, and the
+        flow's first attempt made here, so a template that fails, fails now."""
         started = time.monotonic()
         deadline = None if self.timeout is None else started + self.timeout
+        transport = self._get_transport()
+        shorten = None
+        if self.context_overflow == DROP_OLDEST:
+            max_tokens = options.get("max_tokens", self.max_tokens)
+            shorten = functools.partial(_shorter, max_tokens=max_tokens)
+        flow = call_flow(
+            functools.partial(self._prepare, options=options, deadline=deadline),
+            messages,
+            grow=getattr(transport, "grow", None),
+            shorten=shorten,
+        )
         try:
-            request, prompt_format, agent, next_phase = self._request(
-                where, messages, stop, overrides, deadline
-            )
+            first = next(flow)
         except DeadlineExceeded:
             raise LLMTimeoutError(
                 f"rendering the chat template ran past the call's timeout of {self.timeout} s"
             ) from None
-        facts = CallFacts(
-            self.model, self.binary_path, prompt_format, self.timeout, agent.metrics()
-        )
-        return Call(
-            request,
-            self._get_transport(),
-            facts,
-            started=started,
-            parts=agent.reply_parts(),
-            next_phase=next_phase,
-        )
+        assert first.fresh is not None  # a call starts fresh
+        facts = CallFacts(self.model, self.binary_path, first.fresh.prompt_format, self.timeout)
+        return Call(transport, facts, flow, first, started=started)
 
-    def _request(
+    def _prepare(
         self,
-        where: str,
-        messages: Sequence[MessagePart],
-        stop: Iterable[str] | None,
-        overrides: dict[str, Any],
+        messages: list[MessagePart],
+        *,
+        options: Mapping[str, Any],
         deadline: float | None = None,
-    ) -> tuple[GenerationRequest, str, AgentPlan, NextPhase]:
-        options = call_options(where, stop, overrides)
-        checked = validate_messages(messages)
+    ) -> Prepared:
+        """Checked messages and options made ready to run: the prompt written, the
+        request built, the tools and reasoning planned."""
         transport = self._get_transport()
         agent = plan_agent(
             self._writer.template(transport),
@@ -289,14 +262,14 @@ class LocalLLM(BaseLLM):
             options.get("parallel_tool_calls", self.parallel_tool_calls),
             options.get("reasoning", self.reasoning),
         )
-        prompt, turn_markers, prompt_format = self._writer.write(
-            agent.messages(checked),
+        written = self._writer.write(
+            agent.messages(messages),
             transport,
             deadline,
             tools=agent.template_tools,
             enable_thinking=agent.enable_thinking,
         )
-        agent = agent.with_prompt(prompt)
+        agent = agent.with_prompt(written.prompt)
         if "response_format" in options or "grammar" in options:
             # A per-call constraint replaces the constructor's, whichever kind it is.
             json_schema, grammar = constraint_of(
@@ -305,11 +278,12 @@ class LocalLLM(BaseLLM):
         else:
             json_schema, grammar = constraint_of(self.response_format, self.grammar)
         constraint = agent.constraint(json_schema, grammar)
+        turn_markers = written.turn_markers
         if constraint.any and (agent.tools is None or agent.tools.choice.forces_call):
             # A constrained reply cannot start a new turn; a marker must not cut it short.
             turn_markers = ()
         request = GenerationRequest(
-            prompt=prompt,
+            prompt=written.prompt,
             max_tokens=options.get("max_tokens", self.max_tokens),
             temperature=options.get("temperature", self.temperature),
             seed=options.get("seed", self.seed),
@@ -320,10 +294,14 @@ class LocalLLM(BaseLLM):
             server_grammar=constraint.server_grammar,
         )
         if agent.budget is None:
-            return request, prompt_format, agent, None
+            return Prepared(request, written.prompt_format, agent)
         # Thinking first, alone and capped; then the answer, with the thinking closed.
-        answer = functools.partial(agent.answer_request, request, (json_schema, grammar))
-        return agent.thinking_request(request, agent.budget), prompt_format, agent, answer
+        return Prepared(
+            agent.thinking_request(request, agent.budget),
+            written.prompt_format,
+            agent,
+            functools.partial(agent.answer_request, request, (json_schema, grammar)),
+        )
 
     def _sampling(self, options: Mapping[str, Any]) -> tuple[tuple[str, float], ...]:
         """The sampling settings this call sets, the call's own over the instance's."""
@@ -343,6 +321,12 @@ class LocalLLM(BaseLLM):
         if self._transport is None:
             self._transport = self._make_transport()
         return self._transport
+
+
+def _shorter(
+    messages: list[MessagePart], refusal: LLMContextLengthError, *, max_tokens: int | None
+) -> list[MessagePart] | None:
+    return trimmed_for(messages, refusal, max_tokens)
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))

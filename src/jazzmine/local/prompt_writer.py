@@ -13,7 +13,7 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import LLMInvalidRequestError
 from .gguf import GGUFError, TokenizerInfo, read_tokenizer_info
@@ -29,6 +29,12 @@ if TYPE_CHECKING:
 # the three lazy edges named in the package docstring.
 
 _UNKNOWN_TOKENS = TokenizerInfo(None, "", "", True, False)
+
+
+class WrittenPrompt(NamedTuple):
+    prompt: str
+    turn_markers: tuple[str, ...]  # where the model's turn ends: the reply stops there
+    prompt_format: str  # "template" or "flat"
 
 
 class PromptWriter:
@@ -57,8 +63,8 @@ class PromptWriter:
         *,
         tools: list[dict[str, Any]] | None = None,
         enable_thinking: bool | None = None,
-    ) -> tuple[str, tuple[str, ...], str]:
-        """(prompt text, the markers that end the model's turn, the format's name). A
+    ) -> WrittenPrompt:
+        """The prompt text, the markers that end the model's turn, the format's name. A
         template's rendering stops at ``deadline`` (``DeadlineExceeded``). ``tools`` go
         into the template's ``tools`` variable; ``enable_thinking=False`` turns the
         template's thinking off where it can."""
@@ -71,7 +77,7 @@ class PromptWriter:
 
             messages = neutralise_messages(messages, self._control_texts(template))
         if template is None:
-            return flatten(messages), NEXT_TURN_MARKERS, "flat"
+            return WrittenPrompt(flatten(messages), NEXT_TURN_MARKERS, "flat")
         from .template import end_of_turn_markers, render
 
         switches: dict[str, Any] = {}
@@ -84,7 +90,7 @@ class PromptWriter:
             from .template_tools import tool_template
 
             template = tool_template(template)  # the one rendered: its turns end the reply
-        return prompt, end_of_turn_markers(template), "template"
+        return WrittenPrompt(prompt, end_of_turn_markers(template), "template")
 
     def _control_texts(self, template: ChatTemplate | None) -> tuple[str, ...]:
         from .control_text import control_texts

@@ -20,7 +20,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -48,11 +48,6 @@ from .server_registry import acquire_server, release_server
 # closing event (with exact counts) before the request is dropped.
 CLOSING_EVENT_WAIT = 2.0
 
-# Given the server that refused a call as too long and the refusal: a started server
-# whose slots hold the call, with the call counted on it (or the refusal raised).
-Grow = Callable[[LlamaServer, LLMContextLengthError], LlamaServer]
-
-
 class ServerSession:
     """One streamed request to the warm server."""
 
@@ -62,10 +57,8 @@ class ServerSession:
         request: GenerationRequest,
         details: dict[str, Any],
         deadline: float | None,
-        grow: Grow | None = None,
     ) -> None:
         self._deadline = deadline
-        self._grow = grow
         self.server = server
         self.request = request
         self.shape = OutputShape()
@@ -78,14 +71,7 @@ class ServerSession:
         self._lock = threading.Lock()
 
     def __enter__(self) -> ServerSession:
-        try:
-            self._send()
-        except LLMContextLengthError as refusal:
-            if self._grow is None:
-                raise
-            self.server = self._grow(self.server, refusal)
-            self.details = server_details(self.server)
-            self._send()
+        self._send()
         return self
 
     def _send(self) -> None:
@@ -310,32 +296,32 @@ class ServerTransport:
         self.grown += 1
         return self._server
 
-    def _grower(self, request: GenerationRequest, deadline: float | None) -> Grow | None:
+    def grow(self, request: GenerationRequest, refusal: LLMContextLengthError) -> bool:
+        """A call refused as too long for the slots: move to a server whose slots hold it
+        (the call's flow then sends it again). False when the context was the caller's
+        choice or cannot grow; past the model's trained context, the per-call error."""
         if not self._grows:
-            return None
-
-        def grow(refused_by: LlamaServer, refusal: LLMContextLengthError) -> LlamaServer:
-            prompt_tokens = refusal.prompt_tokens
-            trained = trained_context(refused_by.key.model_path)
-            if prompt_tokens is None or trained is None:
-                raise refusal
-            if prompt_tokens >= trained:
-                # As large as the model goes: the same error a per-call run gives.
-                raise context_length_error(prompt_tokens, trained) from None
-            size = grown_context(prompt_tokens, request.max_tokens, trained)
-            if size <= refused_by.key.context_per_slot:
-                raise refusal  # already as large as it can be (not reached in practice)
-            return self._begin(deadline, at_least=size)
-
-        return grow
+            return False
+        with self._lock:
+            model_path = self._current().key.model_path
+        prompt_tokens = refusal.prompt_tokens
+        trained = trained_context(model_path)
+        if prompt_tokens is None or trained is None:
+            return False
+        if prompt_tokens >= trained:
+            # As large as the model goes: the same error a per-call run gives.
+            raise context_length_error(prompt_tokens, trained) from None
+        size = grown_context(prompt_tokens, request.max_tokens, trained)
+        with self._lock:
+            if self._current().key.context_per_slot < size:  # else another call moved it
+                self._move(size)
+        return True
 
     def open(self, request: GenerationRequest, deadline: float | None) -> ServerSession:
         server = self._begin(deadline)
         if self._grows and request.max_tokens is not None:
             server = self._room_for_reply(server, request, request.max_tokens, deadline)
-        return ServerSession(
-            server, request, server_details(server), deadline, self._grower(request, deadline)
-        )
+        return ServerSession(server, request, server_details(server), deadline)
 
     def _room_for_reply(
         self,

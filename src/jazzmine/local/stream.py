@@ -10,15 +10,12 @@ ends its model process. The async stream runs the very same call in a thread of 
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .call import Call, run_call
-from .errors import LLMContextLengthError
 from .limits import ConcurrencyLimit
 from .reply_parts import Piece
 from .types import LLMResponse
@@ -28,19 +25,16 @@ if TYPE_CHECKING:
 
 # An event of ``events()``: ("text", str), ("reasoning", str) or ("tool_call", ToolCall).
 Event = tuple[str, Any]
-# context_overflow="drop_oldest": given the refusal of a prompt over the context, the
-# call with fewer messages, or None to let the refusal stand.
-Rebuild = Callable[[LLMContextLengthError], Call | None]
 
 _NOT_DONE = "the stream has not been iterated to its end yet: its response is not known"
 
 
 def _finish(call: Call, stacklevel: int) -> LLMResponse:
-    response = call.response()
+    assert call.result is not None  # run_call ended: the response is made
     if call.empty:
         # stacklevel counts the frames between here and the caller's own line.
         warnings.warn(call.empty_warning(), RuntimeWarning, stacklevel=stacklevel + 1)
-    return response
+    return call.result
 
 
 class _KeepsResponse:
@@ -61,57 +55,12 @@ class _KeepsResponse:
         return self._response
 
 
-class _Current:
-    """The call a stream is reading, replaced when a refused prompt is retried (an async
-    stream's is None until it is built)."""
-
-    def __init__(self, call: Call | None) -> None:
-        self.call = call
-
-
-def _retrying(
-    current: _Current, limit: ConcurrencyLimit, rebuild: Rebuild | None, holder: str
-) -> Iterator[Piece]:
-    """The call's pieces. A prompt over the context is refused before any piece: with a
-    rebuild, the call is made again with fewer messages, and the caller sees one stream.
-    A function apart from the stream, not a method: a generator holding its stream would
-    be a reference cycle, and an abandoned stream would keep its child until the cycle
-    collector ran instead of ending it at once."""
-    call = current.call
-    assert call is not None  # a sync stream's call is built with it
-    while True:
-        started = False
-        try:
-            slot = limit.hold(call.deadline, holder)
-            with contextlib.closing(run_call(call, slot)) as pieces:
-                for piece in pieces:
-                    started = True
-                    yield piece
-            return
-        except LLMContextLengthError as refusal:
-            retry = None if started or rebuild is None else rebuild(refusal)
-            if retry is None:
-                raise
-            call = current.call = retry
-
-
 class ResponseStream(_KeepsResponse, Iterator[str]):
-    def __init__(
-        self,
-        call: Call,
-        limit: ConcurrencyLimit,
-        rebuild: Rebuild | None = None,
-        holder: str = "stream()",
-    ) -> None:
-        self._current = _Current(call)
-        self._pieces = _retrying(self._current, limit, rebuild, holder)
+    def __init__(self, call: Call, limit: ConcurrencyLimit, holder: str = "stream()") -> None:
+        self._call = call
+        # The slot is taken on first iteration, and freed once the call's child is gone.
+        self._pieces = run_call(call, limit.hold(call.deadline, holder))
         self._response: LLMResponse | None = None
-
-    @property
-    def _call(self) -> Call:
-        call = self._current.call
-        assert call is not None
-        return call
 
     def __iter__(self) -> ResponseStream:
         return self
@@ -123,32 +72,32 @@ class ResponseStream(_KeepsResponse, Iterator[str]):
                 if kind == "text":
                     return text
         except StopIteration:
-            if self._response is None:
-                self._response = _finish(self._call, stacklevel=2)
+            self._finish(stacklevel=2)
             raise
+
+    def _finish(self, stacklevel: int) -> LLMResponse:
+        if self._response is None:
+            self._response = _finish(self._call, stacklevel + 1)
+        return self._response
 
     def events(self) -> Iterator[Event]:
         """Everything the reply holds, as it comes: ("reasoning", text) while the model
         thinks, ("text", text) for the answer, then ("tool_call", ToolCall) for each call
         once the reply is complete. Afterwards ``.response`` is set, as after iterating."""
         yield from self._pieces
-        if self._response is None:
-            self._response = _finish(self._call, stacklevel=2)
-        for call in self._response.tool_calls:
+        for call in self._finish(stacklevel=2).tool_calls:
             yield ("tool_call", call)
 
     def join(self, *, stacklevel: int = 2) -> LLMResponse:
         """Iterate what is left; the response."""
         for _ in self._pieces:
             pass
-        if self._response is None:
-            self._response = _finish(self._call, stacklevel)
-        return self._response
+        return self._finish(stacklevel)
 
     def close(self) -> None:
         """End the call now if it is still running (the model process is stopped)."""
         self._call.interrupt("the stream's close()")
-        self._pieces.close()  # type: ignore[attr-defined]
+        self._pieces.close()
 
     def __enter__(self) -> ResponseStream:
         return self
@@ -173,66 +122,41 @@ class AsyncResponseStream(_KeepsResponse, AsyncIterator[str]):
     """
 
     def __init__(
-        self,
-        build: Callable[[], Call],
-        limit: ConcurrencyLimit,
-        rebuild: Rebuild | None = None,
-        holder: str = "astream()",
+        self, build: Callable[[], Call], limit: ConcurrencyLimit, holder: str = "astream()"
     ) -> None:
-        self._current = _Current(None)
-        self._build, self._limit, self._rebuild, self._holder = build, limit, rebuild, holder
+        self._call: Call | None = None
+        self._build, self._limit, self._holder = build, limit, holder
         self._pieces: OffLoop[Piece] | None = None
-        self._started = False  # a piece was handed out: a refusal can no longer be retried
         self._ended = False
         self._response: LLMResponse | None = None
 
-    @property
-    def _call(self) -> Call | None:
-        return self._current.call
-
     async def _next_piece(self) -> Piece:
-        """The call's next piece; a prompt refused for length before any piece is made
-        again with fewer messages (``rebuild``), and the caller sees one stream."""
-        from .bridge import run_off_loop
-
-        while not self._ended:
-            pieces = self._pieces or await self._open()
-            try:
-                piece = await pieces.__anext__()
-            except LLMContextLengthError as refusal:
-                retry = None
-                if not self._started and self._rebuild is not None:
-                    retry = await run_off_loop(
-                        functools.partial(self._rebuild, refusal), lambda: None
-                    )
-                if retry is None:
-                    self._ended = True
-                    raise
-                self._current.call, self._pieces = retry, None
-                continue
-            except BaseException:
-                self._ended = True
-                raise
-            self._started = True
-            return piece
-        raise StopAsyncIteration
+        if self._ended:
+            raise StopAsyncIteration
+        pieces = self._pieces or await self._open()
+        try:
+            return await pieces.__anext__()
+        except BaseException:
+            self._ended = True
+            raise
 
     async def _open(self) -> OffLoop[Piece]:
         from .bridge import OffLoop, run_off_loop
 
-        if self._current.call is None:
-            self._current.call = await run_off_loop(self._build, lambda: None)
-        call = self._current.call
         try:
-            permit = await self._limit.aacquire(call.deadline, self._holder)
-        except TimeoutError as error:
-            self._ended = True
-            raise call.failure(error) from None
-        try:
-            # The slot is freed in the call's thread, once its child is gone.
-            self._pieces = OffLoop(run_call(call), call.interrupt, on_exit=permit.release)
+            call = self._call = await run_off_loop(self._build, lambda: None)
+            try:
+                permit = await self._limit.aacquire(call.deadline, self._holder)
+            except TimeoutError as error:
+                raise call.failure(error) from None
+            try:
+                # The slot is freed in the call's thread, once its child is gone.
+                self._pieces = OffLoop(run_call(call), call.interrupt, on_exit=permit.release)
+            except BaseException:
+                permit.release()
+                raise
         except BaseException:
-            permit.release()
+            self._ended = True
             raise
         return self._pieces
 
