@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
+import json
+import os
+import subprocess
+import sys
+
+import jazzmine.local
 from jazzmine.local import BaseLLM, LLMResponse, LLMUsage, LocalLLM, MessagePart, estimate_tokens
 
 
@@ -16,3 +23,73 @@ def test_public_names_match_the_published_api() -> None:
     )
     assert MessagePart(role="user", content="hi").content == "hi"
     assert estimate_tokens("") == 0 and estimate_tokens("abcdefgh") == 2
+
+
+# The public API as the README documents it, sorted: adding or dropping a name is a
+# deliberate change to this list, never a side effect of moving modules around.
+DOCUMENTED = [
+    "AsyncResponseStream",
+    "BaseLLM",
+    "GenerationRequest",
+    "LLMConnectionError",
+    "LLMContextLengthError",
+    "LLMError",
+    "LLMInternalError",
+    "LLMInvalidRequestError",
+    "LLMRateLimitError",
+    "LLMResponse",
+    "LLMTimeoutError",
+    "LLMToolCallError",
+    "LLMUsage",
+    "LocalLLM",
+    "MessagePart",
+    "MockReply",
+    "MockTransport",
+    "ResponseStream",
+    "RunOutcome",
+    "Session",
+    "ToolCall",
+    "Transport",
+    "estimate_tokens",
+]
+
+
+def test_all_is_exactly_the_documented_names_and_each_resolves() -> None:
+    assert len(DOCUMENTED) == 23 and sorted(DOCUMENTED) == DOCUMENTED
+    assert jazzmine.local.__all__ == DOCUMENTED
+    for name in DOCUMENTED:
+        value = getattr(jazzmine.local, name)
+        assert value is not None, name
+        # Each name is the object its defining module exports, under the same name.
+        assert getattr(sys.modules[value.__module__], name) is value, name
+
+
+def test_the_lazy_entry_points_name_modules_that_define_them() -> None:
+    lazy: dict[str, str] = jazzmine.local._LAZY
+    assert set(lazy) <= set(DOCUMENTED)
+    for name, module in lazy.items():
+        defined = importlib.import_module(f"jazzmine.local.{module}")
+        assert getattr(defined, name) is getattr(jazzmine.local, name), name
+
+
+# Run in a fresh interpreter: this test process has long since imported everything.
+_IMPORT_PROBE = """
+import json, sys
+from jazzmine.local import LocalLLM
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_importing_local_llm_leaves_the_heavy_dependencies_unloaded() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", _IMPORT_PROBE],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    ).stdout
+    loaded = set(json.loads(out))
+    assert "jazzmine.local.llm" in loaded  # the probe did import LocalLLM
+    heavy = {"httpx", "jinja2", "asyncio"}
+    assert {m.split(".")[0] for m in loaded} & heavy == set()
