@@ -254,7 +254,8 @@ class LocalLLM(BaseLLM):
             )
         except DeadlineExceeded:
             raise LLMTimeoutError(
-                f"rendering the chat template ran past the call's timeout of {self.timeout} s"
+                "preparing the call (rendering the chat template, building the tools' "
+                f"grammar) ran past the call's timeout of {self.timeout} s"
             ) from None
         facts = CallFacts(
             self.model, self.binary_path, prompt_format, self.timeout, agent.metrics()
@@ -285,6 +286,7 @@ class LocalLLM(BaseLLM):
             options.get("tool_choice", self.tool_choice),
             options.get("parallel_tool_calls", self.parallel_tool_calls),
             options.get("reasoning", self.reasoning),
+            deadline,
         )
         prompt, turn_markers, prompt_format = self._writer.write(
             agent.messages(checked),
