@@ -350,8 +350,10 @@ def _size(node: Node) -> int:
         return sum(_size(n) for n in node.items)
     if isinstance(node, _Alt):
         return sum(_size(n) + 2 for n in node.items)
-    one = _size(node.sub) + 1
-    return one * (node.low + (1 if node.high is None else node.high - node.low)) + 1
+    one = _size(node.sub)
+    if node.high is None:
+        return node.low * one + one + 2
+    return node.low * one + (node.high - node.low) * (one + 1)
 
 
 # The automaton, one instruction per state: SET consumes a character in ``members``;

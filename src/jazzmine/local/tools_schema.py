@@ -143,9 +143,7 @@ def check_schema(schema: Any, where: str = "schema", depth: int = 0) -> str | No
                     return problem
     for key in ("minItems", "maxItems", "minLength", "maxLength"):
         value = schema.get(key)
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 0
-        ):
+        if key in schema and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             return f"{where}[{key!r}] must be a non-negative integer"
     for low, high in (("minItems", "maxItems"), ("minLength", "maxLength")):
         if schema.get(low, 0) > schema.get(high, schema.get(low, 0)):

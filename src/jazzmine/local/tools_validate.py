@@ -179,8 +179,8 @@ def _number_errors(value: float, schema: dict[str, Any], path: str) -> list[str]
 def _multiple_of(value: float, step: float) -> bool:
     """Exactly, on the numbers as decimals (0.3 is a multiple of 0.1, 1e308 of 1e-320):
     a float quotient would overflow or round."""
-    if not (math.isfinite(value) and math.isfinite(step)):
-        return False
+    if isinstance(value, float) and not math.isfinite(value):
+        return False  # NaN or Infinity (Python's json reads them); step is finite
     quotient = Fraction(Decimal(repr(value))) / Fraction(Decimal(repr(step)))
     return quotient.denominator == 1
 
