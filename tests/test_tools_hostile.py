@@ -340,6 +340,16 @@ def test_a_value_nested_deep_in_a_default_is_an_option_error() -> None:
         check_tools(tool({"type": "object", "properties": {"a": {"default": deep}}}))
 
 
+def test_unique_items_nested_past_the_stack_is_an_error_message() -> None:
+    deep: Any = 1
+    for _ in range(5000):
+        deep = [deep]
+    errors = validate([deep, deep], {"type": "array", "uniqueItems": True})
+    assert errors == ["$[0]: nests too deep to compare"]  # a bare RecursionError on main
+    assert validate([[1], [1.0]], {"uniqueItems": True}) == ["$[1]: repeats an earlier item"]
+    assert validate([[1], [True]], {"uniqueItems": True}) == []
+
+
 def test_an_object_with_thousands_of_properties_gets_its_grammar(tmp_path: Path) -> None:
     # its grammar was built by recursion, one level per property: a RecursionError
     schema = {"type": "object", "properties": {f"p{i}": {"type": "integer"} for i in range(3000)}}

@@ -194,7 +194,11 @@ def _array_errors(value: list[Any], schema: dict[str, Any], path: str) -> list[s
     if schema.get("uniqueItems") is True:
         seen: set[Any] = set()
         for i, item in enumerate(value):
-            key = _key(item)
+            try:
+                key = _key(item)
+            except RecursionError:
+                errors.append(f"{path}[{i}]: nests too deep to compare")
+                break
             if key in seen:
                 errors.append(f"{path}[{i}]: repeats an earlier item")
                 break
