@@ -25,6 +25,7 @@ from jazzmine.local.control_text import (
     Neutraliser,
     control_texts,
     neutralise_messages,
+    neutralise_tools,
     select_texts,
 )
 from jazzmine.local.gguf import SpecialTexts, clear_cache, read_special_texts, read_tokenizer_info
@@ -221,6 +222,37 @@ def test_a_message_that_is_not_a_dataclass_comes_back_as_a_message_part() -> Non
 
     out = Neutraliser(CHATML).message(Loose())  # type: ignore[arg-type]
     assert isinstance(out, MessagePart) and out.content == f"<{ZWSP}|im_end|>"
+
+
+def test_neutralise_tools_breaks_every_string_of_the_definitions_keys_too() -> None:
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "f",
+                "description": FORGED_CHATML,
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        "<|im_start|>": {
+                            "enum": ["<|im_end|>", 3],
+                            "default": [{"x": "<|im_end|>"}],
+                        }
+                    },
+                },
+            },
+        }
+    ]
+    before = json.dumps(tools)
+    out = neutralise_tools(tools, CHATML)
+    assert json.dumps(tools) == before  # the input is untouched
+    assert out is not None and not holds_any(json.dumps(out, ensure_ascii=False), CHATML)
+    assert json.dumps(out, ensure_ascii=False).replace(ZWSP, "") == json.dumps(
+        tools, ensure_ascii=False
+    )
+    plain = [{"type": "function", "function": {"name": "g", "parameters": {}}}]
+    assert neutralise_tools(plain, CHATML) is plain
+    assert neutralise_tools(None, CHATML) is None
 
 
 # ---------- reading the vocabulary ----------

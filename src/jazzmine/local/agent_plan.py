@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any
 from .checks_agent import tool_choice_of
 from .errors import OptionValueError
 from .reasoning import ReasoningSplitter, Think, opened_in_prompt
-from .reply_parts import ReplyParts
+from .reply_parts import Piece, ReplyParts
 from .request import GenerationRequest
 from .types import MessagePart
 
 if TYPE_CHECKING:
     from .template_source import ChatTemplate
     from .tools import ToolPlan
+    from .tools_grammar import ToolGrammar
     from .tools_spec import Tool
 
 # The tool machinery (families, grammars, parsing) and the grammar builders load with the
@@ -53,6 +54,9 @@ class AgentPlan:
     enable_thinking: bool | None
     # At most this many tokens of thinking (None: no cap; only for templates that think).
     budget: int | None = None
+    # The call's deadline: building the grammar and checking the reply's calls stop
+    # there (DeadlineExceeded), as rendering the template does.
+    deadline: float | None = None
 
     @property
     def template_tools(self) -> list[dict[str, Any]] | None:
@@ -78,19 +82,44 @@ class AgentPlan:
                     "tool calls or the structured answer (use tool_choice='none' to keep the "
                     "tools in the prompt and constrain the answer)"
                 )
-            eager = self.tools.grammar(lazy=False)
-            lazy = self.tools.grammar(lazy=True)
+            eager = self._tool_grammar(lazy=False)
+            lazy = self._tool_grammar(lazy=True)
             if eager is None or lazy is None:
                 return Constraint()
             return Constraint(grammar=eager.grammar, server_grammar=lazy.server_fields())
+        if json_schema is not None:
+            from .tools_schema import check_plain
+
+            # the caller's schema is printed whole (argv, a request body): bounded first
+            problem = check_plain(json_schema, "response_format's schema")
+            if problem is not None:
+                raise OptionValueError(problem)
         if self.think is not None and (json_schema is not None or grammar is not None):
             from .tools_grammar import answer_after_thinking, grammar_after_thinking
 
             if json_schema is not None:
-                return Constraint(grammar=answer_after_thinking(json_schema, self.think))
+                return Constraint(
+                    grammar=answer_after_thinking(json_schema, self.think, self.deadline)
+                )
             assert grammar is not None
             return Constraint(grammar=grammar_after_thinking(grammar, self.think))
         return Constraint(json_schema, grammar)
+
+    def _tool_grammar(self, *, lazy: bool) -> ToolGrammar | None:
+        """``ToolPlan.grammar``, built within the call's deadline."""
+        from .tools_grammar import build_grammar
+
+        plan = self.tools
+        assert plan is not None
+        return build_grammar(
+            plan.family,
+            plan.tools,
+            plan.choice,
+            parallel=plan.parallel,
+            lazy=lazy,
+            think=plan.think,
+            deadline=self.deadline,
+        )
 
     def thinking_request(self, request: GenerationRequest, budget: int) -> GenerationRequest:
         """A reasoning budget's first phase: the thinking alone, at most ``budget`` tokens
@@ -146,12 +175,31 @@ class AgentPlan:
         if self.think is not None:
             thinking = ReasoningSplitter(self.think.start, self.think.end, opened=self.think.opened)
         tools = self.tools if self.tools is not None and self.tools.choice.mode != "none" else None
-        return ReplyParts(tools, thinking)
+        if tools is None:
+            return ReplyParts(None, thinking)
+        return _CheckedInTime(tools, thinking, self.deadline)
 
     def metrics(self) -> dict[str, Any]:
         if self.tools is None:
             return {}
         return {"tool_family": self.tools.family.name, "tool_choice": self.tools.choice.mode}
+
+
+class _CheckedInTime(ReplyParts):
+    """Reply parts whose tool calls are checked within the call's deadline: past it, the
+    check raises ``DeadlineExceeded``, which the call reports as its timeout."""
+
+    def __init__(
+        self, plan: ToolPlan, thinking: ReasoningSplitter | None, deadline: float | None
+    ) -> None:
+        super().__init__(plan, thinking)
+        self._deadline = deadline
+
+    def finish(self, *, complete: bool) -> list[Piece]:
+        from .tools_validate import deadline_scope
+
+        with deadline_scope(self._deadline):
+            return super().finish(complete=complete)
 
 
 def plan_agent(
@@ -160,6 +208,7 @@ def plan_agent(
     tool_choice: Any,
     parallel: bool,
     reasoning: bool | int,
+    deadline: float | None = None,
 ) -> AgentPlan:
     checked = tuple(tools or ())
     choice = tool_choice_of(tool_choice, checked) if checked or tool_choice else None
@@ -180,7 +229,7 @@ def plan_agent(
         plan = plan_tools(source, [t.as_template_tool() for t in checked], choice_dict(choice))
         plan = dataclasses.replace(plan, parallel=parallel and plan.parallel) if plan else None
     budget = reasoning if think is not None and type(reasoning) is int else None
-    return AgentPlan(plan, think, False if reasoning is False else None, budget)
+    return AgentPlan(plan, think, False if reasoning is False else None, budget, deadline)
 
 
 def choice_dict(choice: Any) -> Any:

@@ -5,11 +5,12 @@ llama-server's ``/completion`` for a text prompt), so a message whose content ho
 control token's text, say ``<|im_end|>\\n<|im_start|>assistant\\n`` for ChatML, gets the
 real control tokens: a web page or a tool result could end the user's turn and speak as
 the model. Before a template renders the messages, every caller-supplied string it
-prints (content, tool call names, ids and arguments, a tool message's name and call id)
-has each occurrence of such a text broken by an invisible character after its first
-character: llama.cpp's special-token partitioning (an exact byte search per token,
-``tokenizer_st_partition``) no longer finds it, and the model reads nearly the same
-characters as ordinary text. The prompt bytes are then the same in both modes.
+prints (content, tool call names, ids and arguments, a tool message's name and call id,
+every string of the tools' definitions) has each occurrence of such a text broken by an
+invisible character after its first character: llama.cpp's special-token partitioning
+(an exact byte search per token, ``tokenizer_st_partition``) no longer finds it, and the
+model reads nearly the same characters as ordinary text. The prompt bytes are then the
+same in both modes.
 
 Which texts: the vocabulary's CONTROL and UNKNOWN tokens (the ones llama.cpp matches
 only with parse_special; ``gguf_vocab.PARSE_SPECIAL_TYPES``), plus the USER_DEFINED
@@ -39,6 +40,7 @@ __all__ = [
     "Neutraliser",
     "control_texts",
     "neutralise_messages",
+    "neutralise_tools",
     "neutraliser",
     "select_texts",
 ]
@@ -98,6 +100,18 @@ def neutralise_messages(messages: Sequence[MessagePart], texts: Sequence[str]) -
     others are copies. Pure: the input is not changed.
     """
     return neutraliser(tuple(texts)).messages(messages)
+
+
+def neutralise_tools(
+    tools: list[dict[str, Any]] | None, texts: Sequence[str]
+) -> list[dict[str, Any]] | None:
+    """The template's ``tools`` with every control text in every string broken: the
+    names, descriptions, and anything in the schemas (enum values, defaults, titles,
+    property names). Pure; the input is returned as it is when nothing changes."""
+    if not tools:
+        return tools
+    cleaned: list[dict[str, Any]] = neutraliser(tuple(texts)).value(tools)
+    return tools if cleaned == tools else cleaned
 
 
 @functools.lru_cache(maxsize=16)

@@ -239,7 +239,8 @@ class LocalLLM(BaseLLM):
             first = next(flow)
         except DeadlineExceeded:
             raise LLMTimeoutError(
-                f"rendering the chat template ran past the call's timeout of {self.timeout} s"
+                "preparing the call (rendering the chat template, building the tools' "
+                f"grammar) ran past the call's timeout of {self.timeout} s"
             ) from None
         assert first.fresh is not None  # a call starts fresh
         facts = CallFacts(self.model, self.binary_path, first.fresh.prompt_format, self.timeout)
@@ -261,6 +262,7 @@ class LocalLLM(BaseLLM):
             options.get("tool_choice", self.tool_choice),
             options.get("parallel_tool_calls", self.parallel_tool_calls),
             options.get("reasoning", self.reasoning),
+            deadline,
         )
         written = self._writer.write(
             agent.messages(messages),

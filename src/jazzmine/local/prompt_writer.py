@@ -73,9 +73,14 @@ class PromptWriter:
             # Content cannot forge turns: llama.cpp reads control-token text anywhere in
             # the prompt as the token itself, in both modes, so such text in a caller's
             # string is broken (control_text) before the prompt is written.
-            from .control_text import neutralise_messages
+            # The tools' definitions are the caller's strings too (names, descriptions,
+            # enum values, any string in a schema, keys included): printed by the
+            # template's tojson, they are broken the same way.
+            from .control_text import neutralise_messages, neutralise_tools
 
-            messages = neutralise_messages(messages, self._control_texts(template))
+            texts = self._control_texts(template)
+            messages = neutralise_messages(messages, texts)
+            tools = neutralise_tools(tools, texts)
         if template is None:
             return WrittenPrompt(flatten(messages), NEXT_TURN_MARKERS, "flat")
         from .template import end_of_turn_markers, render

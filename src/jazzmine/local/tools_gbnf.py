@@ -4,16 +4,28 @@ llama.cpp turns JSON schemas into grammars in C++ (``common/json-schema-to-gramm
 a tool call's grammar is built here in Python instead, because the call's markup (which
 differs per model family) wraps the arguments and the whole must be one grammar. Which
 keywords the grammar enforces and which only the validator checks is listed in
-``tools_schema``.
+``tools_schema``; ``pattern`` is one the grammar leaves out (any string is written, the
+validator then checks it).
+
+A grammar is bounded: at most ``MAX_GRAMMAR_CHARS`` of rules (an ``OptionValueError``
+past that: an ``anyOf`` branch repeats its parent's properties, so 200 branches of a
+200-property object are 40,000 property rules), length and item bounds written only up
+to ``MAX_GRAMMAR_REPEAT`` (llama.cpp expands ``x{0,n}`` into n rules), and building
+stops at the call's deadline (``DeadlineExceeded``).
 """
 
 from __future__ import annotations
 
 import math
 import re
+import time
 from typing import Any
 
+from .errors import DeadlineExceeded, OptionValueError
 from .tools_schema import MAX_DEPTH, UNSUPPORTED, compact, merged, types_of
+
+MAX_GRAMMAR_CHARS = 1_000_000
+MAX_GRAMMAR_REPEAT = 1000
 
 # JSON text the grammars share. Whitespace is bounded so that a model cannot loop on it.
 PRIMITIVES: dict[str, str] = {
@@ -97,19 +109,41 @@ class Grammar:
     rules; primitives are emitted only when something refers to them.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, deadline: float | None = None) -> None:
         self.rules: dict[str, str] = {}
         self._used: set[str] = set()
+        self._deadline = deadline
+        self._size = 0
+        # per base name, the next suffix to try: unique names in constant time
+        self._counts: dict[str, int] = {}
 
     def add(self, hint: str, body: str) -> str:
-        """Add a rule named after ``hint`` (made unique); returns its name."""
+        """Add a rule named after ``hint`` (made unique); returns its name. Raises
+        ``OptionValueError`` past ``MAX_GRAMMAR_CHARS``, ``DeadlineExceeded`` past the
+        deadline."""
         base = rule_name(hint)
-        name, count = base, 1
+        name, count = base, self._counts.get(base, 1)
+        if count > 1:
+            name = f"{base}-{count}"
         while name in self.rules or name in PRIMITIVES:
             count += 1
             name = f"{base}-{count}"
+        self._counts[base] = count
         self.rules[name] = body
+        self._grew(len(name) + len(body) + 5)
         return name
+
+    def _grew(self, chars: int) -> None:
+        self._size += chars
+        if self._size > MAX_GRAMMAR_CHARS:
+            raise OptionValueError(
+                f"the grammar for these tools would be more than {MAX_GRAMMAR_CHARS} "
+                "characters: the schemas are too large (an anyOf branch repeats its "
+                "parent's properties; fewer branches or properties, or a shared "
+                "sub-schema given once, keep it small)"
+            )
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            raise DeadlineExceeded
 
     def use(self, primitive: str) -> str:
         """Refer to a shared JSON rule (``ws``, ``json-string``, ...)."""
@@ -159,7 +193,7 @@ class Grammar:
 
     def _typed(self, schema: dict[str, Any], kind: str, hint: str, depth: int) -> str:
         if kind == "string":
-            low, high = schema.get("minLength", 0), schema.get("maxLength")
+            low, high = _repeat(schema.get("minLength", 0), schema.get("maxLength"))
             if not low and high is None:
                 return self.use("json-string")
             self.use("json-char")
@@ -192,7 +226,7 @@ class Grammar:
     def _array(self, schema: dict[str, Any], hint: str, depth: int) -> str:
         item = self.schema(schema.get("items", True), f"{hint}-item", depth + 1)
         ws = self.use("ws")
-        low, high = schema.get("minItems", 0), schema.get("maxItems")
+        low, high = _repeat(schema.get("minItems", 0), schema.get("maxItems"))
         if high == 0:
             return self.add(hint, f'"[" {ws} "]"')
         more_low = max(low - 1, 0)
@@ -228,35 +262,39 @@ class Grammar:
             pairs.append(self.add(f"{hint}-{key}-kv", f'{literal} {ws} ":" {ws} {value} {ws}'))
         optional = [key not in required for key in names]
         count = len(names)
-        rests: dict[int, str] = {}
-        firsts: dict[int, str] = {}
-
         # Properties come in declared order; optional ones may be left out.
-        # rest(i): what may follow once a property before i was written, each with its
-        # comma; first(i): a non-empty run starting at i or later, without a comma.
-        # Rules are made only when referred to, so the grammar has no unused rules.
-        def rest(i: int) -> str:
-            if i == count:
-                return ""
-            if i not in rests:
-                after = rest(i + 1)
-                tail = f" {after}" if after else ""
-                one = f'"," {ws} {pairs[i]}'
-                body = f"( {one} )?{tail}" if optional[i] else f"{one}{tail}"
-                rests[i] = self.add(f"{hint}-rest", body)
-            return rests[i]
-
-        def first(i: int) -> str:
-            if i not in firsts:
-                after = rest(i + 1)
-                body = f"{pairs[i]} {after}" if after else pairs[i]
-                if optional[i] and i + 1 < count:
-                    body = f"{body} | {first(i + 1)}"
-                firsts[i] = self.add(f"{hint}-first", body)
-            return firsts[i]
-
-        members = f"( {first(0)} )?" if all(optional) else first(0)
+        # rest[i]: what may follow once a property before i was written, each with its
+        # comma; first[i]: a non-empty run starting at i or later, without a comma.
+        # Built from the end, in a loop (an object may have thousands of properties),
+        # and only the rules referred to: first(0) needs every rest from 1 on, and the
+        # firsts up to the first required property.
+        rests = [""] * (count + 1)
+        for i in range(count - 1, 0, -1):
+            tail = f" {rests[i + 1]}" if rests[i + 1] else ""
+            one = f'"," {ws} {pairs[i]}'
+            body = f"( {one} )?{tail}" if optional[i] else f"{one}{tail}"
+            rests[i] = self.add(f"{hint}-rest", body)
+        last = 0
+        while optional[last] and last + 1 < count:
+            last += 1
+        firsts = [""] * (count + 1)
+        for i in range(last, -1, -1):
+            after = rests[i + 1]
+            body = f"{pairs[i]} {after}" if after else pairs[i]
+            if optional[i] and i + 1 < count:
+                body = f"{body} | {firsts[i + 1]}"
+            firsts[i] = self.add(f"{hint}-first", body)
+        first0 = firsts[0]
+        members = f"( {first0} )?" if all(optional) else first0
         return self.add(hint, f'"{{" {ws} {members} "}}"')
+
+
+def _repeat(low: int, high: int | None) -> tuple[int, int | None]:
+    """Length or item bounds as the grammar writes them: past ``MAX_GRAMMAR_REPEAT`` a
+    bound is loosened (the validator still holds the reply to the schema's)."""
+    if high is not None and high > MAX_GRAMMAR_REPEAT:
+        high = None
+    return min(low, MAX_GRAMMAR_REPEAT), high
 
 
 # The largest integer range a grammar lists value by value.

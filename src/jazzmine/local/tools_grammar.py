@@ -70,15 +70,18 @@ def build_grammar(
     parallel: bool = True,
     lazy: bool = False,
     think: Think | None = None,
+    deadline: float | None = None,
 ) -> ToolGrammar | None:
     """The grammar for a reply to a request with ``tools``; None when nothing is
-    constrained (tool_choice "none", or no tools)."""
+    constrained (tool_choice "none", or no tools). Raises ``OptionValueError`` for a
+    grammar past ``tools_gbnf.MAX_GRAMMAR_CHARS``, ``DeadlineExceeded`` past
+    ``deadline``."""
     if choice.mode == "none" or not tools:
         return None
     if choice.mode == "named":
         tools = [tool for tool in tools if tool.name == choice.name]
     parallel = parallel and family.parallel and choice.mode != "named"
-    g = Grammar()
+    g = Grammar(deadline)
     calls = _calls(g, family, tools, parallel)
     preserved = family.markers
     if family.name == "generic":
@@ -111,10 +114,12 @@ def build_grammar(
     return ToolGrammar(_root_first(g), preserved_tokens=preserved)
 
 
-def answer_after_thinking(schema: dict[str, Any], think: Think) -> str:
+def answer_after_thinking(
+    schema: dict[str, Any], think: Think, deadline: float | None = None
+) -> str:
     """A grammar for JSON valid against ``schema`` that lets the reasoning block come
     first: a response_format holds the answer, not the thinking."""
-    g = Grammar()
+    g = Grammar(deadline)
     prefix = _think_prefix(g, think)
     g.rules["root"] = f"{prefix}{g.schema(schema, 'answer')}"
     return _root_first(g)

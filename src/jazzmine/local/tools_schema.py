@@ -10,24 +10,33 @@ allows also validates:
   given, ``additionalProperties`` is false unless set (the grammar never writes extra
   properties, even when they are allowed). An object schema without ``properties`` is
   any object.
-* arrays: ``items``, ``minItems``, ``maxItems``; strings: ``minLength``, ``maxLength``.
+* arrays: ``items``, ``minItems``, ``maxItems``; strings: ``minLength``, ``maxLength``
+  (the grammar writes bounds up to ``tools_gbnf.MAX_GRAMMAR_REPEAT``).
 * ``anyOf`` and ``oneOf``, both read as "any of" (a grammar cannot count matches).
 * integers and numbers with ``minimum`` >= 0 get no minus sign in the grammar.
 
 Checked by the validator only (a grammar cannot express them): ``minimum``,
-``maximum``, ``exclusiveMinimum``, ``exclusiveMaximum``, ``multipleOf``, ``pattern``
-(Python's ``re``), ``uniqueItems``. Any other keyword that shapes a value (``$ref``,
-``allOf``, ``not``, ``if``, ``patternProperties``, ``prefixItems``...) makes that
-sub-schema "any JSON value" in the grammar and is not checked; annotations such as
-``description``, ``title``, ``default``, ``examples`` and ``format`` are ignored.
+``maximum``, ``exclusiveMinimum``, ``exclusiveMaximum``, ``multipleOf`` (exactly, on
+the numbers' decimal text), ``pattern`` (ECMA-262, matched in linear time by
+``tools_regex``; a pattern that needs backtracking is refused), ``uniqueItems``. Any
+other keyword that shapes a value (``$ref``, ``allOf``, ``not``, ``if``,
+``patternProperties``, ``prefixItems``...) makes that sub-schema "any JSON value" in the
+grammar and is not checked; annotations such as ``description``, ``title``,
+``default``, ``examples`` and ``format`` are ignored.
+
+The work is bounded before it starts: ``check_plain`` refuses a caller's schema of more
+than ``MAX_SCHEMA_VALUES`` values (a part shared by reference counted each time it is
+reached, as a copy, a template and the validator see it) or nesting deeper than
+``MAX_JSON_DEPTH``; the validator (``tools_validate``) stops at the call's deadline.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any
+
+from .tools_regex import PatternError, compile_pattern
 
 JSON_TYPES = ("object", "array", "string", "number", "integer", "boolean", "null")
 # Keywords that change what a value may be and that this subset does not handle.
@@ -54,6 +63,40 @@ UNSUPPORTED = frozenset(
     }
 )
 MAX_DEPTH = 32
+# A caller's schema as JSON: values (every dict, list and scalar, a shared one each time
+# it is reached) and nesting of dicts and lists.
+MAX_SCHEMA_VALUES = 20_000
+MAX_JSON_DEPTH = 100
+_NUMERIC = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
+
+
+def check_plain(value: Any, where: str = "schema") -> str | None:
+    """What makes ``value`` too big or too deep to copy, print or check, or None.
+
+    Iterative and bounded: it stops at the first value past the limits, so a schema that
+    shares one sub-schema at every level (``{"anyOf": [s, s]}`` n times: 2**n values when
+    copied or printed) or contains itself is refused at once, without being expanded.
+    """
+    count = 0
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        count += 1
+        if count > MAX_SCHEMA_VALUES:
+            return (
+                f"{where} holds more than {MAX_SCHEMA_VALUES} values (a part used in "
+                "several places counts each time; a schema that contains itself never ends)"
+            )
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        if depth >= MAX_JSON_DEPTH:
+            return f"{where} nests deeper than {MAX_JSON_DEPTH} levels of dicts and lists"
+        pending.extend((child, depth + 1) for child in children)
+    return None
 
 
 def check_schema(schema: Any, where: str = "schema", depth: int = 0) -> str | None:
@@ -100,13 +143,35 @@ def check_schema(schema: Any, where: str = "schema", depth: int = 0) -> str | No
                     return problem
     for key in ("minItems", "maxItems", "minLength", "maxLength"):
         value = schema.get(key)
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 0
-        ):
+        if key in schema and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             return f"{where}[{key!r}] must be a non-negative integer"
     for low, high in (("minItems", "maxItems"), ("minLength", "maxLength")):
         if schema.get(low, 0) > schema.get(high, schema.get(low, 0)):
             return f"{where}: {low} is more than {high}"
+    return _check_values(schema, where)
+
+
+def _check_values(schema: dict[str, Any], where: str) -> str | None:
+    """The numbers and the pattern the validator uses: finite numbers, a positive
+    ``multipleOf``, a pattern ``tools_regex`` can match in linear time."""
+    for key in _NUMERIC:
+        value = schema.get(key)
+        if value is None or (isinstance(value, bool) and key.startswith("exclusive")):
+            continue  # draft 4's exclusiveMinimum: true
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"{where}[{key!r}] must be a number, got {value!r}"
+        if not math.isfinite(value):
+            return f"{where}[{key!r}] must be a finite number, got {value!r}"
+        if key == "multipleOf" and value <= 0:
+            return f"{where}['multipleOf'] must be more than 0, got {value!r}"
+    pattern = schema.get("pattern")
+    if pattern is not None and not UNSUPPORTED & schema.keys():
+        if not isinstance(pattern, str):
+            return f"{where}['pattern'] must be a str, got {type(pattern).__name__}"
+        try:
+            compile_pattern(pattern)
+        except PatternError as exc:
+            return f"{where}['pattern']: {exc}"
     return None
 
 
@@ -137,156 +202,9 @@ def merged(parent: dict[str, Any], sub: Any) -> Any:
     return {**base, **sub}
 
 
-# ---------- validation ----------
-
-
 def validate(value: Any, schema: Any, path: str = "$") -> list[str]:
-    """Where ``value`` (parsed JSON) breaks ``schema``: readable messages, empty if valid."""
-    if schema is False:
-        return [f"{path}: no value is allowed here"]
-    if not isinstance(schema, dict):
-        return []
-    if UNSUPPORTED & schema.keys():
-        return []
-    errors: list[str] = []
-    if value is None and schema.get("nullable") is True:
-        return []
-    if "const" in schema and not _same(value, schema["const"]):
-        return [f"{path}: must be {compact(schema['const'])}"]
-    if "enum" in schema and not any(_same(value, option) for option in schema["enum"]):
-        allowed = ", ".join(compact(option) for option in schema["enum"])
-        return [f"{path}: must be one of {allowed}"]
-    subs = schema.get("anyOf", []) + schema.get("oneOf", [])
-    if subs:
-        if all(validate(value, merged(schema, sub), path) for sub in subs):
-            return [f"{path}: matches none of the allowed schemas"]
-        return []
-    types = types_of(schema)
-    if types and not any(_is_type(value, kind) for kind in types):
-        return [f"{path}: must be {' or '.join(types)}, got {_json_type(value)}"]
-    if isinstance(value, str):
-        errors += _string_errors(value, schema, path)
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        errors += _number_errors(value, schema, path)
-    elif isinstance(value, list):
-        errors += _array_errors(value, schema, path)
-    elif isinstance(value, dict):
-        errors += _object_errors(value, schema, path)
-    return errors
+    """Where ``value`` (parsed JSON) breaks ``schema``: readable messages, empty if valid
+    (``tools_validate``, loaded with the first reply to check)."""
+    from .tools_validate import validate as validate_value
 
-
-def _same(a: Any, b: Any) -> bool:
-    """JSON equality: true is not 1, but 1 is 1.0."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool) and a == b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return bool(a == b)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    return type(a) is type(b) and bool(a == b)
-
-
-def _is_type(value: Any, kind: str) -> bool:
-    if kind == "integer":
-        if isinstance(value, float):
-            return math.isfinite(value) and value.is_integer()
-        return isinstance(value, int) and not isinstance(value, bool)
-    return _json_type(value) == kind or (kind == "number" and _json_type(value) == "integer")
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
-
-
-def _string_errors(value: str, schema: dict[str, Any], path: str) -> list[str]:
-    errors = []
-    if len(value) < schema.get("minLength", 0):
-        errors.append(f"{path}: shorter than {schema['minLength']} characters")
-    if schema.get("maxLength") is not None and len(value) > schema["maxLength"]:
-        errors.append(f"{path}: longer than {schema['maxLength']} characters")
-    pattern = schema.get("pattern")
-    if isinstance(pattern, str):
-        try:
-            if re.search(pattern, value) is None:
-                errors.append(f"{path}: does not match {pattern!r}")
-        except re.error:
-            pass  # an ECMA regex Python cannot read: not checked (documented)
-    return errors
-
-
-def _number_errors(value: float, schema: dict[str, Any], path: str) -> list[str]:
-    errors = []
-
-    def bound(key: str) -> float | None:
-        v = schema.get(key)
-        return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
-    low, high = bound("minimum"), bound("maximum")
-    ex_low, ex_high = bound("exclusiveMinimum"), bound("exclusiveMaximum")
-    # draft 4 spelled exclusivity as booleans beside minimum/maximum
-    if schema.get("exclusiveMinimum") is True:
-        ex_low, low = low, None
-    if schema.get("exclusiveMaximum") is True:
-        ex_high, high = high, None
-    if low is not None and value < low:
-        errors.append(f"{path}: less than {low}")
-    if high is not None and value > high:
-        errors.append(f"{path}: more than {high}")
-    if ex_low is not None and value <= ex_low:
-        errors.append(f"{path}: not more than {ex_low}")
-    if ex_high is not None and value >= ex_high:
-        errors.append(f"{path}: not less than {ex_high}")
-    step = bound("multipleOf")
-    if step and not math.isclose(value / step, round(value / step), abs_tol=1e-9):
-        errors.append(f"{path}: not a multiple of {step}")
-    return errors
-
-
-def _array_errors(value: list[Any], schema: dict[str, Any], path: str) -> list[str]:
-    errors = []
-    if len(value) < schema.get("minItems", 0):
-        errors.append(f"{path}: fewer than {schema['minItems']} items")
-    if schema.get("maxItems") is not None and len(value) > schema["maxItems"]:
-        errors.append(f"{path}: more than {schema['maxItems']} items")
-    if schema.get("uniqueItems") is True:
-        for i, item in enumerate(value):
-            if any(_same(item, other) for other in value[:i]):
-                errors.append(f"{path}[{i}]: repeats an earlier item")
-                break
-    items = schema.get("items")
-    if isinstance(items, (dict, bool)):
-        for i, item in enumerate(value):
-            errors += validate(item, items, f"{path}[{i}]")
-    return errors
-
-
-def _object_errors(value: dict[str, Any], schema: dict[str, Any], path: str) -> list[str]:
-    errors = []
-    properties: dict[str, Any] = schema.get("properties", {})
-    for key in schema.get("required", []):
-        if key not in value:
-            errors.append(f"{path}: missing required property {key!r}")
-    extra: Any = schema.get("additionalProperties", "properties" not in schema)
-    for key, item in value.items():
-        where = f"{path}.{key}"
-        if key in properties:
-            errors += validate(item, properties[key], where)
-        elif extra is False and key not in schema.get("required", []):
-            errors.append(f"{path}: unexpected property {key!r}")
-        elif isinstance(extra, dict):
-            errors += validate(item, extra, where)
-    return errors
+    return validate_value(value, schema, path)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import OptionTypeError, OptionValueError
-from .tools_schema import check_schema
+from .tools_schema import check_plain, check_schema
 
 # OpenAI's own rule for function names; it also keeps names safe inside every call format
 # (a bare name sits between markers in Mistral's "[TOOL_CALLS]name[ARGS]").
@@ -160,6 +160,11 @@ def _check_function(function: Mapping[str, Any], where: str, seen: set[str]) -> 
         raise OptionValueError(
             f"{where}['function'] has unknown keys: {', '.join(sorted(unknown))}"
         )
+    # Bounded first: a copy, the template's tojson and the checks all walk the schema as
+    # a tree, so parts shared by reference (or a schema that holds itself) would expand.
+    too_big = check_plain(parameters, f"{where}['function']['parameters']")
+    if too_big is not None:
+        raise OptionValueError(too_big)
     try:
         # a deep copy through JSON: the schema must be plain JSON, and later edits by the
         # caller must not change a grammar already built from it
