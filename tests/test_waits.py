@@ -130,7 +130,7 @@ def test_a_call_queued_behind_an_unread_stream_times_out_naming_it() -> None:
     llm = _slow_llm(timeout=1.0)
     kept = llm.stream(HELLO)  # this line is named in the error
     opened_line = sys._getframe().f_lineno - 1
-    for _, _piece in zip(range(3), kept):
+    for _, _piece in zip(range(3), kept, strict=False):
         pass
     started = time.monotonic()
     with pytest.raises(LLMTimeoutError) as raised:
