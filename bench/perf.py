@@ -36,7 +36,7 @@ from common import (
 )
 
 from jazzmine.local import LocalLLM, MessagePart
-from jazzmine.local.percall import PerCallTransport
+from jazzmine.local.transports.percall import PerCallTransport
 
 PROMPT = [MessagePart("user", "List the planets of the solar system.")]
 NAIVE_PROMPT = "User: List the planets of the solar system.\nAssistant: "
@@ -214,7 +214,7 @@ def eval_ms_per_token(argv: list[str], env: dict[str, str], count: int) -> list[
 
 def bench_shared_cores(bench: Bench, repeat: int) -> dict[str, Any]:
     """One or two llama.cpp runs at once, with OpenMP's own spin and with LocalLLM's."""
-    from jazzmine.local.config import SPIN_DEFAULTS, llama_environment
+    from jazzmine.local.transports.config import SPIN_DEFAULTS, llama_environment
 
     ours = llama_environment(None)
     theirs = {k: v for k, v in ours.items() if k not in SPIN_DEFAULTS}

@@ -32,9 +32,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-import fakes
 from common import completion_binary, default_model
-from probes import ArgvScanner, descendants, process_alive
+from helpers import fakes
+from helpers.probes import ArgvScanner, descendants, process_alive
 
 from jazzmine.local import (
     LLMInternalError,

@@ -32,7 +32,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from common import completion_binary, default_model, machine, machine_line, save
-from probes import descendants, process_alive
+from helpers.probes import descendants, process_alive
 
 from jazzmine.local import LLMResponse, LocalLLM, MessagePart
 

@@ -63,8 +63,8 @@ def first_read_ms(reader: str) -> float:
     model = str(defaults.ensure_default_model())
     code = {
         "jazzmine": (
-            "from jazzmine.local.template import template_from_gguf\n"
-            "from jazzmine.local.gguf import read_tokenizer_info\n"
+            "from jazzmine.local.template.render import template_from_gguf\n"
+            "from jazzmine.local.gguf.reader import read_tokenizer_info\n"
             "import time; t = time.perf_counter()\n"
             f"info = read_tokenizer_info({model!r}); template_from_gguf({model!r})\n"
             "assert info.bos_token == '<bos>' and info.eos_token == '<eos>'\n"

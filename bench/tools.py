@@ -20,7 +20,7 @@ on every side), interleaved prompt by prompt in an order that rotates:
 2. LocalLLM warm (keep_alive="5m");
 3. llama-server started here (``--jinja --chat-template-file``, loopback only), sent
    {"messages", "tools", "tool_choice"} on /v1/chat/completions. Its calls' arguments
-   are checked here with ``tools_schema.validate``.
+   are checked here with ``tools.schema.validate``.
 
 For tool_choice "auto" and "required", the share of replies that (a) contain a call,
 (b) parse, (c) validate against the tool's schema, and (d) call the tool the prompt
@@ -53,9 +53,9 @@ from typing import Any
 from common import RESULTS, default_model, machine, machine_line, run_steps, save
 
 from jazzmine.local import LLMError, LocalLLM, MessagePart, defaults
-from jazzmine.local.config import SPIN_DEFAULTS
 from jazzmine.local.errors import LLMToolCallError
-from jazzmine.local.tools_schema import validate
+from jazzmine.local.tools.schema import validate
+from jazzmine.local.transports.config import SPIN_DEFAULTS
 
 ROOT = Path(__file__).resolve().parent.parent
 HERMES_TEMPLATE = ROOT / "tests" / "fixtures" / "templates" / "Qwen-Qwen2.5-7B-Instruct.jinja"
@@ -442,7 +442,7 @@ def report(results: dict[str, Any]) -> str:
         "reply (`parallel_tool_calls` off on every side), sides interleaved prompt by prompt. "
         "generic: the model's own ChatML template (no tools in it); hermes: the Qwen 2.5 "
         "fixture template (`<tool_call>`). llama-server is the pinned build with `--jinja` "
-        "and the same template; its calls are validated here with `tools_schema.validate`.",
+        "and the same template; its calls are validated here with `tools.schema.validate`.",
         "",
         *(
             [f"Families measured in separate runs, joined: {', '.join(results['runs'])}.", ""]

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from jazzmine.local import MessagePart
-from jazzmine.local.setup import SetupResult, run_setup
+from jazzmine.local.setup.run import SetupResult, run_setup
 
 # Fixtures that need the llama.cpp build or a model: a test using any of them is marked
 # `real`, so `pytest -m "not real"` runs the rest in seconds on a machine with nothing built.

@@ -191,8 +191,8 @@ def test_bad_sampling_values_are_refused_the_same_way_per_call_and_at_constructi
 
 
 def test_sampling_reaches_the_server_body_and_the_argv() -> None:
-    from jazzmine.local.argv import _sampling_args
-    from jazzmine.local.server_api import request_body
+    from jazzmine.local.transports.argv import _sampling_args
+    from jazzmine.local.transports.server.api import request_body
 
     request = GenerationRequest("p", 4, 0.0, 1, (), sampling=(("top_k", 5), ("min_p", 0.05)))
     body = request_body(request)

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
-from real_calls import COLOURS, QUESTION
+from helpers.real_calls import COLOURS, QUESTION
 
 from jazzmine.local import LocalLLM, defaults
 

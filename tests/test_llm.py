@@ -13,7 +13,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from real_calls import CHATTY, LISTING, QUESTION, deterministic
+from helpers.real_calls import CHATTY, LISTING, QUESTION, deterministic
 
 from jazzmine.local import LLMInternalError, LocalLLM, MessagePart
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A second virtualenv holding the published jazzmine framework beside this project, for
-# tests/test_framework.py and bench/agent.py: there LocalLLM runs inside the framework's
+# tests/scenarios/test_framework.py and bench/agent.py: there LocalLLM runs inside the framework's
 # own MessageEnhancer, FlowSelector, ConversationSummarizer and Agent.
 #   usage: bash tests/envs/framework.sh VENV   (VENV: the project's virtualenv, e.g. .venv)
 # The new virtualenv uses VENV's Python; it lives in ${XDG_CACHE_HOME:-~/.cache}/jazzmine/
@@ -25,7 +25,7 @@ python=$venv/bin/python
 root=$(cd "$(dirname "$0")/../.." && pwd)
 dir=${JAZZMINE_FRAMEWORK_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/jazzmine/venv-framework}
 
-# The framework release the interop is pinned to (kept in step with tests/test_framework.py).
+# The framework release the interop is pinned to (kept in step with tests/scenarios/test_framework.py).
 framework="jazzmine==0.1.42"
 light="pydantic>=2.12.5 structlog>=24"
 

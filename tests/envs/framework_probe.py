@@ -1,6 +1,6 @@
 """Runs the published jazzmine framework's LLM-calling parts on this project's LocalLLM.
 
-Run by tests/test_framework.py (and reused by bench/agent.py) inside the framework's
+Run by tests/scenarios/test_framework.py (and reused by bench/agent.py) inside the framework's
 virtualenv (tests/envs/framework.sh), with tests/framework_stubs on PYTHONPATH:
 
     python framework_probe.py identity --out RESULT.json
@@ -388,7 +388,7 @@ async def json_store(folder: Path, name: str) -> Any:
 
 def scenario_identity(_: argparse.Namespace) -> dict[str, Any]:
     from jazzmine.local import errors, types
-    from jazzmine.local.prompt import validate_messages
+    from jazzmine.local.prompt.messages import validate_messages
 
     llm = LocalLLM()
     names = [

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fill the wheelhouse that tests/test_packaging.py installs from, so that test needs no
+# Fill the wheelhouse that tests/scenarios/test_packaging.py installs from, so that test needs no
 # network: the jazzmine framework's wheel (without its dependencies: the test only checks
 # files and imports, never runs the framework), this project's runtime dependencies, and
 # setuptools + wheel to build this project offline.
@@ -12,7 +12,7 @@ python=$venv/bin/python
 root=$(cd "$(dirname "$0")/../.." && pwd)
 dir=${XDG_CACHE_HOME:-$HOME/.cache}/jazzmine/wheelhouse
 
-# The framework release the interop is pinned to (kept in step with tests/test_packaging.py).
+# The framework release the interop is pinned to (kept in step with tests/scenarios/test_packaging.py).
 framework="jazzmine==0.1.42"
 
 # Runtime dependencies, read from pyproject.toml so this list cannot drift from it. The model

@@ -6,7 +6,7 @@ lazy entry point), so ``import jazzmine.local`` stays cheap for a program that o
 handles its types. Everything else imports at the top of its module, except three heavy
 edges loaded by the use that needs them, so ``LocalLLM`` itself stays cheap to import:
 the HTTP client (warm mode, ``llm``), the template engine (templated prompts,
-``prompt_writer``) and asyncio (async calls, ``stream``, ``limits``, ``llm.aclose``).
+``prompt.writer``) and asyncio (async calls, ``stream``, ``limits``, ``llm.aclose``).
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ if TYPE_CHECKING:
     from .llm import LocalLLM
     from .mock import MockReply, MockTransport
     from .stream import AsyncResponseStream, ResponseStream
-    from .tools_spec import ToolCall
-    from .transport import Session, Transport
+    from .tools.spec import ToolCall
+    from .transports.base import Session, Transport
 
 __version__ = "0.3.0"
 
@@ -45,9 +45,9 @@ _LAZY = {
     "MockTransport": "mock",
     "ResponseStream": "stream",
     "AsyncResponseStream": "stream",
-    "Session": "transport",
-    "Transport": "transport",
-    "ToolCall": "tools_spec",
+    "Session": "transports.base",
+    "Transport": "transports.base",
+    "ToolCall": "tools.spec",
 }
 
 

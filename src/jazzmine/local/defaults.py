@@ -1,7 +1,7 @@
 """Where the embedded llama.cpp build and the default model live.
 
 Both sit under the user cache directory, keyed so a different pinned version or build
-flags never picks up a stale build. ``jazzmine setup`` (``jazzmine.local.setup``) fills it.
+flags never picks up a stale build. ``jazzmine setup`` (``jazzmine.local.setup.run``) fills it.
 """
 
 from __future__ import annotations

@@ -16,21 +16,21 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from . import defaults
-from .agent_plan import plan_agent
 from .base import BaseLLM
-from .call import Call, CallFacts
-from .checks import constraint_of
-from .context import DROP_OLDEST, trimmed_for
+from .call.flow import Prepared, call_flow
+from .call.limits import ConcurrencyLimit
+from .call.plan import plan_agent
+from .call.run import Call, CallFacts
 from .errors import DeadlineExceeded, LLMContextLengthError, LLMTimeoutError
-from .flow import Prepared, call_flow
-from .limits import ConcurrencyLimit
-from .options import SAMPLING_OPTIONS, Options, call_options, reject_unknown
-from .percall import PerCallTransport
-from .prompt import flatten, validate_messages
-from .prompt_writer import PromptWriter
+from .options.checks import constraint_of
+from .options.table import SAMPLING_OPTIONS, Options, call_options, reject_unknown
+from .prompt.messages import flatten, validate_messages
+from .prompt.overflow import DROP_OLDEST, trimmed_for
+from .prompt.writer import PromptWriter
 from .request import GenerationRequest
 from .stream import AsyncResponseStream, ResponseStream
-from .transport import Transport
+from .transports.base import Transport
+from .transports.percall import PerCallTransport
 from .types import LLMResponse, MessagePart
 
 
@@ -41,10 +41,10 @@ class LocalLLM(BaseLLM):
     (``jazzmine setup``); ``JAZZMINE_LLAMA_BIN`` and ``JAZZMINE_MODEL`` override them.
     ``keep_alive`` (or ``JAZZMINE_KEEP_ALIVE``) switches to warm mode: a private
     llama-server keeps the model loaded between calls. ``transport`` replaces both with
-    any object that speaks ``transport.Transport`` (``MockTransport`` for tests).
+    any object that speaks ``transports.base.Transport`` (``MockTransport`` for tests).
 
     Every option is checked here, and again when given per call, by its entry in
-    ``options.OPTIONS``: a misspelt name or a wrong value raises at once (a TypeError or
+    ``options.table.OPTIONS``: a misspelt name or a wrong value raises at once (a TypeError or
     ValueError that is also an LLMInvalidRequestError) instead of being ignored.
     """
 
@@ -191,7 +191,7 @@ class LocalLLM(BaseLLM):
             self._transport.close()
 
     async def aclose(self) -> None:
-        from .bridge import run_off_loop  # asyncio: loaded by async use only (see __init__)
+        from .call.bridge import run_off_loop  # asyncio: loaded by async use only (see __init__)
 
         await run_off_loop(self.close, lambda: None)
 
@@ -315,7 +315,7 @@ class LocalLLM(BaseLLM):
             return PerCallTransport(self.config)
         # Warm mode's transport brings in the HTTP client (about 40 ms of import): loaded
         # by warm mode only. One of the three lazy edges named in the package docstring.
-        from .server import ServerTransport
+        from .transports.server.transport import ServerTransport
 
         return ServerTransport(self.config, slots=self.max_concurrency)
 

@@ -22,7 +22,7 @@ class GenerationRequest:
     grammar: str | None = None
     # Further sampling settings, (option name, value) in a fixed order: top_p, top_k,
     # min_p and the penalties. The names are llama-server's request fields; per call
-    # each becomes its llama.cpp flag (``argv.SAMPLING_FLAGS``).
+    # each becomes its llama.cpp flag (``transports.argv.SAMPLING_FLAGS``).
     sampling: tuple[tuple[str, float], ...] = ()
     # llama-server's fields for the grammar when warm mode can apply it better than
     # ``grammar`` (a lazy tool-call grammar and its triggers); per call, ``grammar``.

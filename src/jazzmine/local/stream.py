@@ -15,13 +15,15 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from .call import Call, run_call
-from .limits import ConcurrencyLimit
-from .reply_parts import Piece
+from .call.limits import ConcurrencyLimit
+from .call.run import Call, run_call
+from .reply.parts import Piece
 from .types import LLMResponse
 
 if TYPE_CHECKING:
-    from .bridge import OffLoop  # asyncio: loaded by async use only (see the package docstring)
+    from .call.bridge import (
+        OffLoop,  # asyncio: loaded by async use only (see the package docstring)
+    )
 
 # An event of ``events()``: ("text", str), ("reasoning", str) or ("tool_call", ToolCall).
 Event = tuple[str, Any]
@@ -141,7 +143,7 @@ class AsyncResponseStream(_KeepsResponse, AsyncIterator[str]):
             raise
 
     async def _open(self) -> OffLoop[Piece]:
-        from .bridge import OffLoop, run_off_loop
+        from .call.bridge import OffLoop, run_off_loop
 
         try:
             call = self._call = await run_off_loop(self._build, lambda: None)

@@ -1,0 +1,149 @@
+"""``context_overflow="drop_oldest"``: a conversation longer than the context goes on
+with its oldest turns left out, instead of ending in ``LLMContextLengthError``.
+
+``drop_oldest`` is the policy, pure: from the messages and what the refusal said (the
+prompt's tokens, the context's size) it picks the messages to send. The system
+message(s) at the start and the latest user message always stay; whole turns go from
+the oldest, so roles still alternate as chat templates require, and a tool call never
+loses the answer to it. Tokens are shared out among messages by their length, as only
+the whole prompt was counted; a guess that falls short is corrected by the next refusal,
+which counts the shorter prompt (LocalLLM's streams try again, a few times).
+
+``trimmed_for`` reads a refusal; ``LocalLLM`` calls it from its streams (``generate`` is
+a stream joined), which retry only a refusal, and a refusal comes before any text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from ..errors import LLMContextLengthError
+from ..types import MessagePart
+
+if TYPE_CHECKING:
+    from ..call.run import Call
+
+DROP_OLDEST = "drop_oldest"
+# How often a call is sent again with fewer messages before the refusal stands.
+DEFAULT_ATTEMPTS = 3
+# What a chat template adds around each message ("<|im_start|>user\n" ... "<|im_end|>\n"),
+# in characters, so that many short messages are not taken for nothing.
+MESSAGE_OVERHEAD_CHARS = 16
+# Room kept for the reply when the call sets no max_tokens: a quarter of the context.
+DEFAULT_REPLY_SHARE = 4
+# The reply's room is at most half the context, even for a larger max_tokens: llama.cpp
+# runs a prompt that fits and ends the reply where the context ends (finish_reason
+# "length"), so a conversation is not given up for a reply that long.
+MAX_REPLY_SHARE = 2
+
+
+def drop_oldest(
+    messages: Sequence[MessagePart],
+    prompt_tokens: int,
+    context_size: int,
+    max_tokens: int | None = None,
+) -> list[MessagePart] | None:
+    """The messages with the oldest turns left out so the prompt should fit
+    ``context_size`` with room for the reply; None when even the system message(s) and
+    the latest user message (with the exchange that follows it) cannot fit, or when
+    there is nothing to leave out."""
+    if not messages or prompt_tokens <= 0 or context_size <= 0:
+        return None
+    reply_room = min(
+        max_tokens if max_tokens is not None else context_size // DEFAULT_REPLY_SHARE,
+        context_size // MAX_REPLY_SHARE,
+    )
+    budget = context_size - reply_room
+    weights = [_chars(message) + MESSAGE_OVERHEAD_CHARS for message in messages]
+    tokens_per_weight = prompt_tokens / sum(weights)
+
+    def tokens(indices: Sequence[int]) -> float:
+        return sum(weights[index] for index in indices) * tokens_per_weight
+
+    kept_always, droppable = _units(messages)
+    if tokens(kept_always) > budget:
+        return None
+    dropped: set[int] = set()
+    remaining = tokens(range(len(messages)))
+    for unit in droppable:
+        if remaining <= budget:
+            break
+        dropped.update(unit)
+        remaining -= tokens(unit)
+    if not dropped or remaining > budget:
+        return None
+    return [message for index, message in enumerate(messages) if index not in dropped]
+
+
+def _chars(message: MessagePart) -> int:
+    size = len(message.content)
+    if message.tool_calls:
+        size += len(json.dumps(message.tool_calls, ensure_ascii=False))
+    return size
+
+
+def _units(messages: Sequence[MessagePart]) -> tuple[list[int], list[list[int]]]:
+    """Which messages always stay, and the rest as units to leave out, oldest first.
+
+    Before the latest user message a unit is a whole turn (a user message and all that
+    answers it); after it, an assistant message with the tool messages answering it
+    (the exchange in progress), of which the last always stays: the model answers it.
+    """
+    count = len(messages)
+    start = 0
+    while start < count and messages[start].role == "system":
+        start += 1
+    users = [index for index in range(start, count) if messages[index].role == "user"]
+    last_user = users[-1] if users else count - 1
+    kept = [*range(start), last_user]
+    units: list[list[int]] = []
+    for index in range(start, last_user):
+        if not units or messages[index].role == "user":
+            units.append([])
+        units[-1].append(index)
+    rounds: list[list[int]] = []
+    for index in range(last_user + 1, count):
+        if not rounds or messages[index].role != "tool":
+            rounds.append([])
+        rounds[-1].append(index)
+    if rounds:
+        kept += rounds.pop()
+    return kept, units + rounds
+
+
+def trimmed_for(
+    messages: Sequence[MessagePart], refusal: LLMContextLengthError, max_tokens: int | None
+) -> list[MessagePart] | None:
+    """``drop_oldest`` for what a refusal said; None when it said too little to act on,
+    or came after text was produced."""
+    if refusal.prompt_tokens is None or refusal.context_size is None or refusal.partial_text:
+        return None
+    return drop_oldest(messages, refusal.prompt_tokens, refusal.context_size, max_tokens)
+
+
+def overflow_rebuild(
+    start: Callable[[list[MessagePart]], Call],
+    messages: list[MessagePart],
+    max_tokens: int | None,
+    attempts: int = DEFAULT_ATTEMPTS,
+) -> Callable[[LLMContextLengthError], Call | None]:
+    """What a stream calls on a refusal for length: the same call (``start``) with the
+    oldest turns left out, or None to let the refusal stand (the policy can do no more,
+    or ``attempts`` retries were made)."""
+    sent = messages
+    left = attempts
+
+    def rebuild(refusal: LLMContextLengthError) -> Call | None:
+        nonlocal sent, left
+        shorter = trimmed_for(sent, refusal, max_tokens) if left else None
+        if shorter is None:
+            return None
+        left -= 1
+        sent = shorter
+        call = start(shorter)
+        call.facts.metrics["messages_left_out"] = len(messages) - len(shorter)
+        return call
+
+    return rebuild

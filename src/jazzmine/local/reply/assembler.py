@@ -1,0 +1,332 @@
+"""Raw output in, reply pieces out: the one place that decides what the user sees.
+
+Shared by every transport and by sync and async alike. It decodes UTF-8 without ever
+splitting a character, drops what is not the reply (a banner, the echoed prompt, an
+end-of-text marker, UI chrome after the reply), cuts the reply at stop sequences, strips
+surrounding whitespace the same way for a stream as for a joined reply, and records why
+the reply ended. Given llama-completion's output it gives what llama-server gives for the
+same tokens (a stop found as one token at a time finds it; a limit's cut drops a stop's
+first half and a character's first bytes), so both modes give one answer.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ..errors import LLMError, LLMInternalError, context_length_error
+from ..request import RunOutcome
+from ..types import LLMUsage
+from ..usage import CHARS_PER_TOKEN, estimate_tokens, usage_from_counts
+
+
+@dataclass(frozen=True)
+class OutputShape:
+    """What a binary prints around the reply, so it can be removed.
+
+    ``preamble_end``: everything up to and including this text is chrome (a banner).
+    ``echo``: the prompt, when the binary may print it back before the reply.
+    ``end_markers``: printed by the binary when the model itself ended the reply.
+    ``trailer_markers``: the reply is over and chrome follows (timings, prompts for input).
+    ``token_budget``: for a binary that was not told the caller's ``max_tokens``: the reply
+    is cut here (estimated tokens, as usage is), and the run ended.
+    ``closing``: printed after the reply when the binary ends on its own (llama-completion
+    ends its output with an empty line); never reply text, never part of a stop.
+    ``marks_every_end``: the binary prints an end marker whenever the model ends the reply,
+    so output without one was cut by a limit.
+    """
+
+    preamble_end: str | None = None
+    echo: str | None = None
+    end_markers: tuple[str, ...] = ()
+    trailer_markers: tuple[str, ...] = ()
+    token_budget: int | None = None
+    closing: str = ""
+    marks_every_end: bool = False
+
+
+# What may come before the echoed prompt: llama.cpp prints the prompt from its tokens, and
+# a tokenizer that adds a leading space prints it too. More than this is not an echo.
+ECHO_LEADING_WHITESPACE = 16
+
+
+def echo_length(output: str, echo: str) -> int | None:
+    """How much of ``output`` is the echoed prompt: its length when the output opens with
+    the echo (after a little whitespace), -1 when it does not, None while undecided."""
+    body = output.lstrip()
+    lead = len(output) - len(body)
+    if lead > ECHO_LEADING_WHITESPACE:
+        return -1
+    wanted = echo.lstrip()
+    if body.startswith(wanted):
+        return lead + len(wanted)
+    if wanted.startswith(body):
+        return None
+    return -1
+
+
+@dataclass
+class ReplyAssembler:
+    shape: OutputShape
+    stop_sequences: Sequence[str] = ()
+    reply_text: str = ""
+    raw_text: str = ""
+    # "stop" when a stop sequence or an end marker was seen; None while undecided.
+    finish_reason: str | None = None
+    # The stop sequence (a caller's stop or a turn marker) that ended the reply, if one did.
+    stopped_by: str | None = None
+    # For a shape with an echo: "removed", or "not found" (the output is then kept whole).
+    echo: str | None = None
+    _decoder: codecs.IncrementalDecoder = field(
+        default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace")
+    )
+    _phase: str = "preamble"
+    _pending: str = ""
+    _started: bool = False
+    _held_bytes: bytes = b""
+
+    def __post_init__(self) -> None:
+        self._stops = tuple(stop for stop in self.stop_sequences if stop)
+        # What the binary prints around the reply, never the model: not a stop's to match.
+        self._chrome = tuple(
+            marker for marker in (*self.shape.end_markers, *self.shape.trailer_markers) if marker
+        )
+        self._markers = (*self._stops, *self._chrome)
+        if self.shape.preamble_end is None:
+            self._phase = "echo" if self.shape.echo else "body"
+
+    @property
+    def done(self) -> bool:
+        """True once the reply is complete; the producer may be stopped."""
+        return self._phase == "done"
+
+    def feed(self, data: bytes) -> list[str]:
+        """Take raw bytes; return the reply pieces they complete (possibly none)."""
+        closing = self.shape.closing.encode("utf-8")
+        if closing:
+            # Bytes that may begin the closing wait for the next read (at most its length),
+            # so a stop is never matched against it.
+            data = self._held_bytes + data
+            held = _overlap(data, closing)
+            self._held_bytes = data[len(data) - held :]
+            data = data[: len(data) - held]
+        return self._feed_text(self._decoder.decode(data))
+
+    def finish(self) -> list[str]:
+        """The producer ended: release what was held back for marker matching."""
+        if self._phase == "done":
+            return []
+        held, self._held_bytes = self._held_bytes, b""
+        closing = held == self.shape.closing.encode("utf-8") and bool(held)
+        text = "" if closing else self._decoder.decode(held)
+        pieces = self._feed_text(text)
+        # A character whose last bytes never came was cut by the limit: it is not text
+        # (llama-server never sends it either), so it is dropped, not shown as U+FFFD.
+        # ``raw_text`` keeps all the output, the cut character and the closing too.
+        cut = self._decoder.decode(b"", final=True)
+        self.raw_text += cut + (self.shape.closing if closing else "")
+        if self._phase in ("preamble", "echo"):
+            # The binary never printed what we waited for: what it did print is the reply,
+            # still cut at stops and trailers.
+            if self.shape.echo and self.echo is None:
+                self.echo = "not found"
+            self._phase = "body"
+        pieces += self._scan_body(final=True)
+        if self._phase == "done":
+            return pieces
+        tail = self._pending
+        if self.shape.marks_every_end:
+            # A limit cut the reply: what could begin a stop is dropped, as llama-server
+            # drops it, so both modes give one answer.
+            tail = tail[: len(tail) - _longest_partial(tail, self._stops)]
+        self._pending = ""
+        self._phase = "done"
+        return [*pieces, *self._emit(self._trim_start(tail.rstrip()))]
+
+    def _feed_text(self, text: str) -> list[str]:
+        if not text or self._phase == "done":
+            return []
+        self.raw_text += text
+        self._pending += text
+        if self._phase == "preamble":
+            assert self.shape.preamble_end is not None
+            at = self._pending.find(self.shape.preamble_end)
+            if at < 0:
+                return []
+            self._pending = self._pending[at + len(self.shape.preamble_end) :]
+            self._phase = "echo" if self.shape.echo else "body"
+        if self._phase == "echo":
+            assert self.shape.echo is not None
+            # Held back only until the echo's length has come or a difference shows.
+            length = echo_length(self._pending, self.shape.echo)
+            if length is None:
+                return []
+            if length >= 0:
+                self._pending = self._pending[length:]
+                self.echo = "removed"
+            else:
+                self.echo = "not found"
+            self._phase = "body"
+        return self._scan_body()
+
+    def _scan_body(self, final: bool = False) -> list[str]:
+        # Markers are looked for before any whitespace is stripped: a reply that opens
+        # with "\nUser:" is a new turn, not text.
+        text = self._pending
+        cut = self._first_marker(text, final)
+        if cut is not None:
+            at, marker = cut
+            self._pending = ""
+            self._phase = "done"
+            self.stopped_by = marker if marker in self._stops else None
+            self.finish_reason = "stop" if marker not in self.shape.trailer_markers else None
+            return self._emit(self._trim_start(text[:at].rstrip()))
+        # A stop that reaches into chrome still arriving is held whole until that is decided.
+        blocked = [at for at in (text.find(stop) for stop in self._stops) if at >= 0]
+        hold = max(
+            _longest_partial(text, self._markers), len(text) - min(blocked, default=len(text))
+        )
+        # Trailing whitespace is held as well, so a stream strips exactly like a joined reply.
+        ready = text[: len(text) - hold]
+        safe = ready.rstrip()
+        self._pending = text[len(safe) :]
+        return self._emit(self._trim_start(safe))
+
+    def _trim_start(self, piece: str) -> str:
+        return piece if self._started else piece.lstrip()
+
+    def _emit(self, piece: str) -> list[str]:
+        if not piece:
+            return []
+        budget = self.shape.token_budget
+        if budget is not None:
+            room = budget * CHARS_PER_TOKEN - len(self.reply_text)
+            if len(piece) >= room:
+                piece = piece[: max(0, room)]
+                self._pending = ""
+                self._phase = "done"
+                self.finish_reason = "length"
+                if not piece:
+                    return []
+        self._started = True
+        self.reply_text += piece
+        return [piece]
+
+    def _first_marker(self, text: str, final: bool) -> tuple[int, str] | None:
+        """Where the reply ends: the stop that is complete first (then the one that starts
+        first), as a reader of one token at a time such as llama-server sees it however
+        reads are cut; else the first chrome marker."""
+        chrome: tuple[int, str] | None = None
+        for marker in self._chrome:
+            at = text.find(marker)
+            if at >= 0 and (chrome is None or at < chrome[0]):
+                chrome = (at, marker)
+        # A stop may not reach into chrome, even chrome still arriving: llama-completion's
+        # " [end of text]" holds a space, llama-cli's "\n\n\nExiting..." newlines.
+        limit = len(text) if final else len(text) - _longest_partial(text, self._chrome)
+        if chrome is not None:
+            limit = min(limit, chrome[0])
+        best: tuple[int, int, str] | None = None
+        for stop in self._stops:
+            at = text.find(stop)
+            end = at + len(stop)
+            if at >= 0 and end <= limit and (best is None or (end, at) < best[:2]):
+                best = (end, at, stop)
+        if best is not None:
+            return best[1], best[2]
+        return chrome
+
+
+def _longest_partial(text: str, markers: Sequence[str]) -> int:
+    """Length of the longest end of ``text`` that could begin one of ``markers``."""
+    longest = 0
+    for marker in markers:
+        for size in range(min(len(marker) - 1, len(text)), longest, -1):
+            if text.endswith(marker[:size]):
+                longest = size
+                break
+    return longest
+
+
+def _overlap(data: bytes, closing: bytes) -> int:
+    """Length of the longest end of ``data`` that begins ``closing``."""
+    for size in range(min(len(closing), len(data)), 0, -1):
+        if data.endswith(closing[:size]):
+            return size
+    return 0
+
+
+# llama-completion's refusal of a prompt longer than its context (common/ and
+# tools/completion: "prompt is too long (%d tokens, max %d)").
+_TOO_LONG = re.compile(r"prompt is too long \((\d+) tokens, max (\d+)\)")
+
+
+def failure_of(outcome: RunOutcome, binary: str, partial_text: str) -> LLMError | None:
+    """The error a finished run amounts to, or None when it succeeded."""
+    code = outcome.exit_code
+    if outcome.interrupted or code is None or code == 0:
+        return None
+    too_long = _TOO_LONG.search(outcome.stderr)
+    if too_long is not None:
+        # llama-completion prints n_ctx - 4 as its "max": the context is 4 more, as
+        # llama-server reports it
+        context = int(too_long.group(2)) + 4
+        return context_length_error(
+            int(too_long.group(1)), context, stderr=outcome.stderr, exit_code=code
+        )
+    if code < 0:
+        signum = -code
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = f"signal {signum}"
+        message = f"{binary} was killed by {name}"
+        if signum == signal.SIGILL:
+            message += (
+                " (an illegal instruction: the binary was built for CPU features this machine "
+                "lacks; rebuild it for a portable target, e.g. with `jazzmine setup`)"
+            )
+        message += _stderr_tail(outcome.stderr)
+        return LLMInternalError(
+            message,
+            partial_text=partial_text,
+            stderr=outcome.stderr,
+            signal_name=name,
+            exit_code=code,
+        )
+    return LLMInternalError(
+        f"{binary} exited with code {code}" + _stderr_tail(outcome.stderr),
+        partial_text=partial_text,
+        stderr=outcome.stderr,
+        exit_code=code,
+    )
+
+
+def _stderr_tail(stderr: str) -> str:
+    text = stderr.strip()
+    return f"; stderr:\n{text}" if text else " (stderr was empty)"
+
+
+def finish_reason_of(assembler: ReplyAssembler, outcome: RunOutcome, max_tokens: int | None) -> str:
+    if assembler.finish_reason in ("stop", "length"):
+        return assembler.finish_reason
+    if outcome.hit_token_limit is not None:
+        return "length" if outcome.hit_token_limit else "stop"
+    if (
+        max_tokens is not None
+        and outcome.completion_tokens is not None
+        and outcome.completion_tokens >= max_tokens
+    ):
+        return "length"
+    # A binary that marks the model's own end and did not: a limit ended the reply.
+    return "length" if outcome.marks_end_of_text else "stop"
+
+
+def usage_of(prompt: str, reply_text: str, outcome: RunOutcome) -> tuple[LLMUsage, str]:
+    """Exact counts when the model process reported them, else the spec's heuristic."""
+    if outcome.prompt_tokens is not None and outcome.completion_tokens is not None:
+        return usage_from_counts(outcome.prompt_tokens, outcome.completion_tokens), "reported"
+    return usage_from_counts(estimate_tokens(prompt), estimate_tokens(reply_text)), "estimated"

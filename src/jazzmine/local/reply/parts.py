@@ -1,0 +1,66 @@
+"""An assembled reply split into its parts as it arrives: reasoning, answer text, tool calls.
+
+``assembler.ReplyAssembler`` decides what of the binary's output is the reply; this takes
+that reply and separates what a reasoning model thought (``<think>...</think>``, by
+``tools.reasoning.ReasoningSplitter``) from its answer, then the tool calls from the answer's
+text (``tools.stream.ToolStreamSplitter``). Every transport and every method shares it
+through ``call.run.run_call``, so a stream and a ``generate`` of one reply agree, in both modes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..tools.reasoning import ReasoningSplitter
+
+if TYPE_CHECKING:
+    from ..tools.plan import ToolCall, ToolPlan
+
+# (kind, text): kind is "text" (the answer, what iterating a stream yields) or "reasoning".
+Piece = tuple[str, str]
+
+
+class ReplyParts:
+    """Feed reply pieces; get (kind, text) pieces back; after ``finish``, the parts."""
+
+    def __init__(self, plan: ToolPlan | None, thinking: ReasoningSplitter | None) -> None:
+        self._thinking = thinking
+        self._splitter = plan.splitter() if plan is not None else None
+        self.text = ""
+        self.reasoning: str | None = None
+        self.tool_calls: list[ToolCall] = []
+
+    @property
+    def active(self) -> bool:
+        """False when the reply is all answer text (no tools, no reasoning template)."""
+        return self._thinking is not None or self._splitter is not None
+
+    def feed(self, piece: str) -> list[Piece]:
+        if self._thinking is None:
+            return self._answer(piece)
+        reasoning, answer = self._thinking.feed(piece)
+        return [("reasoning", reasoning)] * bool(reasoning) + self._answer(answer)
+
+    def finish(self, *, complete: bool) -> list[Piece]:
+        """The rest of the reply. ``complete=False``: max_tokens cut it (an open call is
+        then reported as cut off). Raises ``LLMToolCallError`` for a call it cannot use."""
+        pieces: list[Piece] = []
+        if self._thinking is not None:
+            reasoning, answer = self._thinking.finish()
+            pieces += [("reasoning", reasoning)] * bool(reasoning) + self._answer(answer)
+            self.reasoning = self._thinking.reasoning or None
+        if self._splitter is not None:
+            rest, parsed = self._splitter.finish(complete=complete)
+            self.tool_calls = list(parsed.tool_calls)
+            if rest:
+                self.text += rest
+                pieces.append(("text", rest))
+        return pieces
+
+    def _answer(self, text: str) -> list[Piece]:
+        if self._splitter is not None and text:
+            text = self._splitter.feed(text)
+        if not text:
+            return []
+        self.text += text
+        return [("text", text)]

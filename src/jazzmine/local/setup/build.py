@@ -1,0 +1,210 @@
+"""The pinned llama.cpp build: its source fetched from PyPI, built with cmake, and the
+build's progress shown as one figure.
+
+llama.cpp comes from the pinned ``llama-cpp-python`` source distribution on PyPI, which
+carries it under ``vendor/llama.cpp``. The build is cached under the user cache
+directory, keyed by version and build flags, so running setup again is instant.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from .. import defaults
+from .command import Report, run_logged
+
+_STAMP = ".complete"
+# cmake's Makefile generator starts its lines with "[ 42%]"; Ninja with "[17/210]".
+_PERCENT = re.compile(r"^\[\s*(\d+)%\]")
+_STEP_COUNT = re.compile(r"^\[(\d+)/(\d+)\]")
+# A unit of build work, as both generators name it, in a real build or a dry run
+# (where it is the quoted argument of the echo command).
+_WORK = re.compile(r"\b((?:Building|Linking) [^\"\r\n]*[^\"\s])")
+
+
+def ensure_build(report: Report) -> bool:
+    """Build llama.cpp into the cache unless it is there already; True when built now."""
+    target = defaults.build_bin_dir().parent
+    if (target / _STAMP).exists():
+        report(f"llama.cpp: cached build at {target / 'bin'}")
+        return False
+    for tool in ("cmake", "c++"):
+        if shutil.which(tool) is None:
+            raise RuntimeError(
+                f"{tool} is needed to build llama.cpp; install it (e.g. apt-get install cmake g++)"
+            )
+    with tempfile.TemporaryDirectory(
+        prefix="jazzmine-build-", dir=defaults.cache_root()
+    ) as scratch:
+        work = Path(scratch)
+        source = _fetch_source(work, report)
+        build = work / "build"
+        report("llama.cpp: configuring (portable CPU flags, RPC on, no network)")
+        run_logged(
+            ["cmake", "-S", str(source), "-B", str(build), *defaults.CMAKE_FLAGS],
+            work / "configure.log",
+        )
+        jobs = str(os.cpu_count() or 2)
+        targets = ["--target", *defaults.BUILD_TARGETS]
+        build_argv = ["cmake", "--build", str(build), "-j", jobs, *targets]
+        report(
+            f"llama.cpp: building {', '.join(defaults.BUILD_TARGETS)} with {jobs} jobs (minutes)"
+        )
+        progress = BuildProgress(
+            report, _count_build_steps(build, build_argv, work / "dry-run.log")
+        )
+        run_logged(build_argv, work / "build.log", on_line=progress.line)
+        progress.finish()
+        staged = work / "install"
+        (staged / "bin").mkdir(parents=True)
+        for name in defaults.BUILD_TARGETS:
+            shutil.copy2(build / "bin" / name, staged / "bin" / name)
+        (staged / _STAMP).write_text(" ".join(defaults.CMAKE_FLAGS) + "\n")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staged, target)
+    report(f"llama.cpp: built into {target / 'bin'}")
+    return True
+
+
+def _fetch_source(work: Path, report: Report) -> Path:
+    version = defaults.LLAMA_CPP_PYTHON_VERSION
+    downloads = defaults.cache_root() / "sdist"
+    downloads.mkdir(parents=True, exist_ok=True)
+    archives = list(downloads.glob(f"llama_cpp_python-{version}.tar.gz"))
+    if not archives:
+        report(f"llama.cpp: downloading llama-cpp-python {version} source distribution from PyPI")
+        run_logged(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                # The sdist of llama-cpp-python, and wheels for everything else: pip still
+                # reads the sdist's metadata, which needs its build requirements, and with
+                # `--no-binary :all:` those were compiled from source too (about 1.5 min).
+                "--only-binary",
+                ":all:",
+                "--no-binary",
+                "llama-cpp-python",
+                "--no-deps",
+                "--disable-pip-version-check",
+                "-d",
+                str(downloads),
+                f"llama-cpp-python=={version}",
+            ],
+            work / "download.log",
+        )
+        archives = list(downloads.glob(f"llama_cpp_python-{version}.tar.gz"))
+    if not archives:
+        raise RuntimeError(f"pip did not produce llama_cpp_python-{version}.tar.gz in {downloads}")
+    report("llama.cpp: unpacking vendor/llama.cpp")
+    prefix = f"llama_cpp_python-{version}/vendor/llama.cpp/"
+    with tarfile.open(archives[0]) as archive:
+        members = [m for m in archive.getmembers() if m.name.startswith(prefix)]
+        if sys.version_info >= (3, 12):
+            archive.extractall(work, members=members, filter="data")
+        else:
+            archive.extractall(work, members=members)
+    return work / prefix
+
+
+def _count_build_steps(build: Path, build_argv: list[str], log_path: Path) -> int | None:
+    """How many compile and link steps the build will run, from a dry run of it.
+
+    ``cmake --build`` restarts its percentage for every target it is given, so the
+    percentages alone cannot make one figure. The dry run (``make -n -k``, ``ninja -n``)
+    lists the steps without running them, in a fraction of a second. The Makefile dry
+    run cannot see link steps whose inputs are not built yet, so the count is a little
+    low; the figure stops short of 100% until the build has ended. None when the dry
+    run lists nothing (an unknown generator): the progress then falls back to cmake's
+    own figure, kept from going down.
+    """
+    extra = ["-n"] if _generator(build) == "Ninja" else ["-n", "-k"]
+    try:
+        done = subprocess.run(
+            [*build_argv, "--", *extra],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    log_path.write_text(done.stdout + done.stderr)
+    count = count_work(done.stdout.splitlines())
+    return count or None
+
+
+def _generator(build: Path) -> str:
+    try:
+        cache = (build / "CMakeCache.txt").read_text(errors="replace")
+    except OSError:
+        return ""
+    found = re.search(r"^CMAKE_GENERATOR:INTERNAL=(.*)$", cache, re.MULTILINE)
+    return found.group(1).strip() if found else ""
+
+
+def count_work(lines: Iterable[str]) -> int:
+    """The distinct build steps named in ``lines``."""
+    return len({found.group(1) for line in lines if (found := _WORK.search(line))})
+
+
+class BuildProgress:
+    """One figure for the whole build that never goes down, printed every few percent.
+
+    It counts the distinct steps seen against the dry run's count (``expected``): every
+    target cmake is given restarts cmake's own percentage at 0, while a library
+    built for the first target is not built again for the next. Ninja's ``[n/total]``
+    covers all targets already and is used as it is.
+    """
+
+    def __init__(self, report: Report, expected: int | None) -> None:
+        self.report = report
+        self.expected = expected
+        self.seen: set[str] = set()
+        self.shown = -1
+        self.shown_at = 0.0
+        self.percent = 0
+
+    def line(self, line: str) -> None:
+        percent = self._percent(line)
+        if percent is None:
+            return
+        # Never 100% before cmake has returned: the last link may still fail.
+        percent = min(max(percent, self.percent), 99)
+        self.percent = percent
+        now = time.monotonic()
+        if percent > self.shown and (percent - self.shown >= 5 or now - self.shown_at > 20):
+            self._show(percent, now)
+
+    def finish(self) -> None:
+        if self.shown < 100:
+            self._show(100, time.monotonic())
+
+    def _percent(self, line: str) -> int | None:
+        steps = _STEP_COUNT.match(line)
+        if steps:
+            done, total = int(steps.group(1)), int(steps.group(2))
+            return done * 100 // total if total else None
+        work = _WORK.search(line)
+        if self.expected is not None:
+            if work is None:
+                return None
+            self.seen.add(work.group(1))
+            return len(self.seen) * 100 // self.expected
+        found = _PERCENT.match(line)
+        return int(found.group(1)) if found else None
+
+    def _show(self, percent: int, now: float) -> None:
+        self.shown, self.shown_at = percent, now
+        self.report(f"llama.cpp: {percent:3d}% built")

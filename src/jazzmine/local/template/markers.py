@@ -1,0 +1,40 @@
+"""Where an assistant turn ends in a rendered chat template, so generation stops there.
+
+llama.cpp stops at the model's end-of-generation tokens; when the prompt is given as
+text instead, the stop strings are the turn-end markers of the template family. The
+table is ours (no single llama.cpp file lists them): the markers of the template
+families llama.cpp ships in ``models/templates``.
+"""
+
+from __future__ import annotations
+
+from .engine.source import ChatTemplate
+
+# Strings that close an assistant turn in the template families llama.cpp ships.
+_TURN_END_MARKERS = (
+    "<end_of_turn>",  # Gemma 1-3
+    "<turn|>",  # Gemma 4
+    "<|eot_id|>",  # Llama 3
+    "<|eom_id|>",  # Llama 3 tool calls
+    "<|im_end|>",  # ChatML, Qwen
+    "<|end|>",  # Phi 3, GPT-OSS
+    "<|return|>",  # GPT-OSS
+    "<|end_of_text|>",  # Granite
+    "<|endoftext|>",
+    "<|END_OF_TURN_TOKEN|>",  # Command R
+    "<｜end▁of▁sentence｜>",  # DeepSeek
+    "<|eot|>",
+    "<end_of_utterance>",
+    "</s>",  # Llama 2, Mistral
+)
+
+
+def end_of_turn_markers(template: ChatTemplate) -> tuple[str, ...]:
+    """Strings after which the model has finished its turn, so generation stops there.
+
+    The known markers that the template writes, plus the EOS token.
+    """
+    markers = [m for m in _TURN_END_MARKERS if m in template.source]
+    if template.eos_token and template.eos_token not in markers:
+        markers.append(template.eos_token)
+    return tuple(markers)

@@ -1,0 +1,188 @@
+"""Tool calls that always parse: the pure part of ``LocalLLM(tools=..., tool_choice=...)``.
+
+A request with tools goes through four steps, each a pure function of its inputs:
+
+1. ``check_tools`` / ``check_tool_choice``: the OpenAI shapes, checked once;
+2. ``plan_tools``: the template's family (``families``) decides how the tools
+   reach the prompt: native families get them in the template's ``tools`` variable
+   (``ToolPlan.template_tools``), the generic family gets a system message text
+   (``ToolPlan.messages``);
+3. ``ToolPlan.grammar``: a GBNF grammar that makes the reply a well-formed call whose
+   arguments fit the schema (forced for "required" or a named function; for "auto",
+   lazy on llama-server, or an equivalent eager grammar per call);
+4. ``ToolPlan.parse`` or ``ToolPlan.splitter``: the text and the checked calls, whole
+   or streamed; a call that cannot be used raises ``LLMToolCallError``.
+
+The modules behind it: ``spec`` (shapes, ids, the error), ``schema`` (JSON
+Schema to GBNF, validation), ``families``, ``grammar``, ``parse``;
+``reasoning`` separates ``<think>`` blocks. The design is in ``docs/tools.md``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import LLMToolCallError, OptionValueError
+from ..types import MessagePart
+from .families import FAMILIES, GENERIC, Family, detect_family
+from .gbnf import Grammar
+from .grammar import ToolGrammar, avoid, build_grammar
+from .parse import ParsedReply, parse_reply
+from .reasoning import Think
+from .schema import check_schema, validate
+from .spec import Choice, Tool, ToolCall, call_id, check_tool_choice, check_tools
+from .stream import ToolStreamSplitter
+
+__all__ = [
+    "FAMILIES",
+    "Choice",
+    "Family",
+    "Grammar",
+    "LLMToolCallError",
+    "ParsedReply",
+    "Think",
+    "Tool",
+    "ToolCall",
+    "ToolGrammar",
+    "ToolPlan",
+    "ToolStreamSplitter",
+    "avoid",
+    "call_id",
+    "check_schema",
+    "check_tool_choice",
+    "check_tools",
+    "detect_family",
+    "finish_reason_for",
+    "generic_instructions",
+    "parse_reply",
+    "plan_tools",
+    "validate",
+]
+
+
+def generic_instructions(tools: Sequence[Tool], choice: Choice, parallel: bool = True) -> str:
+    """The system message text that teaches a model without native tool support the
+    tools and the JSON envelope (see docs/tools.md); the grammar enforces the envelope,
+    this text tells the model what it means."""
+    listed = "\n".join(
+        json.dumps(
+            {"name": t.name, "description": t.description, "parameters": t.schema},
+            ensure_ascii=False,
+        )
+        for t in tools
+        if choice.mode != "named" or t.name == choice.name
+    )
+    several = " One or more calls may be listed." if parallel and choice.mode != "named" else ""
+    call = '{"tool_calls": [{"name": <function name>, "arguments": <arguments object>}]}'
+    if choice.forces_call:
+        how = f"Reply with a JSON object that calls a function:\n{call}{several}"
+    else:
+        how = (
+            "Reply with exactly one JSON object. To call functions:\n"
+            f"{call}{several}\n"
+            'To answer without calling a function:\n{"content": <your answer as a string>}'
+        )
+    return f"You can call these functions (their parameters are JSON Schema):\n{listed}\n\n{how}"
+
+
+@dataclass(frozen=True)
+class ToolPlan:
+    """How one request with tools is prompted, constrained and read back."""
+
+    family: Family
+    tools: tuple[Tool, ...]
+    choice: Choice
+    parallel: bool = True
+    think: Think | None = None
+
+    @property
+    def template_tools(self) -> list[dict[str, Any]] | None:
+        """The template's ``tools`` variable: None means leave it undefined (llama.cpp
+        sets it only for a non-empty tool list, and generic templates never get it)."""
+        if not self.family.native or not self.tools:
+            return None
+        return [tool.as_template_tool() for tool in self.tools]
+
+    @property
+    def system_text(self) -> str | None:
+        """For the generic family, the text to add to the system message."""
+        if self.family.native or not self.tools or self.choice.mode == "none":
+            return None
+        return generic_instructions(self.tools, self.choice, self.parallel)
+
+    def messages(self, messages: Sequence[MessagePart]) -> list[MessagePart]:
+        """``messages`` with the generic tool text in the system message: appended to a
+        leading system message, or as a new first one. Native families: unchanged."""
+        result = list(messages)
+        text = self.system_text
+        if text is None:
+            return result
+        if result and result[0].role == "system":
+            first = result[0]
+            joined = f"{first.content}\n\n{text}" if first.content else text
+            result[0] = MessagePart(role="system", content=joined)
+        else:
+            result.insert(0, MessagePart(role="system", content=text))
+        return result
+
+    def grammar(self, *, lazy: bool = False) -> ToolGrammar | None:
+        """The grammar for the reply. ``lazy=True`` (llama-server only) gives, for
+        "auto", the calls' grammar with its triggers; otherwise one eager grammar."""
+        return build_grammar(
+            self.family,
+            self.tools,
+            self.choice,
+            parallel=self.parallel,
+            lazy=lazy,
+            think=self.think,
+        )
+
+    def parse(self, text: str, *, complete: bool = True) -> ParsedReply:
+        """The reply's text and checked calls (raises LLMToolCallError)."""
+        return parse_reply(text, self.family, self.tools, self.choice, complete=complete)
+
+    def splitter(self) -> ToolStreamSplitter:
+        """A splitter for this reply arriving as a stream."""
+        return ToolStreamSplitter(self.family, self.tools, self.choice)
+
+
+def finish_reason_for(parsed: ParsedReply, base: str | None) -> str | None:
+    """``"tool_calls"`` when the reply made calls, else the transport's own reason."""
+    return "tool_calls" if parsed.tool_calls else base
+
+
+def plan_tools(
+    template_source: str | None,
+    tools: Any,
+    tool_choice: Any = None,
+    *,
+    parallel: bool = True,
+    think: Think | None = None,
+    family: str | Family | None = None,
+) -> ToolPlan | None:
+    """Check ``tools`` and ``tool_choice`` and plan the request; None without tools.
+
+    ``template_source`` is the chat template in use (None: no template, so the generic
+    family). ``family`` overrides the detection by name. ``think`` describes the
+    template's reasoning block when the reply may start with one (used by forced
+    grammars so that the model may still think first).
+    """
+    checked = check_tools(tools)
+    choice = check_tool_choice(tool_choice, checked)
+    if not checked:
+        return None
+    if isinstance(family, Family):
+        chosen = family
+    elif family is not None:
+        if family not in FAMILIES:
+            known = ", ".join(sorted(FAMILIES))
+            raise OptionValueError(f"unknown tool-call family {family!r} (known: {known})")
+        chosen = FAMILIES[family]
+    else:
+        chosen = detect_family(template_source)
+    if choice.mode == "none" and not chosen.native:
+        chosen = GENERIC
+    return ToolPlan(chosen, checked, choice, parallel and chosen.parallel, think)

@@ -1,0 +1,376 @@
+"""Warm mode's transport: each call is one streamed request to a kept llama-server.
+
+The server itself (start, idle stop) is ``process``, its sharing
+``registry``; this module sends each request over the private Unix socket and
+reads the reply as it streams, with what a failure means. The ``/completion`` API's
+shapes (request body, events, closing event) are ``api``.
+
+Per call, llama-completion's context is sized to the call; a server's slots have one
+size. So when the caller leaves the context to LocalLLM, a call the slots are too small
+for moves this LocalLLM to a server with larger slots (the next power of two that holds
+the prompt and the reply, at most the model's trained context) and is sent once more;
+the smaller server finishes the calls it has and stops, or stays for its other sharers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from ...errors import (
+    DeadlineExceeded,
+    LLMConnectionError,
+    LLMContextLengthError,
+    LLMError,
+    LLMInternalError,
+    LLMInvalidRequestError,
+    context_length_error,
+)
+from ...reply.assembler import OutputShape
+from ...request import GenerationRequest, RunOutcome
+from ..binary import probe
+from ..config import DEFAULT_REPLY_ROOM, LocalConfig, trained_context
+from ..diagnose import failure_cause
+from ..percall import check_workers
+from .api import EventReader, outcome_of, request_body, status_error
+from .process import OPTIONAL_SERVER_FLAGS, LlamaServer, ServerKey, find_server
+from .registry import acquire_server, release_server
+
+# After the reply is complete on our side, how long the server may take to send its
+# closing event (with exact counts) before the request is dropped.
+CLOSING_EVENT_WAIT = 2.0
+
+
+class ServerSession:
+    """One streamed request to the warm server."""
+
+    def __init__(
+        self,
+        server: LlamaServer,
+        request: GenerationRequest,
+        details: dict[str, Any],
+        deadline: float | None,
+    ) -> None:
+        self._deadline = deadline
+        self.server = server
+        self.request = request
+        self.shape = OutputShape()
+        self.details = details
+        self._reader = EventReader()
+        self._stack = contextlib.ExitStack()
+        self._lines: Iterator[str] | None = None
+        self._socket: socket.socket | None = None
+        self._ended_by: str | None = None
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> ServerSession:
+        self._send()
+        return self
+
+    def _send(self) -> None:
+        # The transport counted this request before starting the server (see open()).
+        self._stack = contextlib.ExitStack()
+        self._stack.callback(self.server.end_request)
+        try:
+            response = self._stack.enter_context(
+                self.server.client().stream(
+                    "POST",
+                    "/completion",
+                    json=request_body(self.request),
+                    timeout=_timeout(self._deadline),
+                )
+            )
+        except httpx.TimeoutException:
+            self._stack.close()
+            raise DeadlineExceeded from None
+        except httpx.TransportError as error:
+            self._stack.close()
+            raise _transport_failure(self.server, error) from error
+        if response.status_code != 200:
+            body = response.read().decode("utf-8", errors="replace")
+            self._stack.close()
+            raise status_error(response.status_code, body)
+        stream = response.extensions.get("network_stream")
+        with self._lock:
+            self._socket = stream.get_extra_info("socket") if stream is not None else None
+            ended_early = self._ended_by is not None
+        if ended_early:
+            self._shut_socket()
+        self._lines = response.iter_lines()
+
+    def __exit__(self, *exc_info: object) -> None:
+        # Closing the response closes the connection: llama-server stops that request alone.
+        self._stack.close()
+
+    def interrupt(self, reason: str) -> None:
+        """From any thread: drop the connection, which ends this request alone."""
+        with self._lock:
+            self._ended_by = reason
+        self._shut_socket()
+
+    def _shut_socket(self) -> None:
+        with self._lock:
+            sock = self._socket
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def chunks(self, deadline: float | None) -> Iterator[bytes]:
+        assert self._lines is not None
+        try:
+            for line in self._lines:
+                data = self._reader.take(line)
+                if data:
+                    yield data
+                if self._reader.final is not None:
+                    return
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise DeadlineExceeded
+        except httpx.TimeoutException:
+            raise DeadlineExceeded from None
+        except httpx.TransportError as error:
+            if self._ended_by is not None:
+                return  # we dropped the connection ourselves
+            raise _transport_failure(self.server, error) from error
+
+    def finish(self, reply_complete: bool, deadline: float | None) -> RunOutcome:
+        if reply_complete and self._reader.final is None:
+            soon = time.monotonic() + CLOSING_EVENT_WAIT
+            with contextlib.suppress(DeadlineExceeded, LLMError):
+                for _ in self.chunks(soon if deadline is None else min(deadline, soon)):
+                    pass
+        if not reply_complete and self._reader.final is None:
+            if self._ended_by is not None:
+                raise LLMInternalError(
+                    f"{self._ended_by} ended this call", stderr=self.server.stderr_text()
+                )
+            raise _died(self.server)
+        return outcome_of(self._reader.final, reply_complete, "")
+
+    def stderr_text(self) -> str:
+        return self.server.stderr_text()
+
+
+def _timeout(deadline: float | None) -> httpx.Timeout:
+    """Socket timeouts bounded by the call's deadline (each read waits at most that long)."""
+    if deadline is None:
+        return httpx.Timeout(None)
+    return httpx.Timeout(max(0.001, deadline - time.monotonic()))
+
+
+def _died(server: LlamaServer) -> LLMInternalError:
+    process_gone = server.exited_within(0.5)
+    stderr = server.stderr_text()
+    if server.stopped_by is not None:
+        what = f"{server.stopped_by} ended this call; its llama-server was stopped"
+    elif process_gone:
+        what = "llama-server died during the call"
+    else:
+        what = "llama-server ended the reply early"
+    return LLMInternalError(what, stderr=stderr)
+
+
+def _transport_failure(server: LlamaServer, error: Exception) -> LLMError:
+    # A dropped connection is how a dying server looks from here: give its exit a moment.
+    if server.stopped_by is not None or server.exited_within(0.5):
+        return _died(server)
+    return LLMConnectionError(f"could not talk to llama-server at {server.directory}: {error}")
+
+
+def server_details(server: LlamaServer) -> dict[str, Any]:
+    return {
+        "endpoint": "llama-server",
+        "binary": server.key.server_path,
+        "binary_kind": "llama-server",
+        "model_path": server.key.model_path,
+        "server_pid": server.pid,
+        "server_context": server.key.context_per_slot,
+    }
+
+
+def _count_tokens(server: LlamaServer, prompt: str, deadline: float | None) -> int | None:
+    """The prompt's tokens as ``/completion`` counts them (special tokens added and
+    parsed), or None when the server cannot say (the call itself will then fail)."""
+    try:
+        answer = server.client().post(
+            "/tokenize",
+            json={"content": prompt, "add_special": True, "parse_special": True},
+            timeout=_timeout(deadline),
+        )
+        return len(answer.json()["tokens"])
+    except httpx.TimeoutException:
+        raise DeadlineExceeded from None
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return None
+
+
+def grown_context(prompt_tokens: int, max_tokens: int | None, trained: int) -> int:
+    """Slots for a call of ``prompt_tokens``: the next power of two that holds the prompt
+    and its reply (``max_tokens``, else the room a per-call run leaves), at most
+    ``trained``. Powers of two keep the sizes few, so calls of similar length share."""
+    needed = prompt_tokens + 1 + (max_tokens if max_tokens is not None else DEFAULT_REPLY_ROOM)
+    return min(trained, 1 << (needed - 1).bit_length())
+
+
+class ServerTransport:
+    """Warm mode: requests go to a shared llama-server that keeps the model loaded."""
+
+    name = "server"
+
+    def __init__(self, config: LocalConfig, slots: int) -> None:
+        assert config.keep_alive is not None
+        self.config = config
+        self.server_path = find_server(config)
+        self._slots = slots
+        self._server: LlamaServer | None = None
+        self._lock = threading.Lock()
+        # A context the caller chose is kept; one left to us grows with the calls.
+        self._grows = config.n_ctx is None
+        # How many times this transport moved to larger slots.
+        self.grown = 0
+
+    @property
+    def server(self) -> LlamaServer:
+        """The server this transport's calls go to (started on the first call)."""
+        with self._lock:
+            return self._current()
+
+    def _current(self) -> LlamaServer:
+        """The server, taken from the registry on first use; the caller holds the lock."""
+        if self._server is None:
+            model_path = self.config.resolved_model(llama_binary=True)
+            if model_path is None:
+                raise LLMInvalidRequestError("warm mode needs a GGUF model path")
+            accepted = probe(self.server_path)
+            key = ServerKey(
+                server_path=os.path.realpath(self.server_path),
+                model_path=os.path.realpath(model_path),
+                context_per_slot=self.config.server_context(model_path),
+                slots=self._slots,
+                threads=self.config.threads,
+                offload_args=tuple(self.config.offload_args()),
+                extra_args=self.config.extra_args,
+                optional_flags=tuple(f for f in OPTIONAL_SERVER_FLAGS if accepted.accepts(f)),
+                env=tuple(sorted(self.config.env.items())) if self.config.env is not None else None,
+            )
+            assert self.config.keep_alive is not None
+            self._server = acquire_server(key, self.config.keep_alive, larger_ok=self._grows)
+        return self._server
+
+    def _ensure_started(self, server: LlamaServer, deadline: float | None) -> None:
+        if not server.running():
+            check_workers(self.config.rpc_servers)
+        server.ensure_started(deadline)
+
+    def _begin(self, deadline: float | None, at_least: int = 0) -> LlamaServer:
+        """The running server, with this request counted before it is started, so an idle
+        timer cannot stop it in between; the session ends the count. Counted under the
+        lock, so a server this transport moves away from gets no call after the move."""
+        with self._lock:
+            server = self._current()
+            if server.key.context_per_slot < at_least:
+                server = self._move(at_least)
+            server.begin_request()
+        try:
+            self._ensure_started(server, deadline)
+        except BaseException:
+            server.end_request()
+            raise
+        return server
+
+    def _move(self, context_per_slot: int) -> LlamaServer:
+        """Take a server with larger slots and let go of the current one, which stops after
+        its calls in flight (or stays for its other sharers). The caller holds the lock."""
+        old = self._current()
+        assert self.config.keep_alive is not None
+        key = dataclasses.replace(old.key, context_per_slot=context_per_slot)
+        self._server = acquire_server(key, self.config.keep_alive, larger_ok=True)
+        release_server(old, calls_finish=True)
+        self.grown += 1
+        return self._server
+
+    def grow(self, request: GenerationRequest, refusal: LLMContextLengthError) -> bool:
+        """A call refused as too long for the slots: move to a server whose slots hold it
+        (the call's flow then sends it again). False when the context was the caller's
+        choice or cannot grow; past the model's trained context, the per-call error."""
+        if not self._grows:
+            return False
+        with self._lock:
+            model_path = self._current().key.model_path
+        prompt_tokens = refusal.prompt_tokens
+        trained = trained_context(model_path)
+        if prompt_tokens is None or trained is None:
+            return False
+        if prompt_tokens >= trained:
+            # As large as the model goes: the same error a per-call run gives.
+            raise context_length_error(prompt_tokens, trained) from None
+        size = grown_context(prompt_tokens, request.max_tokens, trained)
+        with self._lock:
+            if self._current().key.context_per_slot < size:  # else another call moved it
+                self._move(size)
+        return True
+
+    def open(self, request: GenerationRequest, deadline: float | None) -> ServerSession:
+        server = self._begin(deadline)
+        if self._grows and request.max_tokens is not None:
+            server = self._room_for_reply(server, request, request.max_tokens, deadline)
+        return ServerSession(server, request, server_details(server), deadline)
+
+    def _room_for_reply(
+        self,
+        server: LlamaServer,
+        request: GenerationRequest,
+        max_tokens: int,
+        deadline: float | None,
+    ) -> LlamaServer:
+        """The server, or one with larger slots when the prompt fits its slots but the
+        prompt and ``max_tokens`` do not: a per-call run sizes its context for both, so
+        a reply cut short by the slot's end would be warm mode's alone. A token is never
+        shorter than a byte, so only a prompt whose bytes could fill the slot is counted."""
+        slot = server.key.context_per_slot
+        if len(request.prompt.encode("utf-8")) + 1 + max_tokens <= slot:
+            return server
+        trained = trained_context(server.key.model_path)
+        if trained is None or trained <= slot:
+            return server
+        try:
+            prompt_tokens = _count_tokens(server, request.prompt, deadline)
+        except BaseException:
+            server.end_request()
+            raise
+        if prompt_tokens is None or prompt_tokens + 1 + max_tokens <= slot:
+            return server
+        if prompt_tokens >= trained:
+            return server  # too long for any slot: the call itself reports it
+        server.end_request()
+        return self._begin(deadline, at_least=grown_context(prompt_tokens, max_tokens, trained))
+
+    def runs_llama_cpp(self) -> bool:
+        return True
+
+    def explain(self, error: LLMError) -> str | None:
+        return failure_cause(self.config, error)
+
+    def health(self) -> bool:
+        try:
+            server = self.server
+            self._ensure_started(server, None)
+            return server.client().get("/health", timeout=5.0).status_code == 200
+        except (LLMError, OSError, DeadlineExceeded):
+            return False
+        except Exception:  # an HTTP failure is an unhealthy answer, not a crash
+            return False
+
+    def close(self) -> None:
+        with self._lock:
+            server, self._server = self._server, None
+        if server is not None:
+            release_server(server)

@@ -1,0 +1,114 @@
+"""Reasoning blocks split from the answer, piece by piece (jazzmine.local.tools.reasoning)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from jazzmine.local.tools.reasoning import ReasoningSplitter, opened_in_prompt
+
+
+def split(pieces: list[str], **options: object) -> tuple[str, str, bool, list[tuple[str, str]]]:
+    """Feed ``pieces``; the joined reasoning and answer, truncation, and every delta."""
+    splitter = ReasoningSplitter(**options)  # type: ignore[arg-type]
+    deltas = [splitter.feed(piece) for piece in pieces]
+    deltas.append(splitter.finish())
+    reasoning = "".join(r for r, _ in deltas)
+    answer = "".join(a for _, a in deltas)
+    assert (reasoning, answer) == (splitter.reasoning, splitter.answer)
+    return reasoning, answer, splitter.truncated, deltas
+
+
+def every_split(text: str) -> list[list[str]]:
+    """The text whole, a character at a time, and cut at every single position."""
+    cuts = [[text], list(text)]
+    cuts += [[text[:i], text[i:]] for i in range(1, len(text))]
+    rng = random.Random(7)
+    for _ in range(10):
+        points = sorted(rng.sample(range(1, len(text)), 3))
+        cuts.append([text[a:b] for a, b in zip([0, *points], [*points, len(text)], strict=True)])
+    return cuts
+
+
+CASES = [
+    # (reply, options, reasoning, answer, truncated)
+    ("<think>\nLet me see.\n</think>\n\nIt is 4.", {}, "Let me see.", "It is 4.", False),
+    (
+        "  <think>a < b, and </thin is not the end</think>Yes",
+        {},
+        "a < b, and </thin is not the end",
+        "Yes",
+        False,
+    ),
+    (
+        "No reasoning here. <think>late</think> stays",
+        {},
+        "",
+        "No reasoning here. <think>late</think> stays",
+        False,
+    ),
+    ("<thinking>is not the marker", {}, "", "<thinking>is not the marker", False),
+    ("<think>cut off while thinking about", {}, "cut off while thinking about", "", True),
+    ("<think>ends on a partial </thi", {}, "ends on a partial </thi", "", True),
+    ("<think></think>Just the answer", {}, "", "Just the answer", False),
+    ("<think>\n\n</think>\n\n", {}, "", "", False),
+    ("<thi", {}, "", "<thi", False),
+    ("", {}, "", "", False),
+    # the prompt opened the block: the reply starts inside the reasoning
+    ("I should add.\n</think>\n\n2 + 2 = 4", {"opened": True}, "I should add.", "2 + 2 = 4", False),
+    ("<think>opened twice</think>ok", {"opened": True}, "opened twice", "ok", False),
+    ("still thinking", {"opened": True}, "still thinking", "", True),
+    # other markers (Mistral's [THINK], Apriel's delimiter-only style)
+    ("[THINK]hmm[/THINK]Answer", {"start": "[THINK]", "end": "[/THINK]"}, "hmm", "Answer", False),
+    (
+        "steps\n[BEGIN FINAL RESPONSE]\nDone",
+        {"start": "", "end": "[BEGIN FINAL RESPONSE]"},
+        "steps",
+        "Done",
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(("reply", "options", "reasoning", "answer", "truncated"), CASES)
+def test_reasoning_and_answer_whatever_the_pieces(
+    reply: str, options: dict[str, object], reasoning: str, answer: str, truncated: bool
+) -> None:
+    for pieces in every_split(reply) if len(reply) > 1 else [[reply]]:
+        got = split(pieces, **options)
+        assert got[:3] == (reasoning, answer, truncated), pieces
+
+
+def test_a_closing_marker_split_across_pieces_never_leaks() -> None:
+    reasoning, answer, _, deltas = split(["<think>x </th", "in", "k>", " y"])
+    assert (reasoning, answer) == ("x", "y")
+    assert all("<" not in r for r, _ in deltas)
+    assert deltas[0] == ("x", "")  # the text before a possible marker comes out at once
+
+
+def test_reasoning_streams_before_the_block_closes() -> None:
+    splitter = ReasoningSplitter()
+    assert splitter.feed("<think>first") == ("first", "")
+    assert splitter.feed(" second ") == (" second", "")
+    assert splitter.feed("third") == (" third", "")
+    assert splitter.feed("</think>answer") == ("", "answer")
+
+
+def test_an_answer_without_a_block_streams_at_once() -> None:
+    splitter = ReasoningSplitter()
+    assert splitter.feed("Hello") == ("", "Hello")
+    assert splitter.feed(" <think>") == ("", " <think>")
+
+
+def test_opened_in_prompt() -> None:
+    assert opened_in_prompt("<|im_start|>assistant\n<think>\n")
+    assert not opened_in_prompt("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+    assert not opened_in_prompt("<|im_start|>assistant\n")
+    assert opened_in_prompt("...[THINK]", "[THINK]")
+    assert not opened_in_prompt("anything", "")
+
+
+def test_an_empty_end_marker_is_refused() -> None:
+    with pytest.raises(ValueError):
+        ReasoningSplitter(end=" ")
