@@ -19,10 +19,9 @@ from . import defaults
 from .base import BaseLLM
 from .call.flow import Prepared, call_flow
 from .call.limits import ConcurrencyLimit
-from .call.plan import plan_agent
+from .call.prepare import CallDefaults, prepare
 from .call.run import Call, CallFacts
 from .errors import DeadlineExceeded, LLMContextLengthError, LLMTimeoutError
-from .options.checks import constraint_of
 from .options.table import SAMPLING_OPTIONS, Options, call_options, reject_unknown
 from .prompt.messages import flatten, validate_messages
 from .prompt.overflow import DROP_OLDEST, trimmed_for
@@ -253,62 +252,21 @@ class LocalLLM(BaseLLM):
         options: Mapping[str, Any],
         deadline: float | None = None,
     ) -> Prepared:
-        """Checked messages and options made ready to run: the prompt written, the
-        request built, the tools and reasoning planned."""
-        transport = self._get_transport()
-        agent = plan_agent(
-            self._writer.template(transport),
-            options.get("tools", self.tools),
-            options.get("tool_choice", self.tool_choice),
-            options.get("parallel_tool_calls", self.parallel_tool_calls),
-            options.get("reasoning", self.reasoning),
-            deadline,
+        """Checked messages and options made ready to run, over this instance's values."""
+        instance = CallDefaults(
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            seed=self.seed,
+            stop=tuple(self.stop),
+            response_format=self.response_format,
+            grammar=self.grammar,
+            sampling=dict(self.sampling),
+            tools=self.tools,
+            tool_choice=self.tool_choice,
+            parallel_tool_calls=self.parallel_tool_calls,
+            reasoning=self.reasoning,
         )
-        written = self._writer.write(
-            agent.messages(messages),
-            transport,
-            deadline,
-            tools=agent.template_tools,
-            enable_thinking=agent.enable_thinking,
-        )
-        agent = agent.with_prompt(written.prompt)
-        if "response_format" in options or "grammar" in options:
-            # A per-call constraint replaces the constructor's, whichever kind it is.
-            json_schema, grammar = constraint_of(
-                options.get("response_format"), options.get("grammar")
-            )
-        else:
-            json_schema, grammar = constraint_of(self.response_format, self.grammar)
-        constraint = agent.constraint(json_schema, grammar)
-        turn_markers = written.turn_markers
-        if constraint.any and (agent.tools is None or agent.tools.choice.forces_call):
-            # A constrained reply cannot start a new turn; a marker must not cut it short.
-            turn_markers = ()
-        request = GenerationRequest(
-            prompt=written.prompt,
-            max_tokens=options.get("max_tokens", self.max_tokens),
-            temperature=options.get("temperature", self.temperature),
-            seed=options.get("seed", self.seed),
-            stop_sequences=(*self.stop, *options["stop"], *turn_markers),
-            json_schema=constraint.json_schema,
-            grammar=constraint.grammar,
-            sampling=self._sampling(options),
-            server_grammar=constraint.server_grammar,
-        )
-        if agent.budget is None:
-            return Prepared(request, written.prompt_format, agent)
-        # Thinking first, alone and capped; then the answer, with the thinking closed.
-        return Prepared(
-            agent.thinking_request(request, agent.budget),
-            written.prompt_format,
-            agent,
-            functools.partial(agent.answer_request, request, (json_schema, grammar)),
-        )
-
-    def _sampling(self, options: Mapping[str, Any]) -> tuple[tuple[str, float], ...]:
-        """The sampling settings this call sets, the call's own over the instance's."""
-        values = ((name, options.get(name, self.sampling[name])) for name in SAMPLING_OPTIONS)
-        return tuple((name, value) for name, value in values if value is not None)
+        return prepare(messages, options, instance, self._writer, self._get_transport(), deadline)
 
     def _make_transport(self) -> Transport:
         if self.config.keep_alive is None:

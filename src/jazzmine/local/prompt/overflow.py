@@ -7,27 +7,25 @@ message(s) at the start and the latest user message always stay; whole turns go 
 the oldest, so roles still alternate as chat templates require, and a tool call never
 loses the answer to it. Tokens are shared out among messages by their length, as only
 the whole prompt was counted; a guess that falls short is corrected by the next refusal,
-which counts the shorter prompt (LocalLLM's streams try again, a few times).
+which counts the shorter prompt (the call's flow tries again, a few times).
 
-``trimmed_for`` reads a refusal; ``LocalLLM`` calls it from its streams (``generate`` is
-a stream joined), which retry only a refusal, and a refusal comes before any text.
+``trimmed_for`` reads a refusal; the call's flow (``call.flow``) calls it on a refusal
+for length, which comes before any text, and prepares the call again with what it gives.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..errors import LLMContextLengthError
 from ..types import MessagePart
 
 if TYPE_CHECKING:
-    from ..call.run import Call
+    pass
 
 DROP_OLDEST = "drop_oldest"
-# How often a call is sent again with fewer messages before the refusal stands.
-DEFAULT_ATTEMPTS = 3
 # What a chat template adds around each message ("<|im_start|>user\n" ... "<|im_end|>\n"),
 # in characters, so that many short messages are not taken for nothing.
 MESSAGE_OVERHEAD_CHARS = 16
@@ -121,29 +119,3 @@ def trimmed_for(
     if refusal.prompt_tokens is None or refusal.context_size is None or refusal.partial_text:
         return None
     return drop_oldest(messages, refusal.prompt_tokens, refusal.context_size, max_tokens)
-
-
-def overflow_rebuild(
-    start: Callable[[list[MessagePart]], Call],
-    messages: list[MessagePart],
-    max_tokens: int | None,
-    attempts: int = DEFAULT_ATTEMPTS,
-) -> Callable[[LLMContextLengthError], Call | None]:
-    """What a stream calls on a refusal for length: the same call (``start``) with the
-    oldest turns left out, or None to let the refusal stand (the policy can do no more,
-    or ``attempts`` retries were made)."""
-    sent = messages
-    left = attempts
-
-    def rebuild(refusal: LLMContextLengthError) -> Call | None:
-        nonlocal sent, left
-        shorter = trimmed_for(sent, refusal, max_tokens) if left else None
-        if shorter is None:
-            return None
-        left -= 1
-        sent = shorter
-        call = start(shorter)
-        call.facts.metrics["messages_left_out"] = len(messages) - len(shorter)
-        return call
-
-    return rebuild

@@ -1,0 +1,104 @@
+"""A call's checked messages and options made ready to run: the prompt written, the
+request built, the tools and reasoning planned against the template in use.
+
+``LocalLLM`` hands ``prepare`` the call's own options over the instance's values
+(``CallDefaults``); the call's flow prepares again when it leaves messages out.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..options.checks import constraint_of
+from ..options.table import SAMPLING_OPTIONS
+from ..prompt.writer import PromptWriter
+from ..request import GenerationRequest
+from ..transports.base import Transport
+from ..types import MessagePart
+from .flow import Prepared
+from .plan import plan_agent
+
+
+@dataclass(frozen=True)
+class CallDefaults:
+    """An instance's values for what a call may set for itself."""
+
+    max_tokens: int | None
+    temperature: float | None
+    seed: int | None
+    stop: tuple[str, ...]
+    response_format: Mapping[str, Any] | None
+    grammar: str | None
+    sampling: dict[str, Any]
+    tools: Sequence[Any] | None
+    tool_choice: Any
+    parallel_tool_calls: bool
+    reasoning: bool | int
+
+
+def prepare(
+    messages: list[MessagePart],
+    options: Mapping[str, Any],
+    instance: CallDefaults,
+    writer: PromptWriter,
+    transport: Transport,
+    deadline: float | None = None,
+) -> Prepared:
+    """Checked ``messages`` and call ``options`` (over ``instance``) made ready to run."""
+    agent = plan_agent(
+        writer.template(transport),
+        options.get("tools", instance.tools),
+        options.get("tool_choice", instance.tool_choice),
+        options.get("parallel_tool_calls", instance.parallel_tool_calls),
+        options.get("reasoning", instance.reasoning),
+        deadline,
+    )
+    written = writer.write(
+        agent.messages(messages),
+        transport,
+        deadline,
+        tools=agent.template_tools,
+        enable_thinking=agent.enable_thinking,
+    )
+    agent = agent.with_prompt(written.prompt)
+    if "response_format" in options or "grammar" in options:
+        # A per-call constraint replaces the instance's, whichever kind it is.
+        json_schema, grammar = constraint_of(options.get("response_format"), options.get("grammar"))
+    else:
+        json_schema, grammar = constraint_of(instance.response_format, instance.grammar)
+    constraint = agent.constraint(json_schema, grammar)
+    turn_markers = written.turn_markers
+    if constraint.any and (agent.tools is None or agent.tools.choice.forces_call):
+        # A constrained reply cannot start a new turn; a marker must not cut it short.
+        turn_markers = ()
+    request = GenerationRequest(
+        prompt=written.prompt,
+        max_tokens=options.get("max_tokens", instance.max_tokens),
+        temperature=options.get("temperature", instance.temperature),
+        seed=options.get("seed", instance.seed),
+        stop_sequences=(*instance.stop, *options["stop"], *turn_markers),
+        json_schema=constraint.json_schema,
+        grammar=constraint.grammar,
+        sampling=_sampling(options, instance.sampling),
+        server_grammar=constraint.server_grammar,
+    )
+    if agent.budget is None:
+        return Prepared(request, written.prompt_format, agent)
+    # Thinking first, alone and capped; then the answer, with the thinking closed.
+    return Prepared(
+        agent.thinking_request(request, agent.budget),
+        written.prompt_format,
+        agent,
+        functools.partial(agent.answer_request, request, (json_schema, grammar)),
+    )
+
+
+def _sampling(
+    options: Mapping[str, Any], instance: Mapping[str, Any]
+) -> tuple[tuple[str, float], ...]:
+    """The sampling settings this call sets, the call's own over the instance's."""
+    values = ((name, options.get(name, instance[name])) for name in SAMPLING_OPTIONS)
+    return tuple((name, value) for name, value in values if value is not None)
