@@ -1,6 +1,8 @@
 """A long run: thousands of calls on one Python process, then what it holds afterwards.
 
     python bench/soak.py [--calls N] [--max-tokens N]
+    python bench/soak.py --per-call N [--progress FILE] [--binary LLAMA_COMPLETION]
+
 
 Calls mix both modes (a llama-completion per call, and warm: one kept llama-server) and
 the four methods (generate, stream, agenerate, astream); the warm instance also takes
@@ -11,6 +13,12 @@ descriptors, threads, child processes) and the server (RSS, descriptors, threads
 recorded at the start (after one warm-up round, so imports, the loaded model and the
 thread that starts llama.cpp's children are in the baseline) and every ``--sample-every``
 calls to the end. Results: bench/results/soak.md and soak.json.
+
+``--per-call N`` runs N per-call calls and nothing else (the four methods in turn), and
+counts the replies cut short: an ``LLMIncompleteOutputError`` (llama-completion exited 0
+without its closing statistics), or a reply without the token count asked for or with
+another text (the statistics, or words, missing). Its tally goes to ``--progress`` as it
+runs. Results: bench/results/soak-per-call.md and .json.
 """
 
 from __future__ import annotations
@@ -78,19 +86,18 @@ class Tally:
 
 
 class Soak:
-    def __init__(self, max_tokens: int) -> None:
+    def __init__(self, max_tokens: int, warm: bool = True, binary: str | None = None) -> None:
         self.max_tokens = max_tokens
         options: dict[str, Any] = {
-            "binary_path": completion_binary(),
+            "binary_path": binary or completion_binary(),
             "model": default_model(),
             "max_tokens": max_tokens,
             # Each reply runs to max_tokens, so its token count is known in advance.
             "extra_args": ["--ignore-eos"],
         }
-        self.llms = {
-            "per-call": LocalLLM(**options),
-            "warm": LocalLLM(keep_alive=-1, max_concurrency=2, **options),
-        }
+        self.llms = {"per-call": LocalLLM(**options)}
+        if warm:
+            self.llms["warm"] = LocalLLM(keep_alive=-1, max_concurrency=2, **options)
         self.tallies: dict[tuple[str, str], Tally] = {}
         # The first reply to each prompt; every later reply, in either mode, must match.
         self.reference: dict[int, str] = {}
@@ -201,6 +208,8 @@ class Soak:
 
     @property
     def server_pid(self) -> int | None:
+        if "warm" not in self.llms:
+            return None
         server = getattr(self.llms["warm"].transport, "server", None)
         pid = getattr(server, "pid", None)
         return pid if isinstance(pid, int) else None
@@ -334,13 +343,90 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# What a reply cut short shows as: the typed error, or (from a binary whose statistics
+# were lost without it) a token count that is not the one asked for, or other words.
+SHORT_REPLY = ("LLMIncompleteOutputError", "wrong token count", "text differs from the first reply")
+
+
+def per_call_only(
+    calls: int, max_tokens: int, progress: Path | None, name: str, binary: str | None
+) -> None:
+    """``--per-call N``: N per-call calls, the four methods in turn, and the short replies."""
+    soak = Soak(max_tokens, warm=False, binary=binary)
+    prompts = itertools.cycle(range(len(PROMPTS)))
+    methods = itertools.cycle(METHODS)
+    began = time.monotonic()
+
+    def tally() -> dict[str, Any]:
+        failures: Counter[str] = Counter()
+        for one in soak.tallies.values():
+            failures.update(one.failures)
+        return {
+            "calls": soak.calls,
+            "seconds": round(time.monotonic() - began, 1),
+            "short_replies": sum(failures[kind] for kind in SHORT_REPLY),
+            "failures": dict(failures),
+        }
+
+    while soak.calls < calls:
+        method = next(methods)
+        if method.startswith("a"):
+            asyncio.run(soak.async_call("per-call", method, next(prompts)))
+        else:
+            soak.sync_call("per-call", method, next(prompts))
+        if progress is not None and (soak.calls % 20 == 0 or soak.calls == calls):
+            with progress.open("a") as out:
+                out.write(json.dumps(tally()) + "\n")
+    soak.llms["per-call"].close()
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "model": default_model(),
+        "binary": soak.llms["per-call"].binary_path,
+        "max_tokens": max_tokens,
+        **tally(),
+        "by_kind": {
+            f"{mode} {method}": kind.summary() for (mode, method), kind in soak.tallies.items()
+        },
+        "first_errors": soak.first_errors,
+    }
+    lines = [
+        f"# Soak, per call only: {results['calls']} calls in {results['seconds']:.0f} s",
+        "",
+        machine_line(results["machine"]),
+        "",
+        f"Binary: {results['binary']}. Model: {Path(results['model']).name}, "
+        f"max_tokens={max_tokens} (--ignore-eos), greedy;"
+        " generate, stream, agenerate, astream in turn. Short replies (an "
+        "LLMIncompleteOutputError, a wrong token count, another text): "
+        f"**{results['short_replies']}**. All failures: {results['failures'] or 'none'}.",
+        "",
+        "| method | calls | failures | median s | p99 s | max s |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for label, kind in results["by_kind"].items():
+        lines.append(
+            f"| {label.split(' ', 1)[1]} | {kind['calls']} | {sum(kind['failures'].values())} "
+            f"| {kind['median_s']:.3f} | {kind['p99_s']:.3f} | {kind['max_s']:.3f} |"
+        )
+    lines += [f"- first {kind}: `{first[:400]}`" for kind, first in soak.first_errors.items()]
+    save(name, results, "\n".join(lines) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=5000, help="calls after the warm-up")
     parser.add_argument("--max-tokens", type=int, default=4)
     parser.add_argument("--sample-every", type=int, default=500)
-    parser.add_argument("--name", default="soak", help="results file name under bench/results")
+    parser.add_argument("--name", default=None, help="results file name under bench/results")
+    parser.add_argument("--per-call", type=int, help="only this many per-call calls")
+    parser.add_argument("--progress", type=Path, help="--per-call's running tally (JSON lines)")
+    parser.add_argument("--binary", help="--per-call's llama-completion (default: the build's)")
     args = parser.parse_args()
+    if args.per_call is not None:
+        name = args.name or "soak-per-call"
+        per_call_only(args.per_call, args.max_tokens, args.progress, name, args.binary)
+        return
+    args.name = args.name or "soak"
     soak = Soak(args.max_tokens)
     prompts = itertools.cycle(range(len(PROMPTS)))
     soak.round(prompts)  # warm-up: counted in no table

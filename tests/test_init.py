@@ -34,6 +34,7 @@ DOCUMENTED = [
     "LLMConnectionError",
     "LLMContextLengthError",
     "LLMError",
+    "LLMIncompleteOutputError",
     "LLMInternalError",
     "LLMInvalidRequestError",
     "LLMRateLimitError",
@@ -55,7 +56,7 @@ DOCUMENTED = [
 
 
 def test_all_is_exactly_the_documented_names_and_each_resolves() -> None:
-    assert len(DOCUMENTED) == 23 and sorted(DOCUMENTED) == DOCUMENTED
+    assert len(DOCUMENTED) == 24 and sorted(DOCUMENTED) == DOCUMENTED
     assert jazzmine.local.__all__ == DOCUMENTED
     for name in DOCUMENTED:
         value = getattr(jazzmine.local, name)

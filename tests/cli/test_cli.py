@@ -171,7 +171,8 @@ def test_a_llama_cpp_binary_without_model_asks_for_setup_or_a_model(
     world: World, make_script: Callable[..., str], tmp_path: Path
 ) -> None:
     # Says it takes llama.cpp's flags, so it is given a model and the options as flags;
-    # replies with its command line (the prompt file's name differs per call).
+    # replies with its command line (the prompt file's name differs per call), and ends
+    # with llama.cpp's closing statistics, as a finished llama-completion does.
     llama_like = make_script(
         "llama-like",
         """
@@ -182,6 +183,7 @@ def test_a_llama_cpp_binary_without_model_asks_for_setup_or_a_model(
         argv = sys.argv[1:]
         del argv[argv.index("-f") : argv.index("-f") + 2]
         print(" ".join(argv))
+        print("common_perf_print:       total time =  1.00 ms /  2 tokens", file=sys.stderr)
         """,
     )
     missing = world.jazzmine("run", "Hello", "--binary", llama_like)

@@ -110,3 +110,69 @@ for i in range(int(os.environ.get("FAKE_WORDS", "200"))):
     say(f"w{i} ", float(os.environ.get("FAKE_DELAY", "0.02")))
 """
 )
+
+# Stands for llama-completion (its --help names the flags that make it that kind): reads
+# the prompt file given with -f, prints FAKE_REPLY a word at a time, " [end of text]"
+# unless FAKE_NO_EOT is set (then -n ended the reply), the closing empty line, and
+# common_perf_print's closing statistics on stderr, as llama.cpp's logger writes them.
+# On SIGINT it prints the statistics and exits 130, as llama-completion's handler does.
+# FAKE_CUT=1 is the unflushed logger at exit: the last word, the closing and the
+# statistics never come, and the status is still 0.
+LLAMA_COMPLETION = """
+import os, sys, signal, time
+if "--help" in sys.argv:
+    print("-m --model -f --file -n --n-predict -c --ctx-size -s --seed --temp --no-escape")
+    print("--offline --simple-io --no-warmup --no-display-prompt -no-cnv --no-conversation")
+    sys.exit(0)
+prompt = open(sys.argv[sys.argv.index("-f") + 1]).read()
+words = os.environ.get("FAKE_REPLY", "The colour I like").split(" ")
+cut = os.environ.get("FAKE_CUT") == "1"
+def statistics(generated):
+    sys.stderr.write(
+        "common_perf_print:    sampling time =       0.40 ms\\n"
+        f"common_perf_print:    samplers time =       0.20 ms / {8 + generated:5d} tokens\\n"
+        "common_perf_print:        load time =      90.00 ms\\n"
+        "common_perf_print: prompt eval time =      20.00 ms /     8 tokens "
+        "(    2.50 ms per token,   400.00 tokens per second)\\n"
+        f"common_perf_print:        eval time =      10.00 ms / {generated - 1:5d} runs   "
+        "(    3.33 ms per token,   300.00 tokens per second)\\n"
+        f"common_perf_print:       total time =     120.00 ms / {7 + generated:5d} tokens\\n"
+        "common_perf_print:    graphs reused =          2\\n"
+    )
+    sys.stderr.flush()
+sent = 0
+def interrupted(signum, frame):
+    sys.stdout.write("\\n"); sys.stdout.flush()
+    statistics(sent)
+    os._exit(130)
+signal.signal(signal.SIGINT, interrupted)
+sys.stderr.write(f"generate: n_ctx = 512, n_batch = 2048, n_predict = {len(words)}, n_keep = 0\\n")
+sys.stderr.flush()
+for i, word in enumerate(words[:-1] if cut else words):
+    sys.stdout.write(word if i == 0 else " " + word); sys.stdout.flush()
+    sent += 1
+    time.sleep(0.01)
+if cut:
+    sys.exit(0)
+if not os.environ.get("FAKE_NO_EOT"):
+    sys.stdout.write(" [end of text]\\n"); sys.stdout.flush()
+    time.sleep(0.05)
+sys.stdout.write("\\n\\n"); sys.stdout.flush()
+statistics(sent)
+"""
+
+# Stands for today's llama-cli (a chat UI: --single-turn, --chat-template): echoes the
+# prompt after "> ", prints FAKE_REPLY and ends with "Exiting..."; FAKE_CUT=1 exits 0
+# before that line, which a finished llama-cli always prints.
+LLAMA_CLI = """
+import os, sys
+if "--help" in sys.argv:
+    print("-m -f --file -n -c -s --temp -st --single-turn --jinja --chat-template")
+    print("--no-show-timings -lv --no-escape --offline --simple-io --no-warmup")
+    sys.exit(0)
+prompt = open(sys.argv[sys.argv.index("-f") + 1]).read()
+sys.stdout.write("\\n> " + prompt + "\\n")
+sys.stdout.write(os.environ.get("FAKE_REPLY", "The colour I like"))
+if os.environ.get("FAKE_CUT") != "1":
+    sys.stdout.write("\\n\\n\\nExiting...\\n")
+"""

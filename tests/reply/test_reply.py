@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jazzmine.local.reply.assembler import OutputShape, ReplyAssembler
+from jazzmine.local.reply.assembler import ECHO_SEARCH_CHARS, OutputShape, ReplyAssembler
 
 
 def feed_all(assembler: ReplyAssembler, chunks: list[bytes]) -> list[str]:
@@ -202,10 +202,43 @@ def test_an_echo_after_whitespace_llama_cpp_adds_is_removed() -> None:
     assert text == "Hello!" and assembler.echo == "removed"
 
 
-def test_a_log_line_before_the_echo_keeps_the_output_whole() -> None:
-    output = "loading model\n" + PROMPT + " Hello!"
-    text, assembler = echo_run([output.encode()])
-    assert text == output and assembler.echo == "not found"
+def test_an_echo_after_a_log_line_is_removed_where_it_stands() -> None:
+    # The log line is kept (the binary's output is, when no echo is found); the echo goes.
+    output = "loading model... done\n" + PROMPT + " Hello!"
+    for chunks in ([output.encode()], one_byte_at_a_time(output.encode())):
+        text, assembler = echo_run(chunks)
+        assert text == "loading model... done\nHello!" and assembler.echo == "removed"
+
+
+def test_the_echoed_prompts_own_turn_markers_never_end_the_reply() -> None:
+    # A -p binary that logs a line before echoing the flat prompt: its "\nUser:" once cut
+    # the reply to the log line, and the model's words were lost.
+    prompt = "User: What colour is the sky?\nAssistant: "
+    output = f"loading model... done\n{prompt}Blue, mostly.\nUser: and at night?"
+    for chunks in ([output.encode()], one_byte_at_a_time(output.encode())):
+        assembler = ReplyAssembler(OutputShape(echo=prompt), stop_sequences=("\nUser:",))
+        text = "".join(feed_all(assembler, chunks))
+        assert text == "loading model... done\nBlue, mostly."
+        assert assembler.stopped_by == "\nUser:" and assembler.echo == "removed"
+
+
+def test_a_late_echo_is_held_only_while_it_may_be_arriving() -> None:
+    assembler = ReplyAssembler(OutputShape(echo=PROMPT), stop_sequences=("\nUser:",))
+    assert assembler.feed(b"loading\nUser: h") == ["loading"]
+    # Not the echo after all: the stop it holds ends the reply.
+    assert assembler.feed(b"ello") == [] and assembler.done
+    assert assembler.stopped_by == "\nUser:" and assembler.echo == "not found"
+
+
+def test_an_echo_cut_short_by_the_end_of_output_is_not_an_echo() -> None:
+    text, assembler = echo_run([b"loading\n" + PROMPT[:8].encode()])
+    assert text == "loading\n" + PROMPT[:8] and assembler.echo == "not found"
+
+
+def test_the_echo_is_looked_for_only_in_the_first_part_of_the_output() -> None:
+    far = "x" * ECHO_SEARCH_CHARS + "\n" + PROMPT + " Hello!"
+    text, assembler = echo_run([far.encode()])
+    assert text == far and assembler.echo == "not found"
 
 
 def test_an_echo_with_one_extra_space_keeps_the_output_whole() -> None:

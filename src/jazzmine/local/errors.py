@@ -7,6 +7,7 @@
      ├── LLMInvalidRequestError   the request itself is wrong; nothing was run
      │    └── LLMContextLengthError   the prompt does not fit the context
      └── LLMInternalError         the model process failed (exit code, signal, stderr)
+          └── LLMIncompleteOutputError   it exited 0 without what it prints at its end
 
 Errors raised after generation started carry ``partial_text``: the reply text produced
 before the failure, so nothing the model wrote is lost.
@@ -141,3 +142,10 @@ def context_length_error(
         context_size=context_size,
         **details,
     )
+
+
+class LLMIncompleteOutputError(LLMInternalError):
+    """A per-call llama.cpp child exited with status 0 without what it always prints at its
+    end (llama-completion's closing statistics, llama-cli's "Exiting..."): it did not
+    finish writing, so the reply may be cut short. Never a normal success: the text that
+    did come is in ``partial_text`` (a stream has already handed it out), with the stderr."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from .. import LocalLLM, MessagePart, defaults
 from ..stream import ResponseStream
-from .checks import check_binary, require_setup
+from .checks import check_binary, check_model, require_setup
 from .model import llm_from_args
 from .reply import print_reply
 
@@ -29,6 +29,7 @@ CTRL_C_POLL_SECONDS = 0.2
 
 
 def run_chat(args: argparse.Namespace) -> int:
+    check_model(args.model)
     require_setup(args.binary, args.model)
     check_binary(args.binary)
     interactive = sys.stdin.isatty()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from .. import defaults
+from ..gguf.reader import file_problem
 from ..transports.binary import BinaryKind, check_executable, probe
 
 
@@ -49,3 +50,22 @@ def check_binary(binary: str | None) -> None:
     """Fail before the first turn when the binary the user named cannot run."""
     if binary is not None:
         check_executable(os.path.expanduser(binary))
+
+
+def model_problem(model: str | None) -> str | None:
+    """What is wrong with the file ``--model`` names, when it is no file at all.
+
+    ``--model`` is always a path (the library also takes a label, which a missing file
+    would silently become, and llama.cpp then said only "--model is required"). A file
+    is left to llama.cpp and the call's diagnosis, which name what is wrong inside it.
+    """
+    if model is None or os.path.isfile(os.path.expanduser(model)):
+        return None
+    return f"--model: {file_problem(os.path.expanduser(model))}"
+
+
+def check_model(model: str | None) -> None:
+    """Fail before the first turn when ``--model`` names no file."""
+    problem = model_problem(model)
+    if problem is not None:
+        raise FileNotFoundError(problem)

@@ -16,7 +16,7 @@ from ..transports import binary as binaries
 from ..transports import rpc
 from ..transports.config import llama_environment
 from .chat import CHAT_KEEP_ALIVE, run_chat
-from .checks import NotSetUp, check_binary, require_setup
+from .checks import NotSetUp, check_binary, check_model, model_problem, require_setup
 from .model import add_model_options, llm_from_args
 from .reply import print_reply
 
@@ -99,6 +99,7 @@ def _setup(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    check_model(args.model)
     require_setup(args.binary, args.model)
     check_binary(args.binary)
     messages = [MessagePart("system", args.system)] if args.system else []
@@ -132,6 +133,11 @@ def _doctor(args: argparse.Namespace) -> int:
             )
         raise
     report: dict[str, Any] = {"binary": None, "model": None, "ok": False}
+    unusable = model_problem(args.model)
+    if unusable is not None:
+        report.update(model=args.model, error=unusable)
+        _print_report(report, args.json)
+        return 1
     llm = LocalLLM(binary_path=args.binary, model=args.model, max_tokens=1, timeout=120)
     report["binary"] = llm.binary_path
     report["binary_exists"] = os.path.exists(llm.binary_path)
@@ -151,12 +157,16 @@ def _doctor(args: argparse.Namespace) -> int:
     report["workers"] = [
         {"address": address, "answers": rpc.answers(address)} for address in workers
     ]
-    if args.json:
+    _print_report(report, args.json)
+    return 0 if report["ok"] else 1
+
+
+def _print_report(report: dict[str, Any], as_json: bool) -> None:
+    if as_json:
         print(json.dumps(report, indent=2))
     else:
         for key, value in report.items():
             print(f"{key:16} {value}")
-    return 0 if report["ok"] else 1
 
 
 def worker_banner(host: str, port: int) -> list[str]:

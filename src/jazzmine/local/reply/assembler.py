@@ -51,6 +51,25 @@ class OutputShape:
 # What may come before the echoed prompt: llama.cpp prints the prompt from its tokens, and
 # a tokenizer that adds a leading space prints it too. More than this is not an echo.
 ECHO_LEADING_WHITESPACE = 16
+# An echo not at the start is still looked for at the start of a line (after a binary's
+# log line such as "loading model... done") this far into the output.
+ECHO_SEARCH_CHARS = 4096
+
+
+def late_echo(text: str, echo: str, room: int) -> tuple[int, bool] | None:
+    """An echo of ``echo`` at the start of a line of ``text`` (not at its very start),
+    beginning within ``room`` characters: (where, True) when it is whole there, (where,
+    False) when what is there may still become it; None when there is none."""
+    wanted = echo.lstrip()
+    at = text.find("\n")
+    while 0 <= at < min(len(text), room):
+        start = at + 1
+        if text.startswith(wanted, start):
+            return start, True
+        if wanted.startswith(text[start:]):
+            return start, False
+        at = text.find("\n", start)
+    return None
 
 
 def echo_length(output: str, echo: str) -> int | None:
@@ -79,6 +98,8 @@ class ReplyAssembler:
     # The stop sequence (a caller's stop or a turn marker) that ended the reply, if one did.
     stopped_by: str | None = None
     # For a shape with an echo: "removed", or "not found" (the output is then kept whole).
+    # An echo found after a line of the binary's own (a log line) is removed where it
+    # stands; that line is kept, as the binary's output is when no echo is found.
     echo: str | None = None
     _decoder: codecs.IncrementalDecoder = field(
         default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -87,6 +108,10 @@ class ReplyAssembler:
     _pending: str = ""
     _started: bool = False
     _held_bytes: bytes = b""
+    # The echo is still looked for at a line start (it was not at the start).
+    _late_echo: bool = False
+    # After an echo cut out of the middle: the reply's leading whitespace starts here.
+    _trim_from: int | None = None
 
     def __post_init__(self) -> None:
         self._stops = tuple(stop for stop in self.stop_sequences if stop)
@@ -169,10 +194,51 @@ class ReplyAssembler:
                 self.echo = "removed"
             else:
                 self.echo = "not found"
+                self._late_echo = True
             self._phase = "body"
         return self._scan_body()
 
+    def _cut_late_echo(self, final: bool) -> tuple[list[str], bool]:
+        """Scan what comes before an echo at a line start (whole, or maybe arriving) and
+        take the echo out, so the prompt's own turn markers never end the reply. Returns
+        the pieces, and True when the rest waits for an echo that may be arriving."""
+        assert self.shape.echo is not None
+        text = self._pending
+        room = ECHO_SEARCH_CHARS - (len(self.raw_text) - len(text))
+        found = late_echo(text, self.shape.echo, room)
+        if found is None or (final and not found[1]):
+            # Past the search, or the output ended before the echo was whole: no echo.
+            self._late_echo = found is None and room > len(text)
+            return [], False
+        start, whole = found
+        self._late_echo = False  # what comes before the echo is scanned as reply
+        self._pending = text[:start]
+        pieces = self._scan_body()
+        if self._phase == "done":
+            return pieces, False
+        # What was held back before the echo can no longer begin a marker: it is reply,
+        # all but its trailing whitespace, which joins the reply's next words.
+        held = self._pending
+        pieces += self._emit(self._trim_start(held.rstrip()))
+        space = held[len(held.rstrip()) :]
+        if not whole:
+            self._pending, self._late_echo = space + text[start:], True
+            return pieces, True
+        self._pending = space + text[start + len(self.shape.echo.lstrip()) :]
+        self._trim_from, self.echo = len(space), "removed"
+        return pieces, False
+
     def _scan_body(self, final: bool = False) -> list[str]:
+        pieces: list[str] = []
+        if self._late_echo:
+            pieces, waiting = self._cut_late_echo(final)
+            if waiting or self._phase == "done":
+                return pieces
+        if self._trim_from is not None:
+            # The reply after a removed echo opens without whitespace, as at the start.
+            head, rest = self._pending[: self._trim_from], self._pending[self._trim_from :]
+            self._pending = head + rest.lstrip()
+            self._trim_from = self._trim_from if not rest.strip() else None
         # Markers are looked for before any whitespace is stripped: a reply that opens
         # with "\nUser:" is a new turn, not text.
         text = self._pending
@@ -183,7 +249,7 @@ class ReplyAssembler:
             self._phase = "done"
             self.stopped_by = marker if marker in self._stops else None
             self.finish_reason = "stop" if marker not in self.shape.trailer_markers else None
-            return self._emit(self._trim_start(text[:at].rstrip()))
+            return pieces + self._emit(self._trim_start(text[:at].rstrip()))
         # A stop that reaches into chrome still arriving is held whole until that is decided.
         blocked = [at for at in (text.find(stop) for stop in self._stops) if at >= 0]
         hold = max(
@@ -193,7 +259,7 @@ class ReplyAssembler:
         ready = text[: len(text) - hold]
         safe = ready.rstrip()
         self._pending = text[len(safe) :]
-        return self._emit(self._trim_start(safe))
+        return pieces + self._emit(self._trim_start(safe))
 
     def _trim_start(self, piece: str) -> str:
         return piece if self._started else piece.lstrip()

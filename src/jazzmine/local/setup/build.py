@@ -3,11 +3,14 @@ build's progress shown as one figure.
 
 llama.cpp comes from the pinned ``llama-cpp-python`` source distribution on PyPI, which
 carries it under ``vendor/llama.cpp``. The build is cached under the user cache
-directory, keyed by version and build flags, so running setup again is instant.
+directory, keyed by version, build flags and the source patches applied before the build
+(``defaults.SOURCE_PATCHES``, which make llama.cpp flush its logger before it exits), so
+running setup again is instant.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -47,6 +50,8 @@ def ensure_build(report: Report) -> bool:
     ) as scratch:
         work = Path(scratch)
         source = _fetch_source(work, report)
+        for line in patch_source(source):
+            report(f"llama.cpp: {line}")
         build = work / "build"
         report("llama.cpp: configuring (portable CPU flags, RPC on, no network)")
         run_logged(
@@ -68,12 +73,53 @@ def ensure_build(report: Report) -> bool:
         (staged / "bin").mkdir(parents=True)
         for name in defaults.BUILD_TARGETS:
             shutil.copy2(build / "bin" / name, staged / "bin" / name)
-        (staged / _STAMP).write_text(" ".join(defaults.CMAKE_FLAGS) + "\n")
+        # What was compiled, for whoever checks the cache: the flags, and each patched
+        # file's digest as it stood when cmake read it.
+        (staged / _STAMP).write_text(
+            " ".join(defaults.CMAKE_FLAGS)
+            + "\n"
+            + "".join(f"patched {name} sha256={digest}\n" for name, digest in patched(source))
+        )
         if target.exists():
             shutil.rmtree(target)
         os.replace(staged, target)
     report(f"llama.cpp: built into {target / 'bin'}")
     return True
+
+
+def patch_source(source: Path) -> list[str]:
+    """Apply ``defaults.SOURCE_PATCHES`` to the llama.cpp tree at ``source``; what was done.
+
+    A file already patched is left alone, so applying twice is applying once. A file
+    that holds neither the expected text nor its patched form is a source we do not
+    know: the build stops rather than ship a binary without the fix.
+    """
+    done = []
+    for name, before, after in defaults.SOURCE_PATCHES:
+        path = source / name
+        if not path.is_file():
+            raise RuntimeError(f"cannot patch llama.cpp's {name}: the source has no such file")
+        text = path.read_text()
+        if text == after:
+            done.append(f"{name} already patched")
+            continue
+        if text != before:
+            raise RuntimeError(
+                f"cannot patch llama.cpp's {name}: it is not the text this version of "
+                f"jazzmine expects (llama-cpp-python {defaults.LLAMA_CPP_PYTHON_VERSION});"
+                f" found:\n{text[:2000]}"
+            )
+        path.write_text(after)
+        done.append(f"patched {name} (flush the logger before main returns)")
+    return done
+
+
+def patched(source: Path) -> list[tuple[str, str]]:
+    """Each patched file's name and the sha256 of its text now."""
+    return [
+        (name, hashlib.sha256((source / name).read_bytes()).hexdigest())
+        for name, _, _ in defaults.SOURCE_PATCHES
+    ]
 
 
 def _fetch_source(work: Path, report: Report) -> Path:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import tempfile
 from collections.abc import Mapping
@@ -31,6 +32,14 @@ END_OF_TEXT = " [end of text]"
 # llama-completion ends its output with an empty line (two newlines) after the reply, and
 # prints END_OF_TEXT first when the model ended it: without it, -n or the context did.
 COMPLETION_SHAPE = OutputShape(end_markers=(END_OF_TEXT,), closing="\n\n", marks_every_end=True)
+# llama-completion's closing statistics on stderr (common_perf_print in common/sampling.cpp;
+# llama_perf_context_print in older builds): the total time and tokens, printed after the
+# last token through the same logger queue, so a run that printed it printed all its output.
+CLOSING_STATISTICS = re.compile(r"total time\s*=\s*[\d.]+ ms /\s*\d+ tokens")
+# Flags and settings that may silence those statistics (they are INFO lines): with them
+# a missing line proves nothing, and is not looked for.
+_LOG_SETTINGS = ("-lv", "--verbosity", "--log-verbosity", "--log-disable")
+_LOG_ENVIRONMENT = "LLAMA_ARG_LOG_VERBOSITY"
 # llama-cli's chat UI ends a session with this line once the reply is over.
 CHAT_CLI_TRAILERS = ("\n\n\nExiting...", "\n\nExiting...", "\n[ Prompt:")
 # Renders llama-cli's one user message verbatim, so it completes our prompt exactly as
@@ -64,6 +73,10 @@ class LaunchPlan:
     # statistics on SIGINT, so its counts stay exact.
     stop_signal: int
     reads_llama_stats: bool
+    # What shows a child that exited 0 finished writing: "statistics" (CLOSING_STATISTICS
+    # on stderr, llama-completion), "trailer" (the shape's trailer seen on stdout, which
+    # completes the reply: llama-cli's "Exiting..."), or "" (nothing is promised).
+    closing_proof: str = ""
     # The child's environment (None: ours).
     env: Mapping[str, str] | None = None
     pass_fds: tuple[int, ...] = ()
@@ -105,6 +118,7 @@ def _llama_plan(options: ModelOptions, info: BinaryInfo, request: GenerationRequ
         stop_signal=signal.SIGINT,
         reads_llama_stats=True,
         env=llama_environment(options.env),
+        closing_proof="trailer" if chat_cli else _statistics_proof(options),
     )
     argv = plan.argv
     if options.model_path:
@@ -125,6 +139,16 @@ def _llama_plan(options: ModelOptions, info: BinaryInfo, request: GenerationRequ
     argv += [flag for flag in wanted if info.accepts(flag)]
     argv += options.extra_args
     return plan
+
+
+def _statistics_proof(options: ModelOptions) -> str:
+    """llama-completion's closing proof: its statistics, unless the caller's flags or
+    environment set the log verbosity, which may silence them (then none is asked for)."""
+    for arg in options.extra_args:
+        if arg.split("=", 1)[0] in _LOG_SETTINGS:
+            return ""
+    environment = os.environ if options.env is None else options.env
+    return "" if _LOG_ENVIRONMENT in environment else "statistics"
 
 
 def _constraint_args(plan: LaunchPlan, info: BinaryInfo, request: GenerationRequest) -> list[str]:

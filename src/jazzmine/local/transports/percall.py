@@ -15,10 +15,16 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .. import defaults
-from ..errors import DeadlineExceeded, LLMConnectionError, LLMError, LLMInternalError
+from ..errors import (
+    DeadlineExceeded,
+    LLMConnectionError,
+    LLMError,
+    LLMIncompleteOutputError,
+    LLMInternalError,
+)
 from ..process.child import ChildProcess, ExitStatus
 from ..request import GenerationRequest, RunOutcome, parse_llama_counts
-from .argv import LaunchPlan, ModelOptions, build_plan
+from .argv import CLOSING_STATISTICS, LaunchPlan, ModelOptions, build_plan
 from .binary import BinaryKind, check_executable, probe
 from .config import LocalConfig
 from .diagnose import failure_cause
@@ -43,6 +49,28 @@ def outcome_of(plan: LaunchPlan, status: ExitStatus, interrupted: bool = False) 
     if plan.reads_llama_stats:
         outcome.prompt_tokens, outcome.completion_tokens = parse_llama_counts(status.stderr)
     return outcome
+
+
+def check_finished(plan: LaunchPlan, status: ExitStatus) -> None:
+    """Raise LLMIncompleteOutputError for a child that exited 0 without what it prints at
+    its end: it did not finish writing (llama.cpp's unflushed logger loses the tail of the
+    reply and the statistics together), so the reply cannot pass for a whole one.
+
+    Only reached when the reply was not already complete: for llama-cli a complete reply
+    is one whose trailer came, so reaching here at all is the proof missing.
+    """
+    name = os.path.basename(plan.argv[0])
+    if plan.closing_proof == "statistics" and not CLOSING_STATISTICS.search(status.stderr):
+        missing = "its closing statistics"
+    elif plan.closing_proof == "trailer":
+        missing = "its closing line (Exiting...)"
+    else:
+        return
+    raise LLMIncompleteOutputError(
+        f"{name} exited 0 without {missing}: its output was cut short",
+        stderr=status.stderr,
+        exit_code=0,
+    )
 
 
 class PerCallSession:
@@ -90,6 +118,8 @@ class PerCallSession:
                     stderr=status.stderr,
                     exit_code=status.returncode,
                 )
+            if status.returncode == 0:
+                check_finished(self.plan, status)
             return outcome_of(self.plan, status)
         self._child.interrupt(self.plan.stop_signal)
         try:
@@ -171,7 +201,12 @@ class PerCallTransport:
         return probe(self.config.binary_path).kind is not BinaryKind.PROMPT_FLAG
 
     def explain(self, error: LLMError) -> str | None:
-        return failure_cause(self.config, error)
+        # The default model was given to a llama.cpp binary only.
+        try:
+            llama_binary = self.runs_llama_cpp()
+        except OSError:
+            llama_binary = False
+        return failure_cause(self.config, error, llama_binary)
 
     def health(self) -> bool:
         try:
