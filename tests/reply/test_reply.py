@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from jazzmine.local.reply.assembler import ECHO_SEARCH_CHARS, OutputShape, ReplyAssembler
+from jazzmine.local.reply.assembler import ECHO_SEARCH_CHARS, ReplyAssembler
+from jazzmine.local.request import OutputShape
 
 
 def feed_all(assembler: ReplyAssembler, chunks: list[bytes]) -> list[str]:

@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import DeadlineExceeded, LLMError
-from .reply.assembler import OutputShape
-from .request import GenerationRequest, RunOutcome
+from .request import GenerationRequest, OutputShape, RunOutcome
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""One call's request and outcome: plain data passed between LocalLLM and a transport."""
+"""One call's request and outcome, and what a transport prints around the reply: plain
+data passed between LocalLLM, its transports and reply assembly."""
 
 from __future__ import annotations
 
@@ -89,3 +90,28 @@ def parse_llama_counts(stderr: str) -> tuple[int | None, int | None]:
     else:
         completion_tokens = int(count)
     return prompt_tokens, max(0, completion_tokens)
+
+
+@dataclass(frozen=True)
+class OutputShape:
+    """What a binary prints around the reply, so it can be removed.
+
+    ``preamble_end``: everything up to and including this text is chrome (a banner).
+    ``echo``: the prompt, when the binary may print it back before the reply.
+    ``end_markers``: printed by the binary when the model itself ended the reply.
+    ``trailer_markers``: the reply is over and chrome follows (timings, prompts for input).
+    ``token_budget``: for a binary that was not told the caller's ``max_tokens``: the reply
+    is cut here (estimated tokens, as usage is), and the run ended.
+    ``closing``: printed after the reply when the binary ends on its own (llama-completion
+    ends its output with an empty line); never reply text, never part of a stop.
+    ``marks_every_end``: the binary prints an end marker whenever the model ends the reply,
+    so output without one was cut by a limit.
+    """
+
+    preamble_end: str | None = None
+    echo: str | None = None
+    end_markers: tuple[str, ...] = ()
+    trailer_markers: tuple[str, ...] = ()
+    token_budget: int | None = None
+    closing: str = ""
+    marks_every_end: bool = False

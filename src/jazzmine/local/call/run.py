@@ -25,9 +25,10 @@ from ..errors import (
     LLMTimeoutError,
     completed,
 )
-from ..reply.assembler import OutputShape, ReplyAssembler, failure_of, finish_reason_of, usage_of
+from ..reply.assembler import ReplyAssembler
+from ..reply.outcome import failure_of, finish_reason_of, usage_of
 from ..reply.parts import Piece, ReplyParts
-from ..request import GenerationRequest, RunOutcome, constraint_error
+from ..request import GenerationRequest, OutputShape, RunOutcome, constraint_error
 from ..transports.base import Session, Transport
 from ..types import LLMResponse, LLMUsage
 from ..usage import estimate_tokens, usage_from_counts

@@ -4,49 +4,20 @@ Shared by every transport and by sync and async alike. It decodes UTF-8 without 
 splitting a character, drops what is not the reply (a banner, the echoed prompt, an
 end-of-text marker, UI chrome after the reply), cuts the reply at stop sequences, strips
 surrounding whitespace the same way for a stream as for a joined reply, and records why
-the reply ended. Given llama-completion's output it gives what llama-server gives for the
-same tokens (a stop found as one token at a time finds it; a limit's cut drops a stop's
-first half and a character's first bytes), so both modes give one answer.
+the reply ended (what the run as a whole came to is ``outcome``). Given llama-completion's
+output it gives what llama-server gives for the same tokens (a stop found as one token at
+a time finds it; a limit's cut drops a stop's first half and a character's first bytes),
+so both modes give one answer.
 """
 
 from __future__ import annotations
 
 import codecs
-import re
-import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ..errors import LLMError, LLMInternalError, context_length_error
-from ..request import RunOutcome
-from ..types import LLMUsage
-from ..usage import CHARS_PER_TOKEN, estimate_tokens, usage_from_counts
-
-
-@dataclass(frozen=True)
-class OutputShape:
-    """What a binary prints around the reply, so it can be removed.
-
-    ``preamble_end``: everything up to and including this text is chrome (a banner).
-    ``echo``: the prompt, when the binary may print it back before the reply.
-    ``end_markers``: printed by the binary when the model itself ended the reply.
-    ``trailer_markers``: the reply is over and chrome follows (timings, prompts for input).
-    ``token_budget``: for a binary that was not told the caller's ``max_tokens``: the reply
-    is cut here (estimated tokens, as usage is), and the run ended.
-    ``closing``: printed after the reply when the binary ends on its own (llama-completion
-    ends its output with an empty line); never reply text, never part of a stop.
-    ``marks_every_end``: the binary prints an end marker whenever the model ends the reply,
-    so output without one was cut by a limit.
-    """
-
-    preamble_end: str | None = None
-    echo: str | None = None
-    end_markers: tuple[str, ...] = ()
-    trailer_markers: tuple[str, ...] = ()
-    token_budget: int | None = None
-    closing: str = ""
-    marks_every_end: bool = False
-
+from ..request import OutputShape
+from ..usage import CHARS_PER_TOKEN
 
 # What may come before the echoed prompt: llama.cpp prints the prompt from its tokens, and
 # a tokenizer that adds a leading space prints it too. More than this is not an echo.
@@ -323,76 +294,3 @@ def _overlap(data: bytes, closing: bytes) -> int:
         if data.endswith(closing[:size]):
             return size
     return 0
-
-
-# llama-completion's refusal of a prompt longer than its context (common/ and
-# tools/completion: "prompt is too long (%d tokens, max %d)").
-_TOO_LONG = re.compile(r"prompt is too long \((\d+) tokens, max (\d+)\)")
-
-
-def failure_of(outcome: RunOutcome, binary: str, partial_text: str) -> LLMError | None:
-    """The error a finished run amounts to, or None when it succeeded."""
-    code = outcome.exit_code
-    if outcome.interrupted or code is None or code == 0:
-        return None
-    too_long = _TOO_LONG.search(outcome.stderr)
-    if too_long is not None:
-        # llama-completion prints n_ctx - 4 as its "max": the context is 4 more, as
-        # llama-server reports it
-        context = int(too_long.group(2)) + 4
-        return context_length_error(
-            int(too_long.group(1)), context, stderr=outcome.stderr, exit_code=code
-        )
-    if code < 0:
-        signum = -code
-        try:
-            name = signal.Signals(signum).name
-        except ValueError:
-            name = f"signal {signum}"
-        message = f"{binary} was killed by {name}"
-        if signum == signal.SIGILL:
-            message += (
-                " (an illegal instruction: the binary was built for CPU features this machine "
-                "lacks; rebuild it for a portable target, e.g. with `jazzmine setup`)"
-            )
-        message += _stderr_tail(outcome.stderr)
-        return LLMInternalError(
-            message,
-            partial_text=partial_text,
-            stderr=outcome.stderr,
-            signal_name=name,
-            exit_code=code,
-        )
-    return LLMInternalError(
-        f"{binary} exited with code {code}" + _stderr_tail(outcome.stderr),
-        partial_text=partial_text,
-        stderr=outcome.stderr,
-        exit_code=code,
-    )
-
-
-def _stderr_tail(stderr: str) -> str:
-    text = stderr.strip()
-    return f"; stderr:\n{text}" if text else " (stderr was empty)"
-
-
-def finish_reason_of(assembler: ReplyAssembler, outcome: RunOutcome, max_tokens: int | None) -> str:
-    if assembler.finish_reason in ("stop", "length"):
-        return assembler.finish_reason
-    if outcome.hit_token_limit is not None:
-        return "length" if outcome.hit_token_limit else "stop"
-    if (
-        max_tokens is not None
-        and outcome.completion_tokens is not None
-        and outcome.completion_tokens >= max_tokens
-    ):
-        return "length"
-    # A binary that marks the model's own end and did not: a limit ended the reply.
-    return "length" if outcome.marks_end_of_text else "stop"
-
-
-def usage_of(prompt: str, reply_text: str, outcome: RunOutcome) -> tuple[LLMUsage, str]:
-    """Exact counts when the model process reported them, else the spec's heuristic."""
-    if outcome.prompt_tokens is not None and outcome.completion_tokens is not None:
-        return usage_from_counts(outcome.prompt_tokens, outcome.completion_tokens), "reported"
-    return usage_from_counts(estimate_tokens(prompt), estimate_tokens(reply_text)), "estimated"

@@ -20,8 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..errors import LLMInvalidRequestError
-from ..reply.assembler import OutputShape
-from ..request import GenerationRequest
+from ..request import GenerationRequest, OutputShape
 from .binary import BinaryInfo, BinaryKind
 from .config import llama_environment
 

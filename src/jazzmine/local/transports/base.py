@@ -19,8 +19,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from ..errors import LLMError
-from ..reply.assembler import OutputShape
-from ..request import GenerationRequest, RunOutcome
+from ..request import GenerationRequest, OutputShape, RunOutcome
 
 
 class Session(Protocol):

@@ -15,8 +15,7 @@ from typing import Any
 import httpx
 
 from ...errors import DeadlineExceeded, LLMConnectionError, LLMError, LLMInternalError
-from ...reply.assembler import OutputShape
-from ...request import GenerationRequest, RunOutcome
+from ...request import GenerationRequest, OutputShape, RunOutcome
 from .api import EventReader, outcome_of, request_body, status_error
 from .process import LlamaServer
 
@@ -170,5 +169,3 @@ def server_details(server: LlamaServer) -> dict[str, Any]:
         "server_pid": server.pid,
         "server_context": server.key.context_per_slot,
     }
-
-
