@@ -64,7 +64,7 @@ class Bench:
         argv LocalLLM would use (the physical limit for a process per call)."""
         transport = llm.transport
         assert isinstance(transport, PerCallTransport)
-        plan, _ = transport.plan(llm.build_request(PROMPT))
+        plan, _ = transport.launch(llm.build_request(PROMPT))
         started = time.perf_counter()
         child = subprocess.Popen(
             plan.argv,

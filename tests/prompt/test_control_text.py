@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import random
 import re
-import struct
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers.gguf_files import gguf_string
+from helpers.gguf_files import write_vocab
 
 from jazzmine.local import LocalLLM, MessagePart
 from jazzmine.local.gguf.reader import (
@@ -263,46 +262,6 @@ def test_neutralise_tools_breaks_every_string_of_the_definitions_keys_too() -> N
 # ---------- reading the vocabulary ----------
 
 
-def _write_vocab(
-    path: Path, tokens: list[str], types: list[int] | None, *, scores_between: bool, late: bool
-) -> None:
-    """A GGUF header with a vocabulary and its type array (or none), and one tensor."""
-    pairs: list[bytes] = [
-        gguf_string("general.architecture") + struct.pack("<I", 8) + gguf_string("llama")
-    ]
-
-    def array(key: str, item_type: int, items: bytes, count: int) -> bytes:
-        return gguf_string(key) + struct.pack("<IIQ", 9, item_type, count) + items
-
-    pairs.append(
-        array("tokenizer.ggml.tokens", 8, b"".join(gguf_string(t) for t in tokens), len(tokens))
-    )
-    typed = (
-        array("tokenizer.ggml.token_type", 5, struct.pack(f"<{len(types)}i", *types), len(types))
-        if types is not None
-        else b""
-    )
-    if scores_between:
-        pairs.append(
-            array(
-                "tokenizer.ggml.scores",
-                6,
-                struct.pack(f"<{len(tokens)}f", *([0.0] * len(tokens))),
-                len(tokens),
-            )
-        )
-    filler = [
-        gguf_string(f"custom.key{i}") + struct.pack("<I", 4) + struct.pack("<I", i)
-        for i in range(6)
-    ]
-    pairs += [*filler, typed] if late else [typed, *filler]
-    pairs = [p for p in pairs if p]
-    out = bytearray(b"GGUF" + struct.pack("<IQQ", 3, 1, len(pairs)) + b"".join(pairs))
-    out += gguf_string("weight") + struct.pack("<IQIQ", 1, 4, 0, 0)
-    out += b"\x00" * (-len(out) % 32) + b"\x00" * 16
-    path.write_bytes(bytes(out))
-
-
 VOCAB = ["<unk>", "<s>", "</s>", "hello", "<|im_end|>", "\n\n", "<tool_response>", "<big>"]
 TYPES = [2, 3, 3, 1, 3, 4, 4, 6]
 
@@ -318,7 +277,7 @@ def _fresh_cache() -> Iterator[None]:
 def test_special_texts_are_read_by_type(tmp_path: Path, scores_between: bool, late: bool) -> None:
     # late: the type array is past where the quick look finds it, so the full walk does
     path = tmp_path / "vocab.gguf"
-    _write_vocab(path, VOCAB, TYPES, scores_between=scores_between, late=late)
+    write_vocab(path, VOCAB, TYPES, scores_between=scores_between, late=late)
     special = read_special_texts(path)
     assert special.control == ("<unk>", "<s>", "</s>", "<|im_end|>")
     assert special.user_defined == ("\n\n", "<tool_response>")
@@ -326,19 +285,19 @@ def test_special_texts_are_read_by_type(tmp_path: Path, scores_between: bool, la
 
 def test_a_type_past_one_byte_is_read_too(tmp_path: Path) -> None:
     path = tmp_path / "vocab.gguf"
-    _write_vocab(path, VOCAB, [*TYPES[:-1], 1 << 20], scores_between=False, late=False)
+    write_vocab(path, VOCAB, [*TYPES[:-1], 1 << 20], scores_between=False, late=False)
     assert read_special_texts(path).control == ("<unk>", "<s>", "</s>", "<|im_end|>")
 
 
 def test_a_vocabulary_without_types_has_no_special_texts(tmp_path: Path) -> None:
     path = tmp_path / "vocab.gguf"
-    _write_vocab(path, VOCAB, None, scores_between=False, late=False)
+    write_vocab(path, VOCAB, None, scores_between=False, late=False)
     assert read_special_texts(path) == SpecialTexts((), ())
 
 
 def test_control_texts_follow_the_file_and_the_template(tmp_path: Path) -> None:
     path = tmp_path / "vocab.gguf"
-    _write_vocab(path, VOCAB, TYPES, scores_between=False, late=False)
+    write_vocab(path, VOCAB, TYPES, scores_between=False, late=False)
     assert set(control_texts(path, "")) == {"<unk>", "<s>", "</s>", "<|im_end|>"}
     with_markup = control_texts(path, "{{ '<tool_response>\\n\\n' }}")
     assert "<tool_response>" in with_markup and "\n\n" not in with_markup

@@ -168,13 +168,13 @@ def test_a_lone_surrogate_in_content_fails_the_same_way(modes: Modes) -> None:
 
 
 def test_the_servers_stopping_word_is_the_stop_warm_reports() -> None:
-    from jazzmine.local.transports.server.api import outcome_of
+    from jazzmine.local.transports.server.api import event_outcome
 
     final = {"stop": True, "tokens_evaluated": 9, "tokens_predicted": 4, "stop_type": "word"}
-    worded = outcome_of({**final, "stopping_word": "\nUser:"}, False, "")
+    worded = event_outcome({**final, "stopping_word": "\nUser:"}, False, "")
     assert worded.details["stopped_by"] == "\nUser:" and worded.hit_token_limit is False
     for other in ("eos", "limit"):
-        ended = outcome_of({**final, "stop_type": other, "stopping_word": ""}, False, "")
+        ended = event_outcome({**final, "stop_type": other, "stopping_word": ""}, False, "")
         assert "stopped_by" not in ended.details
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.gguf_files import write_vocab
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_control_text import _write_vocab
 
 from jazzmine.local import (
     LLMError,
@@ -26,7 +26,7 @@ from jazzmine.local import (
     LocalLLM,
     MessagePart,
 )
-from jazzmine.local.call.plan import plan_agent
+from jazzmine.local.call.agent import resolve_agent
 from jazzmine.local.errors import DeadlineExceeded, OptionValueError
 from jazzmine.local.mock import MockReply, MockTransport
 from jazzmine.local.tools.families import FAMILIES
@@ -262,7 +262,7 @@ def test_a_grammar_past_the_deadline_ends_the_call_before_anything_runs(
 
 def test_checking_the_calls_stops_at_the_deadline() -> None:
     (checked,) = check_tools(string_tool())
-    plan = plan_agent(None, [checked], "required", True, True, deadline=time.monotonic() - 1)
+    plan = resolve_agent(None, [checked], "required", True, True, deadline=time.monotonic() - 1)
     parts = plan.reply_parts()
     parts.feed(generic_call({"s": "x"}))
     with pytest.raises(DeadlineExceeded):
@@ -463,7 +463,7 @@ def qwen_prompt(name: str, tools: list[dict[str, Any]], tmp_path: Path, **option
     vocabulary has ChatML's control tokens (as Qwen's and SmolLM2's have)."""
     model = tmp_path / "chatml.gguf"
     tokens = ["<unk>", "<|im_start|>", "<|im_end|>", "<|endoftext|>", "hello"]
-    _write_vocab(model, tokens, [2, 3, 3, 3, 1], scores_between=False, late=False)
+    write_vocab(model, tokens, [2, 3, 3, 3, 1], scores_between=False, late=False)
     llm = LocalLLM(
         model=str(model),
         transport=MockTransport(lambda request: MockReply(["x"])),

@@ -12,7 +12,7 @@ from jazzmine.local.transports.argv import (
     END_OF_TEXT,
     MAX_ARGUMENT_BYTES,
     ModelOptions,
-    build_plan,
+    build_launch,
 )
 from jazzmine.local.transports.binary import BinaryInfo, BinaryKind
 
@@ -60,7 +60,7 @@ def completion() -> BinaryInfo:
 
 
 def test_llama_completion_reads_the_prompt_from_a_private_file_never_argv() -> None:
-    plan = build_plan(options(), completion(), request("secret prompt"))
+    plan = build_launch(options(), completion(), request("secret prompt"))
     try:
         assert not any("secret prompt" in part for part in plan.argv)
         prompt_file = plan.argv[plan.argv.index("-f") + 1]
@@ -96,7 +96,7 @@ def _is_open(fd: int) -> bool:
 
 
 def test_a_trailing_newline_survives_llama_cpps_dropping_one() -> None:
-    plan = build_plan(options(), completion(), request("line\n"))
+    plan = build_launch(options(), completion(), request("line\n"))
     try:
         fd = plan.pass_fds[0]
         assert os.pread(fd, 100, 0) == b"line\n\n"
@@ -106,7 +106,7 @@ def test_a_trailing_newline_survives_llama_cpps_dropping_one() -> None:
 
 def test_flags_the_binary_does_not_know_are_left_out() -> None:
     bare = BinaryInfo("/opt/old", BinaryKind.LLAMA_COMPLETION, frozenset({"-f", "--file"}))
-    plan = build_plan(options(), bare, request())
+    plan = build_launch(options(), bare, request())
     try:
         assert "--no-escape" not in plan.argv and "--offline" not in plan.argv
     finally:
@@ -115,7 +115,7 @@ def test_flags_the_binary_does_not_know_are_left_out() -> None:
 
 def test_a_constraint_goes_in_its_own_private_file() -> None:
     schema = {"type": "object"}
-    plan = build_plan(options(), completion(), request(json_schema=schema))
+    plan = build_launch(options(), completion(), request(json_schema=schema))
     try:
         path = plan.argv[plan.argv.index("--json-schema-file") + 1]
         assert os.pread(int(path.rsplit("/", 1)[1]), 100, 0) == b'{"type": "object"}'
@@ -125,7 +125,7 @@ def test_a_constraint_goes_in_its_own_private_file() -> None:
 
 def test_a_p_binary_gets_the_prompt_on_its_command_line_and_may_echo_it() -> None:
     info = BinaryInfo("/opt/script", BinaryKind.PROMPT_FLAG, frozenset({"-p"}))
-    plan = build_plan(options(binary_path="/opt/script"), info, request("hello"))
+    plan = build_launch(options(binary_path="/opt/script"), info, request("hello"))
     assert plan.argv[plan.argv.index("-p") + 1] == "hello"
     assert plan.shape.echo == "hello" and plan.stop_signal == signal.SIGTERM
     assert not plan.reads_llama_stats and not plan.pass_fds
@@ -134,13 +134,13 @@ def test_a_p_binary_gets_the_prompt_on_its_command_line_and_may_echo_it() -> Non
 def test_a_p_binary_cannot_take_a_prompt_over_the_argument_limit() -> None:
     info = BinaryInfo("/opt/script", BinaryKind.PROMPT_FLAG, frozenset({"-p"}))
     with pytest.raises(LLMInvalidRequestError, match="limit Linux puts"):
-        build_plan(options(), info, request("x" * (MAX_ARGUMENT_BYTES + 1)))
+        build_launch(options(), info, request("x" * (MAX_ARGUMENT_BYTES + 1)))
 
 
 def test_a_p_binary_cannot_constrain_its_output_and_no_file_is_left() -> None:
     info = BinaryInfo("/opt/script", BinaryKind.PROMPT_FLAG, frozenset({"-p"}))
     with pytest.raises(LLMInvalidRequestError, match="cannot constrain"):
-        build_plan(options(), info, request(grammar='root ::= "a"'))
+        build_launch(options(), info, request(grammar='root ::= "a"'))
 
 
 def test_argv_template_fills_every_placeholder() -> None:
@@ -157,7 +157,7 @@ def test_argv_template_fills_every_placeholder() -> None:
         "{seed}",
     )
     info = BinaryInfo("/opt/other", BinaryKind.PROMPT_FLAG, frozenset())
-    plan = build_plan(options(argv_template=template), info, request("hi"))
+    plan = build_launch(options(argv_template=template), info, request("hi"))
     assert plan.argv[1:] == [
         "--in",
         "hi",
@@ -174,7 +174,7 @@ def test_argv_template_fills_every_placeholder() -> None:
 
 def test_argv_template_with_a_prompt_file() -> None:
     info = BinaryInfo("/opt/other", BinaryKind.PROMPT_FLAG, frozenset())
-    plan = build_plan(options(argv_template=("--file", "{prompt_file}")), info, request("hi"))
+    plan = build_launch(options(argv_template=("--file", "{prompt_file}")), info, request("hi"))
     try:
         assert plan.argv[2].startswith("/proc/self/fd/")
         assert os.pread(plan.pass_fds[0], 10, 0) == b"hi"
@@ -183,7 +183,7 @@ def test_argv_template_with_a_prompt_file() -> None:
 
 
 def test_extra_args_come_last() -> None:
-    plan = build_plan(options(extra_args=("--top-k", "5")), completion(), request())
+    plan = build_launch(options(extra_args=("--top-k", "5")), completion(), request())
     try:
         assert plan.argv[-2:] == ["--top-k", "5"]
     finally:

@@ -30,7 +30,7 @@ from jazzmine.local import (
     defaults,
 )
 from jazzmine.local.request import GenerationRequest
-from jazzmine.local.transports.argv import CLOSING_STATISTICS, ModelOptions, build_plan
+from jazzmine.local.transports.argv import CLOSING_STATISTICS, ModelOptions, build_launch
 from jazzmine.local.transports.binary import probe
 
 HELLO = [MessagePart("user", "Name a colour.")]
@@ -107,7 +107,7 @@ def test_statistics_silenced_by_the_caller_are_not_looked_for(
 
     def proof(extra: tuple[str, ...] = (), env: dict[str, str] | None = None) -> str:
         options = ModelOptions(info.path, "m.gguf", 512, None, extra_args=extra, env=env)
-        plan = build_plan(options, info, request)
+        plan = build_launch(options, info, request)
         plan.release()
         return plan.closing_proof
 

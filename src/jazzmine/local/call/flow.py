@@ -20,7 +20,7 @@ from ..request import GenerationRequest
 from ..types import MessagePart
 
 if TYPE_CHECKING:
-    from .plan import AgentPlan
+    from .agent import ResolvedAgent
 
 # How often a call is sent again with fewer messages before a refusal stands.
 OVERFLOW_ATTEMPTS = 3
@@ -32,7 +32,7 @@ class Prepared:
 
     request: GenerationRequest  # the first run's
     prompt_format: str  # "template" or "flat"
-    agent: AgentPlan  # tools and reasoning, resolved against the template
+    agent: ResolvedAgent  # tools and reasoning, resolved against the template
     # A reasoning budget's second run: given the thinking and its tokens, the answer's
     # request (None when no tokens are left).
     answer: Callable[[str, int], GenerationRequest | None] | None = None

@@ -18,8 +18,8 @@ from ..prompt.writer import PromptWriter
 from ..request import GenerationRequest
 from ..transports.base import Transport
 from ..types import MessagePart
+from .agent import resolve_agent
 from .flow import Prepared
-from .plan import plan_agent
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def prepare(
     deadline: float | None = None,
 ) -> Prepared:
     """Checked ``messages`` and call ``options`` (over ``instance``) made ready to run."""
-    agent = plan_agent(
+    agent = resolve_agent(
         writer.template(transport),
         options.get("tools", instance.tools),
         options.get("tool_choice", instance.tool_choice),

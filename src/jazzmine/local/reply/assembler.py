@@ -13,11 +13,23 @@ so both modes give one answer.
 from __future__ import annotations
 
 import codecs
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..request import OutputShape
 from ..usage import CHARS_PER_TOKEN
+
+
+class Phase(enum.Enum):
+    """Where the assembler is in the output: chrome before the reply, the echoed prompt,
+    the reply itself, and after its end (the producer may be stopped)."""
+
+    PREAMBLE = "preamble"
+    ECHO = "echo"
+    BODY = "body"
+    DONE = "done"
+
 
 # What may come before the echoed prompt: llama.cpp prints the prompt from its tokens, and
 # a tokenizer that adds a leading space prints it too. More than this is not an echo.
@@ -75,7 +87,7 @@ class ReplyAssembler:
     _decoder: codecs.IncrementalDecoder = field(
         default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace")
     )
-    _phase: str = "preamble"
+    _phase: Phase = Phase.PREAMBLE
     _pending: str = ""
     _started: bool = False
     _held_bytes: bytes = b""
@@ -92,12 +104,12 @@ class ReplyAssembler:
         )
         self._markers = (*self._stops, *self._chrome)
         if self.shape.preamble_end is None:
-            self._phase = "echo" if self.shape.echo else "body"
+            self._phase = Phase.ECHO if self.shape.echo else Phase.BODY
 
     @property
     def done(self) -> bool:
         """True once the reply is complete; the producer may be stopped."""
-        return self._phase == "done"
+        return self._phase == Phase.DONE
 
     def feed(self, data: bytes) -> list[str]:
         """Take raw bytes; return the reply pieces they complete (possibly none)."""
@@ -113,7 +125,7 @@ class ReplyAssembler:
 
     def finish(self) -> list[str]:
         """The producer ended: release what was held back for marker matching."""
-        if self._phase == "done":
+        if self._phase == Phase.DONE:
             return []
         held, self._held_bytes = self._held_bytes, b""
         closing = held == self.shape.closing.encode("utf-8") and bool(held)
@@ -124,14 +136,14 @@ class ReplyAssembler:
         # ``raw_text`` keeps all the output, the cut character and the closing too.
         cut = self._decoder.decode(b"", final=True)
         self.raw_text += cut + (self.shape.closing if closing else "")
-        if self._phase in ("preamble", "echo"):
+        if self._phase in (Phase.PREAMBLE, Phase.ECHO):
             # The binary never printed what we waited for: what it did print is the reply,
             # still cut at stops and trailers.
             if self.shape.echo and self.echo is None:
                 self.echo = "not found"
-            self._phase = "body"
+            self._phase = Phase.BODY
         pieces += self._scan_body(final=True)
-        if self._phase == "done":
+        if self._phase == Phase.DONE:
             return pieces
         tail = self._pending
         if self.shape.marks_every_end:
@@ -139,22 +151,22 @@ class ReplyAssembler:
             # drops it, so both modes give one answer.
             tail = tail[: len(tail) - _longest_partial(tail, self._stops)]
         self._pending = ""
-        self._phase = "done"
+        self._phase = Phase.DONE
         return [*pieces, *self._emit(self._trim_start(tail.rstrip()))]
 
     def _feed_text(self, text: str) -> list[str]:
-        if not text or self._phase == "done":
+        if not text or self._phase == Phase.DONE:
             return []
         self.raw_text += text
         self._pending += text
-        if self._phase == "preamble":
+        if self._phase == Phase.PREAMBLE:
             assert self.shape.preamble_end is not None
             at = self._pending.find(self.shape.preamble_end)
             if at < 0:
                 return []
             self._pending = self._pending[at + len(self.shape.preamble_end) :]
-            self._phase = "echo" if self.shape.echo else "body"
-        if self._phase == "echo":
+            self._phase = Phase.ECHO if self.shape.echo else Phase.BODY
+        if self._phase == Phase.ECHO:
             assert self.shape.echo is not None
             # Held back only until the echo's length has come or a difference shows.
             length = echo_length(self._pending, self.shape.echo)
@@ -166,7 +178,7 @@ class ReplyAssembler:
             else:
                 self.echo = "not found"
                 self._late_echo = True
-            self._phase = "body"
+            self._phase = Phase.BODY
         return self._scan_body()
 
     def _cut_late_echo(self, final: bool) -> tuple[list[str], bool]:
@@ -185,7 +197,7 @@ class ReplyAssembler:
         self._late_echo = False  # what comes before the echo is scanned as reply
         self._pending = text[:start]
         pieces = self._scan_body()
-        if self._phase == "done":
+        if self._phase == Phase.DONE:
             return pieces, False
         # What was held back before the echo can no longer begin a marker: it is reply,
         # all but its trailing whitespace, which joins the reply's next words.
@@ -203,7 +215,7 @@ class ReplyAssembler:
         pieces: list[str] = []
         if self._late_echo:
             pieces, waiting = self._cut_late_echo(final)
-            if waiting or self._phase == "done":
+            if waiting or self._phase == Phase.DONE:
                 return pieces
         if self._trim_from is not None:
             # The reply after a removed echo opens without whitespace, as at the start.
@@ -217,7 +229,7 @@ class ReplyAssembler:
         if cut is not None:
             at, marker = cut
             self._pending = ""
-            self._phase = "done"
+            self._phase = Phase.DONE
             self.stopped_by = marker if marker in self._stops else None
             self.finish_reason = "stop" if marker not in self.shape.trailer_markers else None
             return pieces + self._emit(self._trim_start(text[:at].rstrip()))
@@ -244,7 +256,7 @@ class ReplyAssembler:
             if len(piece) >= room:
                 piece = piece[: max(0, room)]
                 self._pending = ""
-                self._phase = "done"
+                self._phase = Phase.DONE
                 self.finish_reason = "length"
                 if not piece:
                     return []

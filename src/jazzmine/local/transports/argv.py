@@ -65,7 +65,7 @@ class ModelOptions:
 
 
 @dataclass
-class LaunchPlan:
+class Launch:
     argv: list[str]
     shape: OutputShape
     # Sent when the reply is complete before the child is: llama.cpp prints its
@@ -92,7 +92,7 @@ class LaunchPlan:
         self._cleanups.clear()
 
 
-def build_plan(options: ModelOptions, info: BinaryInfo, request: GenerationRequest) -> LaunchPlan:
+def build_launch(options: ModelOptions, info: BinaryInfo, request: GenerationRequest) -> Launch:
     # Refuse before any prompt file exists, so a refusal leaves nothing behind.
     _require_constraints(options, info, request)
     if options.argv_template is not None:
@@ -102,7 +102,7 @@ def build_plan(options: ModelOptions, info: BinaryInfo, request: GenerationReque
     return _llama_plan(options, info, request)
 
 
-def _llama_plan(options: ModelOptions, info: BinaryInfo, request: GenerationRequest) -> LaunchPlan:
+def _llama_plan(options: ModelOptions, info: BinaryInfo, request: GenerationRequest) -> Launch:
     chat_cli = info.kind is BinaryKind.LLAMA_CHAT_CLI
     prompt_text = request.prompt
     template = PASS_THROUGH_TEMPLATE
@@ -111,7 +111,7 @@ def _llama_plan(options: ModelOptions, info: BinaryInfo, request: GenerationRequ
         body = prompt_text.rstrip("\n")
         template += "{{ " + repr(prompt_text[len(body) :]).replace("'", '"') + " }}"
         prompt_text = body
-    plan = LaunchPlan(
+    plan = Launch(
         argv=[options.binary_path],
         shape=_chat_cli_shape(prompt_text) if chat_cli else COMPLETION_SHAPE,
         stop_signal=signal.SIGINT,
@@ -150,7 +150,7 @@ def _statistics_proof(options: ModelOptions) -> str:
     return "" if _LOG_ENVIRONMENT in environment else "statistics"
 
 
-def _constraint_args(plan: LaunchPlan, info: BinaryInfo, request: GenerationRequest) -> list[str]:
+def _constraint_args(plan: Launch, info: BinaryInfo, request: GenerationRequest) -> list[str]:
     if request.json_schema is not None:
         schema_text = json.dumps(request.json_schema, ensure_ascii=False)
         return ["--json-schema-file", _private_prompt_file(plan, schema_text)]
@@ -183,13 +183,13 @@ def _require_constraints(
 
 def _prompt_flag_plan(
     options: ModelOptions, info: BinaryInfo, request: GenerationRequest
-) -> LaunchPlan:
+) -> Launch:
     check_argument_size(request.prompt)
     argv = [options.binary_path]
     if options.model_path:
         argv += ["-m", options.model_path]
     argv += ["-p", request.prompt, *options.extra_args]
-    return LaunchPlan(
+    return Launch(
         argv=argv,
         # Such a binary is never told max_tokens: the reply is cut at the budget instead.
         shape=OutputShape(
@@ -201,10 +201,10 @@ def _prompt_flag_plan(
     )
 
 
-def _templated_plan(options: ModelOptions, request: GenerationRequest) -> LaunchPlan:
+def _templated_plan(options: ModelOptions, request: GenerationRequest) -> Launch:
     assert options.argv_template is not None
     told_max_tokens = any("{max_tokens}" in part for part in options.argv_template)
-    plan = LaunchPlan(
+    plan = Launch(
         argv=[options.binary_path],
         shape=OutputShape(
             echo=request.prompt, token_budget=None if told_max_tokens else request.max_tokens
@@ -292,7 +292,7 @@ def check_argument_size(prompt: str) -> None:
         )
 
 
-def _private_prompt_file(plan: LaunchPlan, text: str) -> str:
+def _private_prompt_file(plan: Launch, text: str) -> str:
     data = text.encode("utf-8")
     if hasattr(os, "memfd_create"):
         fd = os.memfd_create("jazzmine-prompt", os.MFD_CLOEXEC)

@@ -24,7 +24,7 @@ from ..errors import (
 )
 from ..process.child import ChildProcess, ExitStatus
 from ..request import GenerationRequest, RunOutcome, parse_llama_counts
-from .argv import CLOSING_STATISTICS, LaunchPlan, ModelOptions, build_plan
+from .argv import CLOSING_STATISTICS, Launch, ModelOptions, build_launch
 from .binary import BinaryKind, check_executable, probe
 from .config import LocalConfig
 from .diagnose import failure_cause
@@ -39,7 +39,7 @@ def _stop_deadline(deadline: float | None) -> float:
     return soon if deadline is None else min(deadline, soon)
 
 
-def outcome_of(plan: LaunchPlan, status: ExitStatus, interrupted: bool = False) -> RunOutcome:
+def exit_outcome(plan: Launch, status: ExitStatus, interrupted: bool = False) -> RunOutcome:
     outcome = RunOutcome(
         stderr=status.stderr,
         exit_code=status.returncode,
@@ -51,7 +51,7 @@ def outcome_of(plan: LaunchPlan, status: ExitStatus, interrupted: bool = False) 
     return outcome
 
 
-def check_finished(plan: LaunchPlan, status: ExitStatus) -> None:
+def check_finished(plan: Launch, status: ExitStatus) -> None:
     """Raise LLMIncompleteOutputError for a child that exited 0 without what it prints at
     its end: it did not finish writing (llama.cpp's unflushed logger loses the tail of the
     reply and the statistics together), so the reply cannot pass for a whole one.
@@ -76,7 +76,7 @@ def check_finished(plan: LaunchPlan, status: ExitStatus) -> None:
 class PerCallSession:
     """One child for one call."""
 
-    def __init__(self, plan: LaunchPlan, details: dict[str, Any], live: LiveSessions) -> None:
+    def __init__(self, plan: Launch, details: dict[str, Any], live: LiveSessions) -> None:
         self.plan = plan
         self.shape = plan.shape
         self.details = details
@@ -120,14 +120,14 @@ class PerCallSession:
                 )
             if status.returncode == 0:
                 check_finished(self.plan, status)
-            return outcome_of(self.plan, status)
+            return exit_outcome(self.plan, status)
         self._child.interrupt(self.plan.stop_signal)
         try:
             status = self._child.wait(_stop_deadline(deadline))
         except DeadlineExceeded:
             self._child.stop()
             status = ExitStatus(-signal.SIGKILL, self._child.stderr_text())
-        return outcome_of(self.plan, status, interrupted=True)
+        return exit_outcome(self.plan, status, interrupted=True)
 
     def stderr_text(self) -> str:
         return self._child.stderr_text()
@@ -164,7 +164,7 @@ class PerCallTransport:
         self.config = config
         self.live = LiveSessions()
 
-    def plan(self, request: GenerationRequest) -> tuple[LaunchPlan, dict[str, Any]]:
+    def launch(self, request: GenerationRequest) -> tuple[Launch, dict[str, Any]]:
         info = probe(self.config.binary_path)
         # Fail fast on an unreachable worker: llama.cpp's own connect has no timeout.
         check_workers(self.config.rpc_servers)
@@ -189,10 +189,10 @@ class PerCallTransport:
             "binary_kind": info.kind.value,
             "model_path": model_path,
         }
-        return build_plan(options, info, request), details
+        return build_launch(options, info, request), details
 
     def open(self, request: GenerationRequest, deadline: float | None) -> PerCallSession:
-        plan, details = self.plan(request)
+        plan, details = self.launch(request)
         return PerCallSession(plan, details, self.live)
 
     def runs_llama_cpp(self) -> bool:

@@ -38,7 +38,7 @@ def request_body(request: GenerationRequest) -> dict[str, Any]:
     return body
 
 
-def outcome_of(final: dict[str, Any] | None, interrupted: bool, stderr: str) -> RunOutcome:
+def event_outcome(final: dict[str, Any] | None, interrupted: bool, stderr: str) -> RunOutcome:
     outcome = RunOutcome(stderr=stderr, exit_code=0, interrupted=interrupted)
     if final is None:
         return outcome

@@ -101,7 +101,7 @@ class LlamaServer:
         self._idle_timer: threading.Timer | None = None
         self.starts = 0
         # Who stopped the server on purpose, so a call it cut short can say so.
-        self.stopped_by: str | None = None
+        self.ended_by: str | None = None
         _every_server.add(self)
 
     def _forget_after_fork(self) -> None:
@@ -163,7 +163,7 @@ class LlamaServer:
         self._child = child
         _live_servers.add(self)
         self.starts += 1
-        self.stopped_by = None
+        self.ended_by = None
         try:
             self._wait_ready(deadline)
         except BaseException:
@@ -209,7 +209,7 @@ class LlamaServer:
         with self._lock:
             self._cancel_idle_timer()
             if self._child is not None and by is not None:
-                self.stopped_by = by
+                self.ended_by = by
             self._reap()
 
     def _reap(self) -> None:

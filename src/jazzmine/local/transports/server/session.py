@@ -16,7 +16,7 @@ import httpx
 
 from ...errors import DeadlineExceeded, LLMConnectionError, LLMError, LLMInternalError
 from ...request import GenerationRequest, OutputShape, RunOutcome
-from .api import EventReader, outcome_of, request_body, status_error
+from .api import EventReader, event_outcome, request_body, status_error
 from .process import LlamaServer
 
 # After the reply is complete on our side, how long the server may take to send its
@@ -128,7 +128,7 @@ class ServerSession:
                     f"{self._ended_by} ended this call", stderr=self.server.stderr_text()
                 )
             raise _died(self.server)
-        return outcome_of(self._reader.final, reply_complete, "")
+        return event_outcome(self._reader.final, reply_complete, "")
 
     def stderr_text(self) -> str:
         return self.server.stderr_text()
@@ -144,8 +144,8 @@ def timeout_of(deadline: float | None) -> httpx.Timeout:
 def _died(server: LlamaServer) -> LLMInternalError:
     process_gone = server.exited_within(0.5)
     stderr = server.stderr_text()
-    if server.stopped_by is not None:
-        what = f"{server.stopped_by} ended this call; its llama-server was stopped"
+    if server.ended_by is not None:
+        what = f"{server.ended_by} ended this call; its llama-server was stopped"
     elif process_gone:
         what = "llama-server died during the call"
     else:
@@ -155,7 +155,7 @@ def _died(server: LlamaServer) -> LLMInternalError:
 
 def _transport_failure(server: LlamaServer, error: Exception) -> LLMError:
     # A dropped connection is how a dying server looks from here: give its exit a moment.
-    if server.stopped_by is not None or server.exited_within(0.5):
+    if server.ended_by is not None or server.exited_within(0.5):
         return _died(server)
     return LLMConnectionError(f"could not talk to llama-server at {server.directory}: {error}")
 

@@ -1,9 +1,9 @@
 """A call's tools and reasoning, resolved against the chat template in use.
 
 ``LocalLLM`` asks this module three things per call: how the messages and the template
-must carry the tools (``AgentPlan.messages``, ``.template_tools``), what constrains the
-reply (``AgentPlan.constraint``: an eager grammar per call, llama-server's lazy fields
-warm), and how to read the reply back (``AgentPlan.reply_parts``). Everything here is
+must carry the tools (``ResolvedAgent.messages``, ``.template_tools``), what constrains the
+reply (``ResolvedAgent.constraint``: an eager grammar per call, llama-server's lazy fields
+warm), and how to read the reply back (``ResolvedAgent.reply_parts``). Everything here is
 pure: the pieces come from ``tools`` (families, grammars, parsing) and ``reasoning``.
 """
 
@@ -46,7 +46,7 @@ class Constraint:
 
 
 @dataclass(frozen=True)
-class AgentPlan:
+class ResolvedAgent:
     tools: ToolPlan | None
     # The template's reasoning block (None: the template does not think).
     think: Think | None
@@ -65,7 +65,7 @@ class AgentPlan:
     def messages(self, messages: list[MessagePart]) -> list[MessagePart]:
         return self.tools.messages(messages) if self.tools is not None else messages
 
-    def with_prompt(self, prompt: str) -> AgentPlan:
+    def with_prompt(self, prompt: str) -> ResolvedAgent:
         """Once the prompt is written: does it open the reasoning block itself?"""
         if self.think is None:
             return self
@@ -202,14 +202,14 @@ class _CheckedInTime(ReplyParts):
             return super().finish(complete=complete)
 
 
-def plan_agent(
+def resolve_agent(
     template: ChatTemplate | None,
     tools: Sequence[Tool] | None,
     tool_choice: Any,
     parallel: bool,
     reasoning: bool | int,
     deadline: float | None = None,
-) -> AgentPlan:
+) -> ResolvedAgent:
     checked = tuple(tools or ())
     choice = tool_choice_of(tool_choice, checked) if checked or tool_choice else None
     if checked and template is not None:
@@ -229,7 +229,7 @@ def plan_agent(
         plan = plan_tools(source, [t.as_template_tool() for t in checked], choice_dict(choice))
         plan = dataclasses.replace(plan, parallel=parallel and plan.parallel) if plan else None
     budget = reasoning if think is not None and type(reasoning) is int else None
-    return AgentPlan(plan, think, False if reasoning is False else None, budget, deadline)
+    return ResolvedAgent(plan, think, False if reasoning is False else None, budget, deadline)
 
 
 def choice_dict(choice: Any) -> Any:
