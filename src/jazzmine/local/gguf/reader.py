@@ -9,8 +9,8 @@ from __future__ import annotations
 import mmap
 import os
 import threading
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any, TypeVar
 
 from .format import ARRAY, ARRAY_HEAD, MAX_NAME_LENGTH, SIZES, U32, U64, GGUFError, mapped
 from .header import Header, hop_strings, token_texts
@@ -36,10 +36,24 @@ __all__ = [
     "read_tokenizer_info",
 ]
 
-_cache: dict[tuple[str, int, int, frozenset[str]], dict[str, Any]] = {}
-_info_cache: dict[tuple[str, int, int], TokenizerInfo] = {}
-_special_cache: dict[tuple[str, int, int], SpecialTexts] = {}
+# What was read from each file, per path, modification time, size and reading.
+_cache: dict[tuple[str, int, int, Hashable], Any] = {}
 _cache_lock = threading.Lock()
+T = TypeVar("T")
+
+
+def _cached(path: str | os.PathLike[str], reading: Hashable, read: Callable[[mmap.mmap], T]) -> T:
+    """``read`` of the mapped file, once per file version (path, mtime, size)."""
+    stat = os.stat(path)
+    key = (os.fspath(path), stat.st_mtime_ns, stat.st_size, reading)
+    with _cache_lock:
+        if key in _cache:
+            return _cache[key]  # type: ignore[no-any-return]
+    with mapped(path) as view:
+        value = read(view)
+    with _cache_lock:
+        _cache[key] = value
+    return value
 
 
 def read_metadata(path: str | os.PathLike[str], keys: Iterable[str]) -> dict[str, Any]:
@@ -49,15 +63,7 @@ def read_metadata(path: str | os.PathLike[str], keys: Iterable[str]) -> dict[str
     is written as the suffix ``.context_length`` after a leading ``*``).
     """
     wanted = frozenset(keys)
-    stat = os.stat(path)
-    cache_key = (os.fspath(path), stat.st_mtime_ns, stat.st_size, wanted)
-    with _cache_lock:
-        if cache_key in _cache:
-            return dict(_cache[cache_key])
-    with mapped(path) as view:
-        found = Header(view, wanted).scan()[0]
-    with _cache_lock:
-        _cache[cache_key] = found
+    found = _cached(path, ("metadata", wanted), lambda view: Header(view, wanted).scan()[0])
     return dict(found)
 
 
@@ -81,19 +87,13 @@ def read_tokenizer_info(path: str | os.PathLike[str]) -> TokenizerInfo:
 
     Only the two token strings are decoded; the vocabulary itself is stepped over.
     """
-    stat = os.stat(path)
-    cache_key = (os.fspath(path), stat.st_mtime_ns, stat.st_size)
-    with _cache_lock:
-        cached = _info_cache.get(cache_key)
-    if cached is not None:
-        return cached
-    with mapped(path) as view:
+
+    def read(view: mmap.mmap) -> TokenizerInfo:
         found, arrays = Header(view, INFO_KEYS, record=frozenset({TOKENS_KEY})).scan()
         bos, eos = token_texts(view, arrays.get(TOKENS_KEY), special_token_ids(found))
-    info = tokenizer_info(found, bos, eos)
-    with _cache_lock:
-        _info_cache[cache_key] = info
-    return info
+        return tokenizer_info(found, bos, eos)
+
+    return _cached(path, "tokenizer", read)
 
 
 def read_special_texts(path: str | os.PathLike[str]) -> SpecialTexts:
@@ -103,19 +103,13 @@ def read_special_texts(path: str | os.PathLike[str]) -> SpecialTexts:
     special tokens (17 of SmolLM2's 49,152, 6,414 of Gemma 3's 262,144); cached per path,
     modification time and size.
     """
-    stat = os.stat(path)
-    cache_key = (os.fspath(path), stat.st_mtime_ns, stat.st_size)
-    with _cache_lock:
-        cached = _special_cache.get(cache_key)
-    if cached is not None:
-        return cached
-    with mapped(path) as view:
+
+    def read(view: mmap.mmap) -> SpecialTexts:
         arrays = Header(view, frozenset(), record=frozenset({TOKENS_KEY})).scan()[1]
         tokens = arrays.get(TOKENS_KEY)
-        texts = _special_texts(view, tokens) if tokens is not None else SpecialTexts((), ())
-    with _cache_lock:
-        _special_cache[cache_key] = texts
-    return texts
+        return _special_texts(view, tokens) if tokens is not None else SpecialTexts((), ())
+
+    return _cached(path, "special texts", read)
 
 
 def _special_texts(view: mmap.mmap, tokens: tuple[int, int]) -> SpecialTexts:
@@ -172,5 +166,3 @@ def clear_cache() -> None:
     """Forget every cached header (for tests and for files rewritten in place)."""
     with _cache_lock:
         _cache.clear()
-        _info_cache.clear()
-        _special_cache.clear()
