@@ -111,11 +111,27 @@ def test_the_request_carries_the_eager_and_the_lazy_grammar() -> None:
     assert request.prompt.startswith("System: You can call these functions")
 
 
-def test_tool_choice_none_sends_no_grammar_and_parses_nothing() -> None:
+def test_tool_choice_none_sends_no_grammar_and_returns_no_call() -> None:
     llm, _ = scripted(ENVELOPE, tool_choice="none")
     request = llm.build_request(ASK)
     assert request.grammar is None and request.server_grammar is None
-    assert llm.generate(ASK).text == ENVELOPE
+    response = llm.generate(ASK)
+    assert (response.text, response.tool_calls, response.finish_reason) == ("", [], "stop")
+    assert response.api_metrics is not None
+    assert response.api_metrics["tool_calls_dropped"] == 1
+
+
+def test_tool_choice_none_with_a_response_format_reads_the_answer_as_written() -> None:
+    # the caller's schema shapes the answer: an object with "content" is the answer
+    answer = '{"content": "sunny"}'
+    llm, transport = scripted(answer, tool_choice="none")
+    schema = {"type": "object", "properties": {"content": {"type": "string"}}}
+    response = llm.generate(
+        ASK, response_format={"type": "json_schema", "json_schema": {"schema": schema}}
+    )
+    assert transport.requests[-1].json_schema == schema
+    assert (response.text, response.tool_calls) == (answer, [])
+    assert response.api_metrics is not None and "tool_calls_dropped" not in response.api_metrics
 
 
 def test_tools_and_a_response_format_together_are_refused() -> None:
@@ -334,6 +350,138 @@ def test_a_malformed_or_partial_call_in_any_family_is_a_typed_error(
     with pytest.raises(LLMToolCallError) as caught:
         llm.generate(ASK)
     assert caught.value.raw_text == raw
+
+
+# ---------- call markup never reaches the text ----------
+
+CALLS = {
+    "Qwen-Qwen2.5-7B-Instruct.jinja": [
+        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+    ],
+    "meta-llama-Llama-3.1-8B-Instruct.jinja": [
+        '{"name": "get_weather", "parameters": {"city": "Paris"}}',
+        '<|python_tag|>{"name": "get_weather", "parameters": {"city": "Paris"}}',
+        '{"type": "function", "function": {"name": "get_weather", "parameters": {"city": "Paris"}}'
+        "}",
+    ],
+    "meta-llama-Llama-3.3-70B-Instruct.jinja": [
+        '{ "name" : "get_weather", "parameters": {"city": "Paris"}}'
+    ],
+    "mistralai-Mistral-Nemo-Instruct-2407.jinja": [
+        '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris"}, "id": "a1b2c3d4e"}]'
+    ],
+    "Mistral-Small-3.2-24B-Instruct-2506.jinja": ['[TOOL_CALLS]get_weather[ARGS]{"city": "Paris"}'],
+    "google-gemma-2-2b-it.jinja": [ENVELOPE, ENVELOPE.replace('{"tool_calls"', '{ "tool_calls"')],
+}
+CALL_CASES = [(template, call) for template, calls in CALLS.items() for call in calls]
+MARKUP = ("<tool_call>", "</tool_call>", "[TOOL_CALLS]", "[ARGS]", "<|python_tag|>", '"name"')
+
+
+def family_llm(template: str, raw: str, **options: Any) -> LocalLLM:
+    # one character a piece: every split of every marker reaches the splitter
+    transport = MockTransport(lambda request: reply(*raw))
+    path = str(TEMPLATES / template)
+    return LocalLLM(transport=transport, chat_template=path, tools=[WEATHER], **options)
+
+
+def every_way(llm: LocalLLM) -> tuple[Any, str, list[tuple[str, Any]]]:
+    """The response of generate, the text a stream yields, and the events."""
+    stream = llm.stream(ASK)
+    streamed = "".join(stream)
+    generated = llm.generate(ASK)
+    assert (stream.response.text, stream.response.tool_calls) == (
+        generated.text,
+        generated.tool_calls,
+    )
+    return generated, streamed, list(llm.stream(ASK).events())
+
+
+@pytest.mark.parametrize(("template", "call"), CALL_CASES)
+def test_auto_reads_a_call_written_after_text_and_keeps_the_text(template: str, call: str) -> None:
+    llm = family_llm(template, f"Let me check that for you.\n\n{call}")
+    response, streamed, events = every_way(llm)
+    assert [(c.name, c.arguments) for c in response.tool_calls] == [
+        ("get_weather", {"city": "Paris"})
+    ]
+    assert (response.text, response.finish_reason) == ("Let me check that for you.", "tool_calls")
+    assert streamed == response.text
+    assert [kind for kind, _ in events] == ["text"] * (len(events) - 1) + ["tool_call"]
+    assert "".join(text for kind, text in events if kind == "text") == response.text
+
+
+@pytest.mark.parametrize(
+    ("raw", "text"),
+    [
+        (f"{ENVELOPE}\nI asked for the weather.", "I asked for the weather."),
+        ('{"content": "Sunny."} Anything else?', "Sunny.\nAnything else?"),
+    ],
+)
+def test_text_after_a_generic_envelope_is_kept_as_text(raw: str, text: str) -> None:
+    response, streamed, _ = every_way(family_llm("google-gemma-2-2b-it.jinja", raw))
+    assert (response.text, streamed) == (text, text)
+    assert len(response.tool_calls) == ("tool_calls" in raw)
+
+
+@pytest.mark.parametrize(("template", "call"), CALL_CASES)
+@pytest.mark.parametrize("before", ["", "Sure. ", "Sure.\n"])
+def test_none_leaves_a_call_out_of_the_text_and_counts_it(
+    template: str, call: str, before: str
+) -> None:
+    llm = family_llm(template, before + call, tool_choice="none")
+    response, streamed, events = every_way(llm)
+    assert (response.text, response.tool_calls, response.finish_reason) == (
+        before.strip(),
+        [],
+        "stop",
+    )
+    assert response.api_metrics is not None
+    assert response.api_metrics["tool_calls_dropped"] == 1
+    # the stream held the markup back from its first character on
+    assert streamed == response.text
+    assert {kind for kind, _ in events} <= {"text"}
+    assert "".join(text for _, text in events) == response.text
+    assert not any(marker in streamed for marker in MARKUP)
+
+
+@pytest.mark.parametrize("template", sorted(CALLS))
+def test_none_drops_an_unreadable_call_with_the_rest_of_the_reply(template: str) -> None:
+    broken = CALLS[template][0][:-6]  # cut inside the call
+    llm = family_llm(template, f"Sure.\n{broken}", tool_choice="none")
+    response, streamed, _ = every_way(llm)
+    assert (response.text, streamed, response.tool_calls) == ("Sure.", "Sure.", [])
+    assert response.api_metrics is not None
+    assert response.api_metrics["tool_calls_dropped"] == 1
+
+
+@pytest.mark.parametrize("before", ["", "Sure.\n"])
+def test_none_takes_the_answer_out_of_a_generic_content_envelope(before: str) -> None:
+    raw = before + '{"content": "It is \\"sunny\\".\\n21 C."}'
+    llm = family_llm("google-gemma-2-2b-it.jinja", raw, tool_choice="none")
+    response, streamed, _ = every_way(llm)
+    assert response.text == before + 'It is "sunny".\n21 C.'
+    assert streamed == response.text
+    assert response.api_metrics is not None
+    assert response.api_metrics["tool_calls_dropped"] == 0
+
+
+def test_none_keeps_answers_that_only_look_like_json_or_markup() -> None:
+    text = 'Use {"name": "x"} or <tool_box> or [TOOL_CALL]. Done.'
+    for template in sorted(CALLS):
+        llm = family_llm(template, text, tool_choice="none")
+        response, streamed, _ = every_way(llm)
+        assert (response.text, streamed) == (text, text), template
+
+
+def test_none_after_thinking_leaves_the_call_out_too() -> None:
+    call = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+    llm = family_llm(
+        "Qwen-Qwen3-0.6B.jinja",
+        f"<think>\nThey want weather.\n</think>\n\nOk. {call}",
+        tool_choice="none",
+    )
+    response, streamed, events = every_way(llm)
+    assert (response.reasoning, response.text, streamed) == ("They want weather.", "Ok.", "Ok.")
+    assert [kind for kind, _ in events][-1] == "text"
 
 
 # ---------- a reasoning budget ----------

@@ -9,7 +9,6 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from helpers.probes import loop_ticks_during
 
 from jazzmine.local.call.bridge import AHEAD, iterate_off_loop, run_off_loop
 
@@ -118,17 +117,25 @@ def test_the_thread_runs_at_most_AHEAD_items_ahead_of_a_slow_consumer() -> None:
 
 
 def test_the_event_loop_keeps_running_while_the_source_blocks() -> None:
-    def slow() -> Iterator[int]:
-        time.sleep(0.3)
-        yield 1
+    ticked = threading.Event()
 
-    async def main() -> int:
-        async def collect() -> None:
-            assert [item async for item in iterate_off_loop(slow(), lambda: None)] == [1]
+    def slow() -> Iterator[bool]:
+        # Blocks until the loop has ticked ten times meanwhile, which a blocked loop
+        # never does (a wait on an event, not a fixed sleep: the machine may be busy).
+        yield ticked.wait(60)
 
-        return await loop_ticks_during(collect())
+    async def main() -> list[bool]:
+        async def ticker() -> None:
+            for _ in range(10):
+                await asyncio.sleep(0.01)
+            ticked.set()
 
-    assert asyncio.run(main()) >= 10
+        ticking = asyncio.create_task(ticker())
+        items = [item async for item in iterate_off_loop(slow(), lambda: None)]
+        await ticking
+        return items
+
+    assert asyncio.run(main()) == [True]
 
 
 def test_run_off_loop_returns_the_result_and_raises_the_error() -> None:

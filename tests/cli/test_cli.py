@@ -309,6 +309,12 @@ class Terminal:
         if pid == 0:  # the child: exec at once, nothing else runs here
             try:
                 fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+                # As a shell starts a job in the foreground: Ctrl-C at its default and no
+                # signal blocked. An ignored SIGINT survives exec, and the tests may run
+                # with one (a shell ignores it in a job started with "&"): Python would
+                # then never raise KeyboardInterrupt and Ctrl-C would do nothing.
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_SETMASK, [])
                 os.execve(sys.executable, argv, env)
             finally:
                 os._exit(127)

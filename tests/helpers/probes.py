@@ -1,5 +1,8 @@
-"""Looking at processes from outside: liveness, open descriptors, argv exposure; and
-whether an event loop kept running.
+"""Looking at processes from outside: liveness, open descriptors, listening sockets,
+argv exposure; waiting on a condition; and whether an event loop kept running.
+
+Everything looks at this process and its descendants only: the tests share the machine
+with other programs, whose processes and sockets are none of their business.
 
 Plain Python (no pytest), shared by the tests and bench/reliability.py.
 """
@@ -11,7 +14,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 
@@ -40,15 +43,65 @@ def descendants(root: int) -> set[int]:
     return {pid for pid in found if process_alive(pid)}
 
 
+def wait_until(condition: Callable[[], bool], seconds: float = 60.0) -> bool:
+    """Whether ``condition`` became true within ``seconds``: a generous bound for
+    something that should take a moment, never a measurement."""
+    give_up = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > give_up:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def wait_gone(pid: int, seconds: float = 60.0) -> bool:
+    """Whether ``pid`` ended within ``seconds``."""
+    return wait_until(lambda: not process_alive(pid), seconds)
+
+
 def open_fds() -> set[str]:
     return set(os.listdir("/proc/self/fd"))
 
 
+def own_processes() -> set[int]:
+    """This process and its live descendants."""
+    return {os.getpid(), *descendants(os.getpid())}
+
+
+def socket_inodes(pids: set[int]) -> set[str]:
+    """The inodes of the sockets ``pids`` hold open."""
+    found = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                    if target.startswith("socket:["):
+                        found.add(target[len("socket:[") : -1])
+    return found
+
+
+def own_tcp_listeners() -> set[str]:
+    """Listening TCP sockets (address/inode) held by this process or its descendants;
+    another program's listeners are not counted."""
+    inodes = socket_inodes(own_processes())
+    found = set()
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and fields[9] in inodes:  # LISTEN
+                    found.add(fields[1] + "/" + fields[9])
+    return found
+
+
 class ArgvScanner:
-    """Counts how often ``secret`` shows in any process's argv while the block runs.
+    """Counts how often ``secret`` shows in the argv of this process's descendants while
+    the block runs.
 
     ``control`` is a string the child's argv does hold (say the model path): counting it
-    too shows the scans saw the child, so no sighting of the secret means something.
+    too shows the scans saw the child, so no sighting of the secret means something
+    (another program's process with the same model never counts for it).
     """
 
     def __init__(self, secret: str, control: str | None = None) -> None:
@@ -69,12 +122,11 @@ class ArgvScanner:
 
     def _scan(self) -> None:
         while not self._done.is_set():
-            for entry in os.listdir("/proc"):
-                if entry.isdigit():
-                    with contextlib.suppress(OSError):
-                        argv = Path(f"/proc/{entry}/cmdline").read_bytes()
-                        self.seen += self.secret in argv
-                        self.control_seen += self.control is not None and self.control in argv
+            for pid in descendants(os.getpid()):
+                with contextlib.suppress(OSError):
+                    argv = Path(f"/proc/{pid}/cmdline").read_bytes()
+                    self.seen += self.secret in argv
+                    self.control_seen += self.control is not None and self.control in argv
             time.sleep(0.01)
 
 

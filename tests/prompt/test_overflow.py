@@ -74,6 +74,37 @@ def test_none_when_the_system_and_the_last_question_alone_do_not_fit() -> None:
     assert drop_oldest([MessagePart("user", "word " * 500)], 1000, 300) is None
 
 
+def test_a_system_message_in_the_middle_stays_where_it_stands() -> None:
+    note = MessagePart("system", "From now on, answer in French.")
+    late = MessagePart("system", "The user is in a hurry.")
+    messages = conversation(turns=6)
+    messages[5:5] = [note]  # between the second turn's question and its answer
+    messages[-1:-1] = [late]  # just before the last question
+    kept = drop_oldest(messages, prompt_tokens=1000, context_size=500, max_tokens=50)
+    assert kept is not None and len(kept) < len(messages) - 4
+    # both notes are kept, in their order, and the turn around the first one went
+    assert [m for m in kept if m.role == "system"] == [SYSTEM, note, late]
+    assert kept[:2] == [SYSTEM, note] and messages[4] not in kept and messages[6] not in kept
+    assert kept[-2:] == [late, messages[-1]]
+    # what else is left is the newest whole turns, in order, roles alternating
+    rest = [m for m in kept if m.role != "system"]
+    assert rest == [m for m in messages if m.role != "system"][-len(rest) :]
+    assert [m.role for m in rest[:-1]] == ["user", "assistant"] * (len(rest) // 2)
+    # a system message counts against the room like any other: too big, nothing fits
+    huge = [SYSTEM, MessagePart("user", "hi"), MessagePart("system", "x " * 900), *messages[-1:]]
+    assert drop_oldest(huge, prompt_tokens=1000, context_size=600, max_tokens=10) is None
+
+
+def test_a_refused_call_keeps_a_system_message_from_the_middle() -> None:
+    transport, prompts = refusing_transport(context_tokens=300)
+    llm = LocalLLM(transport=transport, max_tokens=20, context_overflow="drop_oldest")
+    messages = conversation(turns=6)
+    messages[3:3] = [MessagePart("system", "Say 'fits' when unsure.")]
+    response = llm.generate(messages)
+    assert response.text == "fits" and len(prompts) >= 2
+    assert "Say 'fits' when unsure." in prompts[-1] and "question 0" not in prompts[-1]
+
+
 def test_a_tool_call_and_its_answer_go_together() -> None:
     messages = [
         SYSTEM,

@@ -689,8 +689,9 @@ def test_choice_is_enforced_when_parsing() -> None:
         parse_reply("No.", HERMES, CHECKED, REQUIRED)
     with pytest.raises(LLMToolCallError, match="names 'search'"):
         parse_reply(call, HERMES, CHECKED, Choice("named", "search"))
-    # "none": nothing is read as a call, the reply is the text as written
-    assert parse_reply(call, HERMES, CHECKED, Choice("none")).text == call
+    # "none": a call written anyway is left out of the text, counted, never returned
+    dropped = parse_reply(f"Hi. {call}", HERMES, CHECKED, Choice("none"))
+    assert (dropped.text, dropped.tool_calls, dropped.dropped) == ("Hi.", (), 1)
 
 
 def test_llama3_specifics() -> None:

@@ -10,8 +10,10 @@ server left behind.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -20,7 +22,15 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers.probes import ArgvScanner, environment_of, process_alive
+from helpers.probes import (
+    ArgvScanner,
+    environment_of,
+    own_processes,
+    own_tcp_listeners,
+    process_alive,
+    wait_gone,
+    wait_until,
+)
 from helpers.real_calls import CHATTY, LISTING
 
 from jazzmine.local import (
@@ -55,16 +65,6 @@ def warm(completion_bin: str, model_path: str):  # type: ignore[no-untyped-def]
 
 def server_of(llm: LocalLLM):  # type: ignore[no-untyped-def]
     return llm.transport.server  # type: ignore[attr-defined]
-
-
-def listening_tcp_sockets() -> set[str]:
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == "0A":  # LISTEN
-                found.add(fields[1] + "/" + fields[9])
-    return found
 
 
 def test_environment_sets_keep_alive(monkeypatch: pytest.MonkeyPatch, completion_bin: str) -> None:
@@ -244,18 +244,65 @@ def test_a_model_that_fails_to_load_raises_with_stderr_and_is_retried(
         llm.close()
 
 
+LISTENER = """
+import os, socket, sys, time
+if {detach} and os.fork():
+    os._exit(0)  # the listener is left to init: not a descendant of the test
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+print(os.getpid(), s.getsockname()[1], flush=True)
+time.sleep(120)
+"""
+
+
+def start_listener(detach: bool) -> tuple[subprocess.Popen[str], int, int]:
+    """A process listening on a loopback port: (what was started, its pid, the port)."""
+    program = LISTENER.format(detach=detach)
+    started = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, text=True)
+    assert started.stdout is not None
+    pid, port = map(int, started.stdout.readline().split())
+    started.stdout.close()
+    return started, pid, port
+
+
+def test_the_listener_probe_sees_this_process_tree_and_nothing_else() -> None:
+    before = own_tcp_listeners()
+    started: list[tuple[subprocess.Popen[str], int]] = []
+    try:
+        detached, foreign, foreign_port = start_listener(detach=True)
+        started.append((detached, foreign))
+        detached.wait(timeout=60)
+        assert foreign not in own_processes()
+        with socket.create_connection(("127.0.0.1", foreign_port), timeout=30):
+            pass  # it listens, on this machine: still not ours
+        assert own_tcp_listeners() == before
+        child, pid, _ = start_listener(detach=False)
+        started.append((child, pid))
+        with socket.socket() as mine:
+            mine.bind(("127.0.0.1", 0))
+            mine.listen()
+            assert len(own_tcp_listeners() - before) == 2  # the child's and this process's
+    finally:
+        for process, pid in started:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            process.wait(timeout=60)
+    assert own_tcp_listeners() == before
+
+
 def test_idle_stop_close_and_the_private_socket_directory(warm) -> None:  # type: ignore[no-untyped-def]
-    tcp_before = listening_tcp_sockets()
+    # Only this process's own sockets count: another program may open a TCP port meanwhile.
+    tcp_before = own_tcp_listeners()
     idle = warm(keep_alive=1.0, n_ctx=1024)
     idle.generate(LISTING)
     server = server_of(idle)
     directory, pid = server.directory, server.pid
+    assert pid in own_processes()  # so its sockets are among those looked at
     mode = stat.S_IMODE(os.stat(directory).st_mode)
     assert mode == 0o700
     assert stat.S_ISSOCK(os.stat(server.socket_path).st_mode)
-    assert listening_tcp_sockets() - tcp_before == set()
-    time.sleep(2.5)
-    assert not process_alive(pid) and not os.path.exists(directory)
+    assert own_tcp_listeners() - tcp_before == set()
+    # A second of idleness stops it and removes its directory (a bound, not a measurement).
+    assert wait_until(lambda: not process_alive(pid) and not os.path.exists(directory))
     assert idle.generate(LISTING, max_tokens=2).usage.completion_tokens == 2  # starts again
 
     kept = warm(keep_alive=-1, n_ctx=1536)
@@ -291,19 +338,19 @@ def work():
     llm.generate([MessagePart("user", "hi")])
     print(llm.transport.server.pid, flush=True)
 thread = threading.Thread(target=work); thread.start(); thread.join()
+print("joined", flush=True)
 time.sleep(600)
 """
     child = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, text=True)
     assert child.stdout is not None
     server_pid = int(child.stdout.readline())
+    assert child.stdout.readline() == "joined\n"
+    # A death tied to the thread would come as it ends: a moment to let it show.
     time.sleep(1.0)
     assert process_alive(server_pid), "the server died with the thread that started the call"
     child.kill()
     child.wait()
-    end = time.monotonic() + 5
-    while process_alive(server_pid) and time.monotonic() < end:
-        time.sleep(0.05)
-    assert not process_alive(server_pid)
+    assert wait_gone(server_pid)
 
 
 def test_the_prompt_stays_out_of_every_argv(warm, model_path: str) -> None:  # type: ignore[no-untyped-def]
@@ -371,13 +418,6 @@ LONGER_THAN_A_SLOT = [MessagePart("user", " ".join(f"w{i}" for i in range(1070))
 LONGER_THAN_THE_MODEL = [MessagePart("user", " ".join(f"w{i}" for i in range(2200)))]
 SHORT = [MessagePart("user", "Say OK.")]
 COUNTING = [MessagePart("user", "Count from 1 to 100, separated by commas.")]
-
-
-def wait_gone(pid: int) -> bool:
-    give_up = time.monotonic() + 60  # a bound, never a measurement
-    while process_alive(pid) and time.monotonic() < give_up:
-        time.sleep(0.05)
-    return not process_alive(pid)
 
 
 def test_a_prompt_longer_than_the_slots_gets_a_larger_server(warm) -> None:  # type: ignore[no-untyped-def]

@@ -57,6 +57,9 @@ class ResolvedAgent:
     # The call's deadline: building the grammar and checking the reply's calls stop
     # there (DeadlineExceeded), as rendering the template does.
     deadline: float | None = None
+    # The caller's response_format or grammar shapes the answer (tool_choice "none"):
+    # the reply is then the caller's, read as written.
+    shaped: bool = False
 
     @property
     def template_tools(self) -> list[dict[str, Any]] | None:
@@ -72,6 +75,10 @@ class ResolvedAgent:
         think = dataclasses.replace(self.think, opened=opened_in_prompt(prompt, self.think.start))
         tools = None if self.tools is None else dataclasses.replace(self.tools, think=think)
         return dataclasses.replace(self, think=think, tools=tools)
+
+    def shaped_by(self, json_schema: dict[str, Any] | None, grammar: str | None) -> ResolvedAgent:
+        """This plan once the caller's constraint of the answer is known."""
+        return dataclasses.replace(self, shaped=json_schema is not None or grammar is not None)
 
     def constraint(self, json_schema: dict[str, Any] | None, grammar: str | None) -> Constraint:
         """The reply's constraint: the caller's (after any thinking), or the tools'."""
@@ -174,7 +181,9 @@ class ResolvedAgent:
         thinking = None
         if self.think is not None:
             thinking = ReasoningSplitter(self.think.start, self.think.end, opened=self.think.opened)
-        tools = self.tools if self.tools is not None and self.tools.choice.mode != "none" else None
+        # tool_choice "none" reads the reply with the tools too: a call the model writes
+        # anyway is left out of the text (and counted), unless the caller shaped it
+        tools = None if self.shaped else self.tools
         if tools is None:
             return ReplyParts(None, thinking)
         return _CheckedInTime(tools, thinking, self.deadline)

@@ -70,6 +70,7 @@ def prepare(
     else:
         json_schema, grammar = constraint_of(instance.response_format, instance.grammar)
     constraint = agent.constraint(json_schema, grammar)
+    agent = agent.shaped_by(json_schema, grammar)
     turn_markers = written.turn_markers
     if constraint.any and (agent.tools is None or agent.tools.choice.forces_call):
         # A constrained reply cannot start a new turn; a marker must not cut it short.

@@ -267,6 +267,7 @@ class Call:
             text = self.parts.text
             if self.parts.tool_calls:
                 finish_reason = "tool_calls"
+            metrics.update(self.parts.metrics())
             if self.parts.reasoning is not None:
                 # estimated as usage is when llama.cpp does not count: it counts the
                 # reply's tokens as one number

@@ -115,6 +115,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _doctor(args: argparse.Namespace) -> int:
+    report: dict[str, Any] = {"binary": None, "model": None, "ok": False}
+    unusable = model_problem(args.model)  # the caller's argument first, then the machine
+    if unusable is not None:
+        report.update(model=args.model, error=unusable)
+        _print_report(report, args.json)
+        return 1
     try:
         require_setup(args.binary, args.model)
     except NotSetUp as problem:
@@ -132,12 +138,6 @@ def _doctor(args: argparse.Namespace) -> int:
                 )
             )
         raise
-    report: dict[str, Any] = {"binary": None, "model": None, "ok": False}
-    unusable = model_problem(args.model)
-    if unusable is not None:
-        report.update(model=args.model, error=unusable)
-        _print_report(report, args.json)
-        return 1
     llm = LocalLLM(binary_path=args.binary, model=args.model, max_tokens=1, timeout=120)
     report["binary"] = llm.binary_path
     report["binary_exists"] = os.path.exists(llm.binary_path)

@@ -2,12 +2,13 @@
 with its oldest turns left out, instead of ending in ``LLMContextLengthError``.
 
 ``drop_oldest`` is the policy, pure: from the messages and what the refusal said (the
-prompt's tokens, the context's size) it picks the messages to send. The system
-message(s) at the start and the latest user message always stay; whole turns go from
-the oldest, so roles still alternate as chat templates require, and a tool call never
-loses the answer to it. Tokens are shared out among messages by their length, as only
-the whole prompt was counted; a guess that falls short is corrected by the next refusal,
-which counts the shorter prompt (the call's flow tries again, a few times).
+prompt's tokens, the context's size) it picks the messages to send. System messages,
+wherever they stand (a conversation may carry instructions midway), and the latest user
+message always stay; the other messages of whole turns go from the oldest, so roles
+still alternate as chat templates require, and a tool call never loses the answer to it.
+Tokens are shared out among messages by their length, as only the whole prompt was
+counted; a guess that falls short is corrected by the next refusal, which counts the
+shorter prompt (the call's flow tries again, a few times).
 
 ``trimmed_for`` reads a refusal; the call's flow (``call.flow``) calls it on a refusal
 for length, which comes before any text, and prepares the call again with what it gives.
@@ -44,7 +45,7 @@ def drop_oldest(
     max_tokens: int | None = None,
 ) -> list[MessagePart] | None:
     """The messages with the oldest turns left out so the prompt should fit
-    ``context_size`` with room for the reply; None when even the system message(s) and
+    ``context_size`` with room for the reply; None when even the system messages and
     the latest user message (with the exchange that follows it) cannot fit, or when
     there is nothing to leave out."""
     if not messages or prompt_tokens <= 0 or context_size <= 0:
@@ -88,21 +89,24 @@ def _units(messages: Sequence[MessagePart]) -> tuple[list[int], list[list[int]]]
     Before the latest user message a unit is a whole turn (a user message and all that
     answers it); after it, an assistant message with the tool messages answering it
     (the exchange in progress), of which the last always stays: the model answers it.
+    System messages belong to no unit: they stay where they stand.
     """
     count = len(messages)
-    start = 0
-    while start < count and messages[start].role == "system":
-        start += 1
-    users = [index for index in range(start, count) if messages[index].role == "user"]
+    system = [index for index in range(count) if messages[index].role == "system"]
+    users = [index for index in range(count) if messages[index].role == "user"]
     last_user = users[-1] if users else count - 1
-    kept = [*range(start), last_user]
+    kept = sorted({*system, last_user})
     units: list[list[int]] = []
-    for index in range(start, last_user):
+    for index in range(last_user):
+        if messages[index].role == "system":
+            continue
         if not units or messages[index].role == "user":
             units.append([])
         units[-1].append(index)
     rounds: list[list[int]] = []
     for index in range(last_user + 1, count):
+        if messages[index].role == "system":
+            continue
         if not rounds or messages[index].role != "tool":
             rounds.append([])
         rounds[-1].append(index)

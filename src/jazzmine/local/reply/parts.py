@@ -26,9 +26,12 @@ class ReplyParts:
     def __init__(self, plan: ToolPlan | None, thinking: ReasoningSplitter | None) -> None:
         self._thinking = thinking
         self._splitter = plan.splitter() if plan is not None else None
+        self._choice = plan.choice.mode if plan is not None else None
         self.text = ""
         self.reasoning: str | None = None
         self.tool_calls: list[ToolCall] = []
+        # tool_choice "none": calls the model wrote anyway, left out of the text
+        self.tool_calls_dropped = 0
 
     @property
     def active(self) -> bool:
@@ -52,10 +55,18 @@ class ReplyParts:
         if self._splitter is not None:
             rest, parsed = self._splitter.finish(complete=complete)
             self.tool_calls = list(parsed.tool_calls)
+            self.tool_calls_dropped = parsed.dropped
             if rest:
                 self.text += rest
                 pieces.append(("text", rest))
         return pieces
+
+    def metrics(self) -> dict[str, int]:
+        """What the response's api_metrics add: with tool_choice "none", how many calls
+        the model wrote anyway (left out of the text, never returned)."""
+        if self._choice != "none":
+            return {}
+        return {"tool_calls_dropped": self.tool_calls_dropped}
 
     def _answer(self, text: str) -> list[Piece]:
         if self._splitter is not None and text:

@@ -25,7 +25,11 @@ generic        the JSON envelope of docs/tools.md                         anythi
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+PYTHON_TAG = "<|python_tag|>"
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,85 @@ MISTRAL_WITH_IDS = Family(
 GENERIC = Family("generic", False, "", ())
 
 FAMILIES = {f.name: f for f in (HERMES, LLAMA3, MISTRAL_NEMO, MISTRAL, GENERIC)}
+
+# JSON's whitespace, left out when an object's opening is compared
+_NO_JSON_SPACE = str.maketrans("", "", " \t\r\n")
+
+
+@dataclass(frozen=True)
+class CallOpenings:
+    """Where a call may begin after some text: ``words`` as written (a trigger, the
+    python tag), ``objects`` as the opening of a JSON object compared with whitespace
+    left out (``{"name":"get_weather"``), so that ``{ "name" : "get_weather"`` counts.
+
+    ``find`` says where a call surely begins; ``pending`` where text begins that may
+    still grow into the start of one (a stream holds it back). Both look only at the
+    text from ``begin`` on: what came before was already judged.
+    """
+
+    words: tuple[str, ...] = ()
+    objects: tuple[str, ...] = ()
+
+    def find(self, text: str, begin: int = 0) -> int:
+        """The first index >= ``begin`` where an opening is complete, or -1."""
+        found = [i for i in (text.find(word, begin) for word in self.words) if i >= 0]
+        if self.objects:
+            found += [i for i in self._braces(text, begin) if self._state(text, i) == "open"]
+        return min(found, default=-1)
+
+    def pending(self, text: str, begin: int = 0) -> int:
+        """The first index >= ``begin`` from which ``text`` may still become an
+        opening (``len(text)`` when none can)."""
+        held = [len(text)]
+        for word in self.words:
+            for size in range(min(len(word) - 1, len(text) - begin), 0, -1):
+                if text.endswith(word[:size]):
+                    held.append(len(text) - size)
+                    break
+        if self.objects:
+            held += [i for i in self._braces(text, begin) if self._state(text, i) == "maybe"]
+        return min(held)
+
+    def _braces(self, text: str, begin: int) -> list[int]:
+        found: list[int] = []
+        at = text.find("{", begin)
+        while at >= 0:
+            found.append(at)
+            at = text.find("{", at + 1)
+        return found
+
+    def _state(self, text: str, at: int) -> str:
+        """Whether an object opening starts at ``at``: "open", "maybe" (the text so far
+        may still become one) or "no"."""
+        openings, prefixes, sizes = self._tables
+        longest = sizes[-1]
+        window = 2 * longest
+        seen = text[at : at + window].translate(_NO_JSON_SPACE)
+        while len(seen) < longest and at + window < len(text):  # much whitespace
+            window *= 2
+            seen = text[at : at + window].translate(_NO_JSON_SPACE)
+        seen = seen[:longest]
+        if any(seen[:size] in openings for size in sizes):
+            return "open"
+        return "maybe" if seen in prefixes else "no"
+
+    @functools.cached_property
+    def _tables(self) -> tuple[frozenset[str], frozenset[str], tuple[int, ...]]:
+        """The openings, every proper prefix of one, and their lengths (ascending)."""
+        prefixes = {opening[:size] for opening in self.objects for size in range(len(opening))}
+        sizes = tuple(sorted({len(opening) for opening in self.objects}))
+        return frozenset(self.objects), frozenset(prefixes), sizes
+
+
+def call_openings(family: Family, names: Sequence[str]) -> CallOpenings:
+    """How a call of ``family`` to one of ``names`` may begin after text. (At the very
+    start of a reply, llama3 and generic replies that open with "{" are read whole.)"""
+    if family.trigger:
+        return CallOpenings(words=(family.trigger,))
+    if family.name == "llama3":
+        heads = ('{{"name":"{}"', '{{"type":"function","function":{{"name":"{}"')
+        return CallOpenings((PYTHON_TAG,), tuple(h.format(n) for h in heads for n in names))
+    return CallOpenings(objects=('{"tool_calls":', '{"content":'))
 
 
 def detect_family(source: str | None) -> Family:

@@ -4,14 +4,16 @@ that may still be arriving.
 A model writes JSON inside free text (after a trigger, as the whole reply, inside an
 envelope), so a value is decoded where it starts and the reader learns where it ends;
 the text after it is the caller's to judge. A string cut off mid-escape (a stream, or a
-reply cut by max_tokens) decodes as far as it safely can. JSON that cannot be read
-where a call started raises ``UnreadableCall``, which ``parse`` turns into
-``LLMToolCallError``.
+reply cut by max_tokens) decodes as far as it safely can. A call object (``{"name",
+"arguments"}`` and its variants) becomes a ``RawCall``, not yet checked. JSON that
+cannot be read where a call started raises ``UnreadableCall``, which ``parse``
+turns into ``LLMToolCallError``.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 _DECODER = json.JSONDecoder(strict=False)
@@ -85,3 +87,39 @@ def decode_partial_string(body: str) -> tuple[str, int, bool]:
     except ValueError:
         text = body[:end]  # a broken escape: keep it as written
     return str(text), end, closed
+
+
+# ---------- call objects ----------
+
+
+@dataclass(frozen=True)
+class RawCall:
+    """A call as the model wrote it, before it is checked."""
+
+    name: Any
+    arguments: Any
+    model_id: Any = None
+
+
+def is_call_object(value: Any) -> bool:
+    if not isinstance(value, dict):
+        return False
+    if value.get("type") == "function" and isinstance(value.get("function"), dict):
+        value = value["function"]
+    return isinstance(value.get("name"), str) and (
+        "parameters" in value or "arguments" in value or set(value) == {"name"}
+    )
+
+
+def call_of_object(value: Any) -> RawCall:
+    """One call from its JSON object: {"name", "arguments"|"parameters", "id"?}, also
+    inside OpenAI's {"type": "function", "function": {...}} wrapper."""
+    if not isinstance(value, dict):
+        raise UnreadableCall(f"a call must be a JSON object, got {value!r}")
+    ident = value.get("id")
+    if value.get("type") == "function" and isinstance(value.get("function"), dict):
+        value = value["function"]
+    if "name" not in value:
+        raise UnreadableCall(f"a call has no 'name': {value!r}")
+    arguments = value.get("arguments", value.get("parameters"))
+    return RawCall(value["name"], arguments, ident)

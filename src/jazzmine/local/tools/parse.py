@@ -3,7 +3,9 @@
 ``parse_reply`` splits a finished reply into its text and its calls; every call is
 checked (a known function, arguments that are a JSON object valid against the tool's
 schema) and gets an id. A reply that started a call which cannot be used raises
-``LLMToolCallError`` with the whole reply in it. Call markup never reaches the text.
+``LLMToolCallError`` with the whole reply in it. Call markup never reaches the text:
+with tool_choice "none" a call the model wrote anyway is left out of the text and
+only counted (``ParsedReply.dropped``), since the caller asked for none.
 
 The streaming form is ``stream.ToolStreamSplitter``.
 """
@@ -17,17 +19,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import LLMToolCallError
-from .families import Family
-from .json_read import UnreadableCall, decode_partial_string, json_at, one_json
+from .families import PYTHON_TAG, Family, call_openings
+from .json_read import (
+    RawCall,
+    UnreadableCall,
+    call_of_object,
+    decode_partial_string,
+    is_call_object,
+    json_at,
+    one_json,
+)
 from .schema import validate
 from .spec import Choice, Tool, ToolCall, call_id
 
-PYTHON_TAG = "<|python_tag|>"
 _MISTRAL_HEAD = re.compile(r"\s*([A-Za-z0-9_-]+)(?:\[CALL_ID\]([^\[]*))?\[ARGS\]")
 _BUILTIN = re.compile(r"\s*([A-Za-z0-9_-]+)\.call\((.*)\)\s*", re.S)
 _BUILTIN_ARG = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*("(?:[^"\\]|\\.)*")\s*(?:,|$)', re.S)
 ENVELOPE_CONTENT = re.compile(r'\s*\{\s*"content"\s*:\s*"')
 _STARTED_JSON_CALL = re.compile(r'\s*\{\s*"(?:name|type|function)"')
+_TOOL_CALLS_OPENING = re.compile(r'\s*\{\s*"tool_calls"')
 
 
 @dataclass(frozen=True)
@@ -36,13 +46,8 @@ class ParsedReply:
 
     text: str
     tool_calls: tuple[ToolCall, ...] = ()
-
-
-@dataclass(frozen=True)
-class _RawCall:
-    name: Any
-    arguments: Any
-    model_id: Any = None
+    # tool_choice "none": calls the model wrote anyway, left out of the text
+    dropped: int = 0
 
 
 def parse_reply(
@@ -56,10 +61,13 @@ def parse_reply(
     """Split ``raw`` into text and checked calls. ``complete=False`` says the reply was
     cut off (max_tokens): a call still open is then reported as cut off."""
     choice = choice or Choice("auto")
-    if choice.mode == "none" or not tools:
+    if not tools:
         return ParsedReply(raw)
+    names = tuple(tool.name for tool in tools)
+    if choice.mode == "none":
+        return _without_calls(raw, family, names, complete)
     try:
-        text, raw_calls = _split(raw, family, complete)
+        text, raw_calls = _split(raw, family, names, complete)
     except UnreadableCall as bad:
         cut = "" if complete else " (the reply was cut off by max_tokens)"
         raise LLMToolCallError(
@@ -76,7 +84,7 @@ def parse_reply(
 
 
 def _checked(
-    raw: str, family: Family, tools: Sequence[Tool], choice: Choice, index: int, call: _RawCall
+    raw: str, family: Family, tools: Sequence[Tool], choice: Choice, index: int, call: RawCall
 ) -> ToolCall:
     def fail(message: str) -> LLMToolCallError:
         return LLMToolCallError(f"tool call {index}: {message}", raw_text=raw)
@@ -112,11 +120,29 @@ def _checked(
     return ToolCall(ident, call.name, arguments)
 
 
-def _split(raw: str, family: Family, complete: bool) -> tuple[str, list[_RawCall]]:
+def _without_calls(raw: str, family: Family, names: Sequence[str], complete: bool) -> ParsedReply:
+    """tool_choice "none": the reply's text with any call the model wrote anyway left
+    out (never checked, never returned); one that cannot be read takes the rest of the
+    reply with it, as markup that was never closed would."""
+    try:
+        text, calls = _split(raw, family, names, complete)
+    except UnreadableCall:
+        # llama3 and generic replies that open with a call are read whole
+        whole = {"llama3": ("{", PYTHON_TAG), "generic": ("{",)}.get(family.name, ())
+        start = 0 if whole and raw.lstrip().startswith(whole) else -1
+        if start < 0:
+            start = max(call_openings(family, names).find(raw), 0)
+        return ParsedReply(raw[:start].rstrip(), (), 1)
+    return ParsedReply(text, (), len(calls))
+
+
+def _split(
+    raw: str, family: Family, names: Sequence[str], complete: bool
+) -> tuple[str, list[RawCall]]:
     if family.name == "llama3":
-        return _split_llama3(raw)
+        return _split_llama3(raw, family, names)
     if family.name == "generic":
-        return _split_generic(raw, complete)
+        return _split_generic(raw, family, names)
     return _split_marked(raw, family)
 
 
@@ -128,14 +154,14 @@ def _join(before: str, tail: list[str]) -> str:
     return f"{before}\n{rest}" if before and rest else before or rest
 
 
-def _split_marked(raw: str, family: Family) -> tuple[str, list[_RawCall]]:
+def _split_marked(raw: str, family: Family) -> tuple[str, list[RawCall]]:
     """Families whose calls start with a trigger: hermes, mistral_nemo, mistral."""
     trigger = family.trigger
     start = raw.find(trigger)
     if start < 0:
         return raw, []
     before, tail = raw[:start], []
-    calls: list[_RawCall] = []
+    calls: list[RawCall] = []
     pos = start
     while pos < len(raw):
         pos += len(trigger)
@@ -152,7 +178,7 @@ def _split_marked(raw: str, family: Family) -> tuple[str, list[_RawCall]]:
     return _join(before, tail), calls
 
 
-def _hermes_call(raw: str, pos: int, calls: list[_RawCall]) -> int:
+def _hermes_call(raw: str, pos: int, calls: list[RawCall]) -> int:
     close = raw.find("</tool_call>", pos)
     body = raw[pos:] if close < 0 else raw[pos:close]
     try:
@@ -163,53 +189,71 @@ def _hermes_call(raw: str, pos: int, calls: list[_RawCall]) -> int:
                 "<tool_call> is never closed and what follows is not one JSON object"
             ) from None
         raise
-    calls.append(_from_object(value))
+    calls.append(call_of_object(value))
     return len(raw) if close < 0 else close + len("</tool_call>")
 
 
-def _mistral_call(raw: str, pos: int, calls: list[_RawCall]) -> int:
+def _mistral_call(raw: str, pos: int, calls: list[RawCall]) -> int:
     head = _MISTRAL_HEAD.match(raw, pos)
     assert head is not None
     value, end = json_at(raw, head.end())
-    calls.append(_RawCall(head.group(1), value, head.group(2)))
+    calls.append(RawCall(head.group(1), value, head.group(2)))
     return end
 
 
-def _json_list_calls(raw: str, pos: int, calls: list[_RawCall]) -> int:
+def _json_list_calls(raw: str, pos: int, calls: list[RawCall]) -> int:
     value, end = json_at(raw, pos)
     items = value if isinstance(value, list) else [value]
     if not items:
         raise UnreadableCall("the tool call list is empty")
-    calls.extend(_from_object(item) for item in items)
+    calls.extend(call_of_object(item) for item in items)
     return end
 
 
-def _split_llama3(raw: str) -> tuple[str, list[_RawCall]]:
-    """Llama 3.x: a call is the whole reply, a JSON object (after an optional python
-    tag); several may be separated by ";". A reply that is JSON but not a call is text."""
+def _split_llama3(raw: str, family: Family, names: Sequence[str]) -> tuple[str, list[RawCall]]:
+    """Llama 3.x: a call is a JSON object (after an optional python tag); several may be
+    separated by ";". A reply that opens with JSON that is not a call is text. After
+    text, the python tag or an object that opens with a tool's name starts a call."""
     body = raw.lstrip()
+    begin = 0
+    if body.startswith(("{", PYTHON_TAG)):
+        found = _llama3_calls(body, sure=False)
+        if found is not None:
+            return found
+        begin = len(raw) - len(body) + 1  # an answer that opens with JSON
+    start = call_openings(family, names).find(raw, begin)
+    if start < 0:
+        return raw, []
+    found = _llama3_calls(raw[start:], sure=True)
+    assert found is not None  # sure=True raises instead
+    rest, calls = found
+    return _join(raw[:start], [rest]), calls
+
+
+def _llama3_calls(body: str, *, sure: bool) -> tuple[str, list[RawCall]] | None:
+    """The calls ``body`` opens with and the text after them; None when it opens with
+    JSON that is not a call (unless ``sure``: then that raises)."""
     tagged = body.startswith(PYTHON_TAG)
     if tagged:
         body = body[len(PYTHON_TAG) :].lstrip()
         builtin = _BUILTIN.fullmatch(body)
         if builtin and not body.startswith("{"):
-            return "", [_RawCall(builtin.group(1), _builtin_arguments(builtin.group(2)))]
-    elif not body.startswith("{"):
-        return raw, []
-    calls: list[_RawCall] = []
+            return "", [RawCall(builtin.group(1), _builtin_arguments(builtin.group(2)))]
+    sure = sure or tagged
+    calls: list[RawCall] = []
     pos = 0
     while True:
         try:
             value, end = json_at(body, pos)
         except UnreadableCall:
-            if tagged or calls or _STARTED_JSON_CALL.match(body, pos):
+            if sure or calls or _STARTED_JSON_CALL.match(body, pos):
                 raise
-            return raw, []  # not JSON after all: an answer that starts with "{"
-        if not _is_call_object(value):
-            if tagged or calls:
+            return None  # not JSON after all: an answer that starts with "{"
+        if not is_call_object(value):
+            if sure or calls:
                 raise UnreadableCall(f"not a function call object: {body[pos:end]!r}")
-            return raw, []
-        calls.append(_from_object(value))
+            return None
+        calls.append(call_of_object(value))
         rest = body[end:].lstrip()
         if not rest.startswith((";", ",")) or not rest[1:].lstrip().startswith("{"):
             return _join("", [rest]), calls
@@ -229,20 +273,25 @@ def _builtin_arguments(text: str) -> dict[str, Any]:
     return arguments
 
 
-def _split_generic(raw: str, complete: bool) -> tuple[str, list[_RawCall]]:
-    """The envelope: ``{"content": "..."}`` or ``{"tool_calls": [...]}``."""
-    if not raw.lstrip().startswith("{"):
-        return raw, []
+def _split_generic(raw: str, family: Family, names: Sequence[str]) -> tuple[str, list[RawCall]]:
+    """The envelope: ``{"content": "..."}`` or ``{"tool_calls": [...]}``, as the whole
+    reply or after some text (then it must open with one of the two keys)."""
+    body = raw.lstrip()
+    if body.startswith("{"):
+        start = len(raw) - len(body)
+    else:
+        start = call_openings(family, names).find(raw)
+        if start < 0:
+            return raw, []
+    before = raw[:start]
     try:
-        value, end = json_at(raw, 0)
-        if raw[end:].strip():
-            raise UnreadableCall("text after the JSON envelope")
+        value, end = json_at(raw, start)
     except UnreadableCall:
-        opening = ENVELOPE_CONTENT.match(raw)
+        opening = ENVELOPE_CONTENT.match(raw, start)
         if opening:
             # a content envelope cut short: its text so far is the answer
-            return decode_partial_string(raw[opening.end() :])[0], []
-        if re.match(r'\s*\{\s*"tool_calls"', raw):
+            return _around(before, decode_partial_string(raw[opening.end() :])[0], ""), []
+        if _TOOL_CALLS_OPENING.match(raw, start):
             raise
         return raw, []
     if not isinstance(value, dict) or not ({"content", "tool_calls"} & value.keys()):
@@ -252,28 +301,11 @@ def _split_generic(raw: str, complete: bool) -> tuple[str, list[_RawCall]]:
     listed = value.get("tool_calls", [])
     if not isinstance(listed, list):
         raise UnreadableCall("'tool_calls' is not a list")
-    return text, [_from_object(item) for item in listed]
+    return _around(before, text, raw[end:]), [call_of_object(item) for item in listed]
 
 
-def _is_call_object(value: Any) -> bool:
-    if not isinstance(value, dict):
-        return False
-    if value.get("type") == "function" and isinstance(value.get("function"), dict):
-        value = value["function"]
-    return isinstance(value.get("name"), str) and (
-        "parameters" in value or "arguments" in value or set(value) == {"name"}
-    )
-
-
-def _from_object(value: Any) -> _RawCall:
-    """One call from its JSON object: {"name", "arguments"|"parameters", "id"?}, also
-    inside OpenAI's {"type": "function", "function": {...}} wrapper."""
-    if not isinstance(value, dict):
-        raise UnreadableCall(f"a call must be a JSON object, got {value!r}")
-    ident = value.get("id")
-    if value.get("type") == "function" and isinstance(value.get("function"), dict):
-        value = value["function"]
-    if "name" not in value:
-        raise UnreadableCall(f"a call has no 'name': {value!r}")
-    arguments = value.get("arguments", value.get("parameters"))
-    return _RawCall(value["name"], arguments, ident)
+def _around(before: str, content: str, after: str) -> str:
+    """An envelope's answer with the text around it, one line each; the answer is kept
+    as written (a stream has already shown it so)."""
+    parts = (before.rstrip(), content, after.strip())
+    return "\n".join(part for part in parts if part)

@@ -1,10 +1,11 @@
 """Tool calls in a streamed reply: answer text as soon as it is safe, calls at the end.
 
 ``ToolStreamSplitter.feed`` returns the text that is certainly not part of a call,
-holding back what could be the start of one (``<tool_ca``, whitespace that may lead
-to a call, the opening of the generic envelope); ``finish`` parses the whole reply
-with ``parse.parse_reply``. Joined, the texts it returned are exactly the parsed
-reply's ``text``, so a stream and a generate() of the same reply agree.
+holding back what could be the start of one (``<tool_ca``, ``{"name": "get_wea``,
+whitespace that may lead to a call, the opening of the generic envelope); ``finish``
+parses the whole reply with ``parse.parse_reply``. Joined, the texts it returned
+are exactly the parsed reply's ``text``, so a stream and a generate() of the same reply
+agree, and a stream never shows markup that the parsed text leaves out.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from .families import Family
+from .families import PYTHON_TAG, Family, call_openings
 from .json_read import decode_partial_string
-from .parse import ENVELOPE_CONTENT, PYTHON_TAG, ParsedReply, parse_reply
+from .parse import ENVELOPE_CONTENT, ParsedReply, parse_reply
 from .spec import Choice, Tool
 
 
@@ -24,7 +25,8 @@ class ToolStreamSplitter:
     ``feed(piece)`` returns text that is certainly not part of a call; ``finish()``
     returns the remaining text and the ``ParsedReply`` of the whole reply (raising
     ``LLMToolCallError`` as ``parse_reply`` does). Joined, the returned texts equal the
-    parsed reply's ``text``.
+    parsed reply's ``text``. With tool_choice "none" it holds back markup just the same:
+    ``parse_reply`` then leaves the calls out of the text.
     """
 
     def __init__(self, family: Family, tools: Sequence[Tool], choice: Choice | None = None):
@@ -33,20 +35,26 @@ class ToolStreamSplitter:
         self.choice = choice or Choice("auto")
         self.raw = ""
         self.emitted = ""
-        self._mode = "undecided"  # text, held, content (generic envelope)
+        self._openings = call_openings(family, [tool.name for tool in self.tools])
+        # plain (no tools), start (llama3 and generic read a reply that opens with "{"
+        # whole), text (calls may follow), held (a call started), content (generic
+        # envelope's answer)
+        self._mode = "text" if family.trigger else "start"
         self._content_start = 0
-        if self.choice.mode == "none" or not self.tools:
-            self._mode = "text"
+        if not self.tools:
+            self._mode = "plain"
 
     def feed(self, piece: str) -> str:
         self.raw += piece
-        if self.choice.mode == "none" or not self.tools:
+        if self._mode == "plain":
             return self._emit(self.raw)
-        if self.family.trigger:
-            return self._feed_marked()
-        if self.family.name == "llama3":
-            return self._feed_llama3()
-        return self._feed_generic()
+        if self._mode == "start":
+            self._mode = self._opening()
+        if self._mode == "content":
+            return self._feed_content()
+        if self._mode == "text":
+            return self._feed_text()
+        return ""
 
     def finish(self, *, complete: bool = True) -> tuple[str, ParsedReply]:
         parsed = parse_reply(self.raw, self.family, self.tools, self.choice, complete=complete)
@@ -60,58 +68,35 @@ class ToolStreamSplitter:
         self.emitted = upto_text
         return delta
 
-    def _feed_marked(self) -> str:
-        if self._mode == "held":
-            return ""
-        trigger = self.family.trigger
-        # what was emitted is a prefix of raw without the trigger: search only after it
-        found = self.raw.find(trigger, max(0, len(self.emitted) - len(trigger)))
+    def _feed_text(self) -> str:
+        """Text up to where a call begins, holding back what may still begin one and
+        the whitespace before it (a call's text loses it)."""
+        begin = len(self.emitted)  # everything before was judged: no call starts there
+        found = self._openings.find(self.raw, begin)
         if found >= 0:
             self._mode = "held"
             return self._emit(self.raw[:found].rstrip())
-        # hold back a possible start of the trigger, and whitespace that may lead to it
-        keep = len(self.raw)
-        for size in range(min(len(trigger) - 1, len(self.raw)), 0, -1):
-            if self.raw.endswith(trigger[:size]):
-                keep -= size
-                break
-        return self._emit(self.raw[:keep].rstrip())
+        return self._emit(self.raw[: self._openings.pending(self.raw, begin)].rstrip())
 
-    def _feed_llama3(self) -> str:
-        if self._mode == "text":
-            return self._emit(self.raw)
-        if self._mode == "held":
-            return ""
+    def _opening(self) -> str:
+        """llama3 and generic: how the reply opens decides the mode ("start" while it
+        cannot be known yet)."""
         body = self.raw.lstrip()
         if not body:
-            return ""
-        if body.startswith("{") or body.startswith(PYTHON_TAG):
-            self._mode = "held"
-            return ""
-        if PYTHON_TAG.startswith(body):
-            return ""
-        self._mode = "text"
-        return self._emit(self.raw)
+            return "start"
+        if self.family.name == "llama3":
+            if body.startswith(("{", PYTHON_TAG)):
+                return "held"
+            return "start" if PYTHON_TAG.startswith(body) else "text"
+        if not body.startswith("{"):
+            return "text"
+        opening = ENVELOPE_CONTENT.match(self.raw)
+        if opening is None:
+            return "start" if _could_open_content(self.raw) else "held"
+        self._content_start = opening.end()
+        return "content"
 
-    def _feed_generic(self) -> str:
-        if self._mode == "text":
-            return self._emit(self.raw)
-        if self._mode == "held":
-            return ""
-        if self._mode == "undecided":
-            body = self.raw.lstrip()
-            if not body:
-                return ""
-            if not body.startswith("{"):
-                self._mode = "text"
-                return self._emit(self.raw)
-            opening = ENVELOPE_CONTENT.match(self.raw)
-            if opening is None:
-                if not _could_open_content(self.raw):
-                    self._mode = "held"
-                return ""
-            self._mode = "content"
-            self._content_start = opening.end()
+    def _feed_content(self) -> str:
         text, _, closed = decode_partial_string(self.raw[self._content_start :])
         if closed:
             self._mode = "held"
