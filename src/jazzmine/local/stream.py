@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .call.limits import ConcurrencyLimit
 from .call.run import Call, run_call
-from .reply.parts import Piece
+from .reply.parts import TEXT, TOOL_CALL, Piece
 from .types import LLMResponse
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ class ResponseStream(_KeepsResponse, Iterator[str]):
         try:
             while True:
                 kind, text = next(self._pieces)
-                if kind == "text":
+                if kind == TEXT:
                     return text
         except StopIteration:
             self._finish(stacklevel=2)
@@ -88,7 +88,7 @@ class ResponseStream(_KeepsResponse, Iterator[str]):
         once the reply is complete. Afterwards ``.response`` is set, as after iterating."""
         yield from self._pieces
         for call in self._finish(stacklevel=2).tool_calls:
-            yield ("tool_call", call)
+            yield (TOOL_CALL, call)
 
     def join(self, *, stacklevel: int = 2) -> LLMResponse:
         """Iterate what is left; the response."""
@@ -175,7 +175,7 @@ class AsyncResponseStream(_KeepsResponse, AsyncIterator[str]):
         try:
             while True:
                 kind, text = await self._next_piece()
-                if kind == "text":
+                if kind == TEXT:
                     return text
         except StopAsyncIteration:
             self._finish(stacklevel=2)
@@ -190,7 +190,7 @@ class AsyncResponseStream(_KeepsResponse, AsyncIterator[str]):
                 break
             yield piece
         for call in self._finish(stacklevel=2).tool_calls:
-            yield ("tool_call", call)
+            yield (TOOL_CALL, call)
 
     async def join(self, *, stacklevel: int = 2) -> LLMResponse:
         while True:

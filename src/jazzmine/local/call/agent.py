@@ -114,19 +114,8 @@ class ResolvedAgent:
 
     def _tool_grammar(self, *, lazy: bool) -> ToolGrammar | None:
         """``ToolPlan.grammar``, built within the call's deadline."""
-        from ..tools.grammar import build_grammar
-
-        plan = self.tools
-        assert plan is not None
-        return build_grammar(
-            plan.family,
-            plan.tools,
-            plan.choice,
-            parallel=plan.parallel,
-            lazy=lazy,
-            think=plan.think,
-            deadline=self.deadline,
-        )
+        assert self.tools is not None
+        return self.tools.grammar(lazy=lazy, deadline=self.deadline)
 
     def thinking_request(self, request: GenerationRequest, budget: int) -> GenerationRequest:
         """A reasoning budget's first phase: the thinking alone, at most ``budget`` tokens

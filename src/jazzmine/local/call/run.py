@@ -27,7 +27,7 @@ from ..errors import (
 )
 from ..reply.assembler import ReplyAssembler
 from ..reply.outcome import failure_of, finish_reason_of, usage_of
-from ..reply.parts import Piece, ReplyParts
+from ..reply.parts import TEXT, Piece, ReplyParts
 from ..request import GenerationRequest, OutputShape, RunOutcome, constraint_error
 from ..transports.base import Session, Transport
 from ..types import LLMResponse, LLMUsage
@@ -193,7 +193,7 @@ class Call:
             if self.parts.active:
                 yield from self.parts.feed(piece)
             else:
-                yield ("text", piece)
+                yield (TEXT, piece)
 
     def finish_parts(self, finish_reason: str) -> list[Piece]:
         """The last pieces once the call is over; the tool calls are parsed here."""

@@ -9,15 +9,21 @@ through ``call.run.run_call``, so a stream and a ``generate`` of one reply agree
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final, Literal
 
 from ..tools.reasoning import ReasoningSplitter
 
 if TYPE_CHECKING:
     from ..tools.plan import ToolCall, ToolPlan
 
-# (kind, text): kind is "text" (the answer, what iterating a stream yields) or "reasoning".
-Piece = tuple[str, str]
+# A piece's kind: the answer (what iterating a stream yields) or the model's reasoning;
+# a stream's ``events()`` adds the tool calls, once the reply is complete.
+TEXT: Final[Literal["text"]] = "text"
+REASONING: Final[Literal["reasoning"]] = "reasoning"
+TOOL_CALL: Final = "tool_call"
+PieceKind = Literal["text", "reasoning"]
+# (kind, text)
+Piece = tuple[PieceKind, str]
 
 
 class ReplyParts:
@@ -42,7 +48,7 @@ class ReplyParts:
         if self._thinking is None:
             return self._answer(piece)
         reasoning, answer = self._thinking.feed(piece)
-        return [("reasoning", reasoning)] * bool(reasoning) + self._answer(answer)
+        return [(REASONING, reasoning)] * bool(reasoning) + self._answer(answer)
 
     def finish(self, *, complete: bool) -> list[Piece]:
         """The rest of the reply. ``complete=False``: max_tokens cut it (an open call is
@@ -50,7 +56,7 @@ class ReplyParts:
         pieces: list[Piece] = []
         if self._thinking is not None:
             reasoning, answer = self._thinking.finish()
-            pieces += [("reasoning", reasoning)] * bool(reasoning) + self._answer(answer)
+            pieces += [(REASONING, reasoning)] * bool(reasoning) + self._answer(answer)
             self.reasoning = self._thinking.reasoning or None
         if self._splitter is not None:
             rest, parsed = self._splitter.finish(complete=complete)
@@ -58,7 +64,7 @@ class ReplyParts:
             self.tool_calls_dropped = parsed.dropped
             if rest:
                 self.text += rest
-                pieces.append(("text", rest))
+                pieces.append((TEXT, rest))
         return pieces
 
     def metrics(self) -> dict[str, int]:
@@ -74,4 +80,4 @@ class ReplyParts:
         if not text:
             return []
         self.text += text
-        return [("text", text)]
+        return [(TEXT, text)]

@@ -128,9 +128,10 @@ class ToolPlan:
             result.insert(0, MessagePart(role="system", content=text))
         return result
 
-    def grammar(self, *, lazy: bool = False) -> ToolGrammar | None:
+    def grammar(self, *, lazy: bool = False, deadline: float | None = None) -> ToolGrammar | None:
         """The grammar for the reply. ``lazy=True`` (llama-server only) gives, for
-        "auto", the calls' grammar with its triggers; otherwise one eager grammar."""
+        "auto", the calls' grammar with its triggers; otherwise one eager grammar. Built
+        within ``deadline`` (``DeadlineExceeded``)."""
         return build_grammar(
             self.family,
             self.tools,
@@ -138,6 +139,7 @@ class ToolPlan:
             parallel=self.parallel,
             lazy=lazy,
             think=self.think,
+            deadline=deadline,
         )
 
     def parse(self, text: str, *, complete: bool = True) -> ParsedReply:
