@@ -19,13 +19,8 @@ from typing import Any
 import pytest
 
 from jazzmine.local import LLMInvalidRequestError, LocalLLM, MessagePart
-from jazzmine.local.options.table import (
-    ALIASES,
-    LLAMA_FLAGS,
-    OPTIONS,
-    PER_CALL_OPTIONS,
-    Options,
-)
+from jazzmine.local.options.names import ALIASES, LLAMA_FLAGS
+from jazzmine.local.options.table import OPTIONS, PER_CALL_OPTIONS, Options
 
 NOWHERE = "/nonexistent/llama-completion"
 HELLO = [MessagePart("user", "hello")]

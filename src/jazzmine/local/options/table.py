@@ -51,6 +51,7 @@ from .checks import (
     constraint_of,
 )
 from .durations import parse_keep_alive
+from .names import ALIASES, LLAMA_FLAGS, squashed
 
 
 @dataclass(frozen=True)
@@ -123,84 +124,19 @@ SAMPLING_OPTIONS = (
 )
 PER_CALL_OPTIONS = tuple(name for name, option in OPTIONS.items() if option.per_call)
 
-# Other libraries' names for these options (llama-cpp-python, Ollama, Hugging Face,
-# OpenAI, Anthropic, llama.cpp's own flags), so a name brought from one of them is
-# answered with ours.
-ALIASES = {
-    "model_path": "model",
-    "model_name": "model",
-    "context_size": "n_ctx",
-    "context_length": "n_ctx",
-    "context_window": "n_ctx",
-    "n_context": "n_ctx",
-    "ctx_size": "n_ctx",
-    "num_ctx": "n_ctx",
-    "n_threads": "threads",
-    "num_thread": "threads",
-    "num_threads": "threads",
-    "max_token": "max_tokens",
-    "max_new_tokens": "max_tokens",
-    "max_completion_tokens": "max_tokens",
-    "max_output_tokens": "max_tokens",
-    "num_predict": "max_tokens",
-    "n_predict": "max_tokens",
-    "stop_sequences": "stop",
-    "stop_words": "stop",
-    "temp": "temperature",
-    "random_seed": "seed",
-    "num_gpu": "n_gpu_layers",
-    "gpu_layers": "n_gpu_layers",
-    "ngl": "n_gpu_layers",
-    "request_timeout": "timeout",
-    "binary": "binary_path",
-    "executable": "binary_path",
-    "server_binary": "server_path",
-    "concurrency": "max_concurrency",
-    "n_parallel": "max_concurrency",
-    "extra_argv": "extra_args",
-    "args": "extra_args",
-    "environment": "env",
-    "rpc": "rpc_servers",
-    "json_schema": "response_format",
-    "template": "chat_template",
-    "repetition_penalty": "repeat_penalty",
-    "functions": "tools",
-    "function_call": "tool_choice",
-    "thinking": "reasoning",
-    "enable_thinking": "reasoning",
-    "think": "reasoning",
-    "reasoning_budget": "reasoning",
-    "thinking_budget": "reasoning",
-}
-# llama.cpp settings with no option of their own: they go to the binary in extra_args.
-LLAMA_FLAGS = {
-    "typical_p": "--typical",
-    "repeat_last_n": "--repeat-last-n",
-    "mirostat": "--mirostat",
-    "n_batch": "--batch-size",
-    "n_ubatch": "--ubatch-size",
-    "flash_attn": "--flash-attn",
-    "lora_path": "--lora",
-}
-
-
-def _squashed(name: str) -> str:
-    """maxTokens, max-tokens and MAX_TOKENS all read as one name."""
-    return name.lower().replace("_", "").replace("-", "")
-
 
 def unexpected_option(where: str, name: str, value: Any, *, per_call: bool) -> OptionTypeError:
     """The TypeError Python would raise, plus the option the caller most likely meant."""
     head = f"{where} got an unexpected keyword argument {name!r}"
-    flag = {_squashed(key): flag for key, flag in LLAMA_FLAGS.items()}.get(_squashed(name))
+    flag = {squashed(key): flag for key, flag in LLAMA_FLAGS.items()}.get(squashed(name))
     if flag is not None:
         return OptionTypeError(
             f"{head}; {name} is a llama.cpp flag with no option of its own: pass "
             f"LocalLLM(extra_args=[{flag!r}, {str(value)!r}])"
         )
-    known = {_squashed(option): option for option in OPTIONS}
-    known.update((_squashed(alias), option) for alias, option in ALIASES.items())
-    meant = known.get(_squashed(name))
+    known = {squashed(option): option for option in OPTIONS}
+    known.update((squashed(alias), option) for alias, option in ALIASES.items())
+    meant = known.get(squashed(name))
     if meant is None:
         allowed = [*PER_CALL_OPTIONS, "stop"] if per_call else list(OPTIONS)
         close = difflib.get_close_matches(name, allowed, n=1) or difflib.get_close_matches(
