@@ -20,7 +20,7 @@ on every side), interleaved prompt by prompt in an order that rotates:
 2. LocalLLM warm (keep_alive="5m");
 3. llama-server started here (``--jinja --chat-template-file``, loopback only), sent
    {"messages", "tools", "tool_choice"} on /v1/chat/completions. Its calls' arguments
-   are checked here with ``tools.schema.validate``.
+   are checked here with ``tools.validate.validate``.
 
 For tool_choice "auto" and "required", the share of replies that (a) contain a call,
 (b) parse, (c) validate against the tool's schema, and (d) call the tool the prompt
@@ -54,7 +54,7 @@ from common import RESULTS, default_model, machine, machine_line, run_steps, sav
 
 from jazzmine.local import LLMError, LocalLLM, MessagePart, defaults
 from jazzmine.local.errors import LLMToolCallError
-from jazzmine.local.tools.schema import validate
+from jazzmine.local.tools.validate import validate
 from jazzmine.local.transports.config import SPIN_DEFAULTS
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from jazzmine.local import LocalLLM, MessagePart
-from jazzmine.local.tools.schema import validate
+from jazzmine.local.tools.validate import validate
 
 TEMPLATES = Path(__file__).parent / "fixtures" / "templates"
 QWEN25 = str(TEMPLATES / "Qwen-Qwen2.5-7B-Instruct.jinja")

@@ -29,8 +29,8 @@ from .json_read import (
     json_at,
     one_json,
 )
-from .schema import validate
 from .spec import Choice, Tool, ToolCall, call_id
+from .validate import validate
 
 _MISTRAL_HEAD = re.compile(r"\s*([A-Za-z0-9_-]+)(?:\[CALL_ID\]([^\[]*))?\[ARGS\]")
 _BUILTIN = re.compile(r"\s*([A-Za-z0-9_-]+)\.call\((.*)\)\s*", re.S)

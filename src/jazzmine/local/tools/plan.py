@@ -32,9 +32,10 @@ from .gbnf import Grammar
 from .grammar import ToolGrammar, avoid, build_grammar
 from .parse import ParsedReply, parse_reply
 from .reasoning import Think
-from .schema import check_schema, validate
+from .schema import check_schema
 from .spec import Choice, Tool, ToolCall, call_id, check_tool_choice, check_tools
 from .stream import ToolStreamSplitter
+from .validate import validate
 
 __all__ = [
     "FAMILIES",

@@ -27,7 +27,7 @@ grammar and is not checked; annotations such as ``description``, ``title``,
 The work is bounded before it starts: ``check_plain`` refuses a caller's schema of more
 than ``MAX_SCHEMA_VALUES`` values (a part shared by reference counted each time it is
 reached, as a copy, a template and the validator see it) or nesting deeper than
-``MAX_JSON_DEPTH``; the validator (``validate``) stops at the call's deadline.
+``MAX_JSON_DEPTH``; the validator (``validate.validate``) stops at the call's deadline.
 """
 
 from __future__ import annotations
@@ -200,11 +200,3 @@ def merged(parent: dict[str, Any], sub: Any) -> Any:
         return sub
     base = {k: v for k, v in parent.items() if k not in ("anyOf", "oneOf")}
     return {**base, **sub}
-
-
-def validate(value: Any, schema: Any, path: str = "$") -> list[str]:
-    """Where ``value`` (parsed JSON) breaks ``schema``: readable messages, empty if valid
-    (``validate``, loaded with the first reply to check)."""
-    from .validate import validate as validate_value
-
-    return validate_value(value, schema, path)

@@ -1,6 +1,6 @@
 """Validating parsed JSON against the JSON Schema subset of ``schema``.
 
-``validate`` (also reachable as ``schema.validate``) returns readable messages.
+``validate`` returns readable messages.
 Its cost is bounded by the value's size times the schema's (the schema was bounded by
 ``schema.check_plain`` and every pattern compiles to a linear-time matcher), and
 inside ``deadline_scope`` it also stops at the call's deadline, so checking a reply
