@@ -442,7 +442,7 @@ def report(results: dict[str, Any]) -> str:
         "reply (`parallel_tool_calls` off on every side), sides interleaved prompt by prompt. "
         "generic: the model's own ChatML template (no tools in it); hermes: the Qwen 2.5 "
         "fixture template (`<tool_call>`). llama-server is the pinned build with `--jinja` "
-        "and the same template; its calls are validated here with `tools.schema.validate`.",
+        "and the same template; its calls are validated here with `tools.validate.validate`.",
         "",
         *(
             [f"Families measured in separate runs, joined: {', '.join(results['runs'])}.", ""]
