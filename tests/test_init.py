@@ -51,11 +51,13 @@ DOCUMENTED = [
     "ToolCall",
     "Transport",
     "estimate_tokens",
+    "loaded_models",
+    "set_model_budget",
 ]
 
 
 def test_all_is_exactly_the_documented_names_and_each_resolves() -> None:
-    assert len(DOCUMENTED) == 23 and sorted(DOCUMENTED) == DOCUMENTED
+    assert len(DOCUMENTED) == 25 and sorted(DOCUMENTED) == DOCUMENTED
     assert jazzmine.local.__all__ == DOCUMENTED
     for name in DOCUMENTED:
         value = getattr(jazzmine.local, name)

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from .mock import MockReply, MockTransport
     from .stream import AsyncResponseStream, ResponseStream
     from .tools.spec import ToolCall
+    from .transports.server.budget import loaded_models, set_model_budget
     from .transports.base import Session, Transport
 
 __version__ = "0.3.0"
@@ -48,6 +49,8 @@ _LAZY = {
     "Session": "transports.base",
     "Transport": "transports.base",
     "ToolCall": "tools.spec",
+    "set_model_budget": "transports.server.budget",
+    "loaded_models": "transports.server.budget",
 }
 
 
@@ -84,4 +87,6 @@ __all__ = [
     "ToolCall",
     "Transport",
     "estimate_tokens",
+    "loaded_models",
+    "set_model_budget",
 ]

@@ -18,6 +18,7 @@ from ...errors import DeadlineExceeded, LLMConnectionError, LLMError, LLMInterna
 from ...reply.assembler import OutputShape
 from ...request import GenerationRequest, RunOutcome
 from .api import EventReader, outcome_of, request_body, status_error
+from . import budget
 from .process import LlamaServer
 
 # After the reply is complete on our side, how long the server may take to send its
@@ -162,6 +163,7 @@ def _transport_failure(server: LlamaServer, error: Exception) -> LLMError:
 
 
 def server_details(server: LlamaServer) -> dict[str, Any]:
+    state = budget.snapshot()
     return {
         "endpoint": "llama-server",
         "binary": server.key.server_path,
@@ -169,6 +171,10 @@ def server_details(server: LlamaServer) -> dict[str, Any]:
         "model_path": server.key.model_path,
         "server_pid": server.pid,
         "server_context": server.key.context_per_slot,
+        # The process's model budget: what is loaded now and what it stopped so far.
+        "loaded_models": [item["model"] for item in state["loaded"]],
+        "evicted_models": state["evictions"],
+        "model_budget": {"max_models": state["max_models"], "max_mib": state["max_mib"]},
     }
 
 
