@@ -143,7 +143,12 @@ def test_a_busy_server_is_never_stopped_the_newcomer_waits_within_its_timeout(
 ) -> None:
     set_model_budget(max_models=1)
     busy = LocalLLM(binary_path=completion_bin, model=three_models[0], keep_alive="5m", max_tokens=400)
-    other = LocalLLM(binary_path=completion_bin, model=three_models[1], keep_alive="5m", max_tokens=4)
+    other = LocalLLM(
+        binary_path=completion_bin, model=three_models[1], keep_alive="5m", max_tokens=4, timeout=1.0
+    )
+    patient = LocalLLM(
+        binary_path=completion_bin, model=three_models[1], keep_alive="5m", max_tokens=4, timeout=120
+    )
     try:
         busy.generate(QUESTION)  # loaded
         server = busy.transport.server  # type: ignore[attr-defined]
@@ -157,13 +162,13 @@ def test_a_busy_server_is_never_stopped_the_newcomer_waits_within_its_timeout(
         assert server.active == 1
         started = time.monotonic()
         with pytest.raises(LLMTimeoutError, match="model budget") as caught:
-            other.generate(QUESTION, timeout=1.0)
+            other.generate(QUESTION)
         waited = time.monotonic() - started
         assert 0.9 <= waited < 10, waited
         assert "alpha.gguf" in str(caught.value)
         assert server.pid == pid and server.running()  # never stopped
         # Given time, the newcomer gets the room once the busy call is done.
-        reply = other.generate(QUESTION, timeout=120)
+        reply = patient.generate(QUESTION)
         thread.join(60)
         assert not thread.is_alive()
         assert outcome["reply"].text  # type: ignore[attr-defined]
@@ -173,6 +178,7 @@ def test_a_busy_server_is_never_stopped_the_newcomer_waits_within_its_timeout(
     finally:
         busy.close()
         other.close()
+        patient.close()
 
 
 def test_a_pinned_server_is_never_evicted(
@@ -180,13 +186,15 @@ def test_a_pinned_server_is_never_evicted(
 ) -> None:
     set_model_budget(max_models=1)
     pinned = LocalLLM(binary_path=completion_bin, model=three_models[0], keep_alive=-1, max_tokens=4)
-    other = LocalLLM(binary_path=completion_bin, model=three_models[1], keep_alive="5m", max_tokens=4)
+    other = LocalLLM(
+        binary_path=completion_bin, model=three_models[1], keep_alive="5m", max_tokens=4, timeout=30
+    )
     try:
         pinned.generate(QUESTION)
         pid = pinned.transport.server.pid  # type: ignore[attr-defined]
         started = time.monotonic()
         with pytest.raises(LLMInvalidRequestError, match="pinned"):
-            other.generate(QUESTION, timeout=30)
+            other.generate(QUESTION)
         assert time.monotonic() - started < 5  # said at once: waiting would not help
         assert pinned.transport.server.pid == pid  # type: ignore[attr-defined]
         pinned.close()  # closing the pinned one frees the room
