@@ -18,6 +18,7 @@ from ..transports.config import llama_environment
 from .chat import CHAT_KEEP_ALIVE, run_chat
 from .checks import NotSetUp, check_binary, require_setup
 from .model import add_model_options, llm_from_args
+from .models import add_model_commands
 from .reply import print_reply
 
 
@@ -76,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--binary", help="the worker binary (default: the embedded build)")
     worker.set_defaults(handler=_worker)
+
+    add_model_commands(commands)  # pull, models
 
     doctor = commands.add_parser("doctor", help="check the binary, the model and a generation")
     doctor.add_argument("--json", action="store_true", help="print one JSON object")

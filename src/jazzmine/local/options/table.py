@@ -313,10 +313,15 @@ class Options:
             workers = _environment_default("JAZZMINE_RPC_SERVERS", "rpc_servers") or ()
         if keep_alive is None and workers:
             keep_alive = RPC_DEFAULT_KEEP_ALIVE
-        is_gguf = looks_like_gguf(self.model)
+        model_path = os.path.expanduser(self.model) if looks_like_gguf(self.model) else None
+        if self.model is not None and self.model.startswith(HF_PREFIX):
+            # A pulled model, found on disk (never the network); absent: the pull command.
+            from ..models.store import resolve
+
+            model_path = resolve(self.model)
         return LocalConfig(
             binary_path=binary,
-            model_path=os.path.expanduser(self.model) if is_gguf and self.model else None,
+            model_path=model_path if self.model else None,
             wants_default_model=self.model is None,
             n_ctx=self.n_ctx,
             threads=self.threads,
@@ -329,6 +334,9 @@ class Options:
             rpc_servers=workers,
             tensor_split=self.tensor_split,
         )
+
+
+HF_PREFIX = "hf:"
 
 
 def _environment_default(variable: str, option: str) -> Any:
