@@ -45,7 +45,9 @@ class HubFile:
 class HubRepo:
     files: list[HubFile]
     gated: bool = False
-    commit: str = field(default_factory=lambda: hashlib.sha1(str(id(object())).encode()).hexdigest())
+    commit: str = field(
+        default_factory=lambda: hashlib.sha1(str(id(object())).encode()).hexdigest()
+    )
 
 
 class HubStandIn:
@@ -169,7 +171,9 @@ def _handler(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
                     f"Access to model {name} is restricted. You must have access to it and be "
                     "authenticated to access it. Please log in."
                 )
-                self._send(401, message.encode(), {"X-Error-Code": "GatedRepo", "X-Error-Message": message})
+                self._send(
+                    401, message.encode(), {"X-Error-Code": "GatedRepo", "X-Error-Message": message}
+                )
                 return
             found = next((f for f in repo.files if f.path == path), None)
             if found is None:
@@ -194,7 +198,8 @@ def _handler(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
 
         def _cdn(self, sha: str, head: bool) -> None:
             found = next(
-                (f for repo in hub.repos.values() for f in repo.files if f.listed_sha256 == sha), None
+                (f for repo in hub.repos.values() for f in repo.files if f.listed_sha256 == sha),
+                None,
             )
             if found is None:
                 self._send(404, b"no such object", {})

@@ -142,12 +142,22 @@ def test_a_busy_server_is_never_stopped_the_newcomer_waits_within_its_timeout(
     budget_of: None, three_models: list[str], completion_bin: str, server_bin: str
 ) -> None:
     set_model_budget(max_models=1)
-    busy = LocalLLM(binary_path=completion_bin, model=three_models[0], keep_alive="5m", max_tokens=400)
+    busy = LocalLLM(
+        binary_path=completion_bin, model=three_models[0], keep_alive="5m", max_tokens=400
+    )
     other = LocalLLM(
-        binary_path=completion_bin, model=three_models[1], keep_alive="5m", max_tokens=4, timeout=1.0
+        binary_path=completion_bin,
+        model=three_models[1],
+        keep_alive="5m",
+        max_tokens=4,
+        timeout=1.0,
     )
     patient = LocalLLM(
-        binary_path=completion_bin, model=three_models[1], keep_alive="5m", max_tokens=4, timeout=120
+        binary_path=completion_bin,
+        model=three_models[1],
+        keep_alive="5m",
+        max_tokens=4,
+        timeout=120,
     )
     try:
         busy.generate(QUESTION)  # loaded
@@ -185,7 +195,9 @@ def test_a_pinned_server_is_never_evicted(
     budget_of: None, three_models: list[str], completion_bin: str
 ) -> None:
     set_model_budget(max_models=1)
-    pinned = LocalLLM(binary_path=completion_bin, model=three_models[0], keep_alive=-1, max_tokens=4)
+    pinned = LocalLLM(
+        binary_path=completion_bin, model=three_models[0], keep_alive=-1, max_tokens=4
+    )
     other = LocalLLM(
         binary_path=completion_bin, model=three_models[1], keep_alive="5m", max_tokens=4, timeout=30
     )

@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from .mock import MockReply, MockTransport
     from .stream import AsyncResponseStream, ResponseStream
     from .tools.spec import ToolCall
-    from .transports.server.budget import loaded_models, set_model_budget
     from .transports.base import Session, Transport
+    from .transports.server.budget import loaded_models, set_model_budget
 
 __version__ = "0.3.0"
 

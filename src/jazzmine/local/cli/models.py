@@ -49,7 +49,9 @@ def _list(args: argparse.Namespace) -> int:
     rows = [[_cell(column, entry.get(column)) for column in columns] for entry in entries]
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
     for row in [list(columns), *rows]:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
     return 0
 
 

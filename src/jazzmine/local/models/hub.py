@@ -129,7 +129,8 @@ def _verified(spec: Spec, path: str, local: str, entry: Any) -> PulledFile:
             Path(doomed).unlink(missing_ok=True)
         raise ChecksumError(
             f"{spec.repo}/{path}: {kind} {actual} is not the Hub's {expected}; the file was "
-            f"deleted (a damaged download or a tampered mirror): run `jazzmine pull {spec.name}` again"
+            "deleted (a damaged download or a tampered mirror): run "
+            f"`jazzmine pull {spec.name}` again"
         )
     return PulledFile(path=path, local=local, size=size, sha256=actual)
 
@@ -139,5 +140,3 @@ def _digest(path: str, hasher: Any) -> str:
         while chunk := handle.read(_CHUNK):
             hasher.update(chunk)
     return str(hasher.hexdigest())
-
-

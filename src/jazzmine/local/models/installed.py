@@ -42,7 +42,9 @@ def installed() -> list[dict[str, Any]]:
         paths = entry.pop("paths")
         existing = [p for p in paths if os.path.exists(p)]
         size = sum(os.path.getsize(p) for p in existing)
-        found.append({**entry, "path": paths[0], "size": size, "complete": len(existing) == len(paths)})
+        found.append(
+            {**entry, "path": paths[0], "size": size, "complete": len(existing) == len(paths)}
+        )
         found[-1].update(describe(paths[0]) if existing else {})
     return found
 
@@ -50,7 +52,9 @@ def installed() -> list[dict[str, Any]]:
 def remove(name: str) -> list[str]:
     """Delete a model's files (a Hub cache blob with its link) and its record; the paths."""
     for entry in _entries():
-        if entry["name"] == name or (entry["source"] == "pulled" and entry["name"] == PREFIX + name):
+        if entry["name"] == name or (
+            entry["source"] == "pulled" and entry["name"] == PREFIX + name
+        ):
             removed = []
             for path in entry["paths"]:
                 for doomed in dict.fromkeys([os.path.realpath(path), path]):

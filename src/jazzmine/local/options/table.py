@@ -313,7 +313,9 @@ class Options:
             workers = _environment_default("JAZZMINE_RPC_SERVERS", "rpc_servers") or ()
         if keep_alive is None and workers:
             keep_alive = RPC_DEFAULT_KEEP_ALIVE
-        model_path = os.path.expanduser(self.model) if looks_like_gguf(self.model) else None
+        model_path = (
+            os.path.expanduser(self.model) if self.model and looks_like_gguf(self.model) else None
+        )
         if self.model is not None and self.model.startswith(HF_PREFIX):
             # A pulled model, found on disk (never the network); absent: the pull command.
             from ..models.store import resolve

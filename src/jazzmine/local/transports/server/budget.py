@@ -216,7 +216,9 @@ def admit(server: Loadable, mib: int, deadline: float | None) -> None:
 
 
 def _evict_one(others: dict[Loadable, _Entry]) -> bool:
-    idle = [(e.last_used, id(s), s) for s, e in others.items() if s.active == 0 and s.keep_alive >= 0]
+    idle = [
+        (e.last_used, id(s), s) for s, e in others.items() if s.active == 0 and s.keep_alive >= 0
+    ]
     for _, _, victim in sorted(idle, key=lambda item: (item[0], item[1])):
         if victim.evict_if_idle("the model budget"):
             _state.loaded.pop(victim, None)

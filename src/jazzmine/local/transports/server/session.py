@@ -17,8 +17,8 @@ import httpx
 from ...errors import DeadlineExceeded, LLMConnectionError, LLMError, LLMInternalError
 from ...reply.assembler import OutputShape
 from ...request import GenerationRequest, RunOutcome
-from .api import EventReader, outcome_of, request_body, status_error
 from . import budget
+from .api import EventReader, outcome_of, request_body, status_error
 from .process import LlamaServer
 
 # After the reply is complete on our side, how long the server may take to send its
@@ -176,5 +176,3 @@ def server_details(server: LlamaServer) -> dict[str, Any]:
         "evicted_models": state["evictions"],
         "model_budget": {"max_models": state["max_models"], "max_mib": state["max_mib"]},
     }
-
-
