@@ -93,5 +93,5 @@ def test_importing_local_llm_leaves_the_heavy_dependencies_unloaded() -> None:
     ).stdout
     loaded = set(json.loads(out))
     assert "jazzmine.local.llm" in loaded  # the probe did import LocalLLM
-    heavy = {"httpx", "jinja2", "asyncio"}
+    heavy = {"httpx", "jinja2", "asyncio", "huggingface_hub"}
     assert {m.split(".")[0] for m in loaded} & heavy == set()

@@ -4,6 +4,7 @@ environment and the API; the real-binary runs are in ``test_budget_real``."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -133,3 +134,17 @@ def test_the_estimate_is_the_file_and_its_kv_cache(tmp_path: Path) -> None:
     # 30 layers x 4096 positions x 3 KV heads x (64 + 64) x 2 bytes = 90 MiB, plus overhead.
     assert budget.estimate_mib(str(path), 4096) == 90 + budget.OVERHEAD_MIB
     assert budget.estimate_mib(str(tmp_path / "missing.gguf"), 4096) == budget.OVERHEAD_MIB
+
+
+def test_a_server_is_keyed_by_the_path_given_not_the_file_it_links_to(tmp_path: Path) -> None:
+    from jazzmine.local.transports.server.transport import model_key
+
+    (tmp_path / "real").mkdir()
+    blob = tmp_path / "real" / "0123abcd"
+    blob.write_bytes(b"GGUF")
+    link = tmp_path / "m-Q4_K_M-00001-of-00002.gguf"
+    link.symlink_to(blob)
+    (tmp_path / "via").symlink_to(tmp_path / "real")
+    # A split GGUF's first part keeps its name (llama.cpp finds the other parts by it).
+    assert model_key(str(link)) == os.path.join(os.path.realpath(tmp_path), link.name)
+    assert model_key(str(tmp_path / "via" / "0123abcd")) == os.path.realpath(blob)

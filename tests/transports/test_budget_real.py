@@ -1,15 +1,14 @@
 """The model budget on the real llama-server (``transports/server/budget.py``): three
 models alternating under a budget of two, a busy server never stopped, a pinned one kept.
 
-The three "models" are SmolLM2 under three paths (hard links, else copies): a server's
-key is the model's real path, so each path is its own server. Servers are counted from
-/proc among this process's own descendants that run llama-server.
+The three "models" are SmolLM2 under three names (symbolic links): a server's key is the
+path it is given (its directory resolved, its name kept), so each name is its own server.
+Servers are counted from /proc among this process's own descendants that run llama-server.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from jazzmine.local import (
     loaded_models,
     set_model_budget,
 )
+from jazzmine.local.transports.server.transport import model_key
 
 
 @pytest.fixture
@@ -33,10 +33,7 @@ def three_models(tmp_path: Path, model_path: str) -> list[str]:
     paths = []
     for name in ("alpha", "beta", "gamma"):
         target = tmp_path / f"{name}.gguf"
-        try:
-            os.link(model_path, target)
-        except OSError:
-            shutil.copyfile(model_path, target)
+        target.symlink_to(model_path)
         paths.append(str(target))
     return paths
 
@@ -106,7 +103,7 @@ def test_three_models_alternating_under_a_budget_of_two(
         assert state["evictions"] - evicted_before == 28
         # Turn t (t >= 2) stops the model of turn t - 2: the last three were beta, gamma, alpha.
         assert [e["model"] for e in state["evicted"][-3:]] == [
-            os.path.realpath(three_models[i]) for i in (1, 2, 0)
+            model_key(three_models[i]) for i in (1, 2, 0)
         ]
         metrics = replies[-1].api_metrics
         assert metrics is not None and metrics["evicted_models"] - evicted_before == 28
@@ -183,7 +180,7 @@ def test_a_busy_server_is_never_stopped_the_newcomer_waits_within_its_timeout(
         assert not thread.is_alive()
         assert outcome["reply"].text  # type: ignore[attr-defined]
         assert reply.text and reply.api_metrics is not None
-        assert reply.api_metrics["loaded_models"] == [os.path.realpath(three_models[1])]
+        assert reply.api_metrics["loaded_models"] == [model_key(three_models[1])]
         assert len(children_running(server_bin)) == 1
     finally:
         busy.close()
