@@ -57,6 +57,9 @@ class HubStandIn:
         self.served = 0  # body bytes of files sent
         self.requests: list[tuple[str, str, str | None]] = []  # method, path, Range
         self.cut_at: float | None = None  # cut the next download after this share of the file
+        # After a cut, answer the CDN's next requests 503 (the client then gives up).
+        self.unavailable_after_cut = 0
+        self._unavailable = 0
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
@@ -197,6 +200,10 @@ def _handler(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
             )
 
         def _cdn(self, sha: str, head: bool) -> None:
+            if hub._unavailable > 0:
+                hub._unavailable -= 1
+                self._send(503, b"Service Unavailable", {})
+                return
             found = next(
                 (f for repo in hub.repos.values() for f in repo.files if f.listed_sha256 == sha),
                 None,
@@ -233,6 +240,7 @@ def _handler(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(piece)
                 hub.count(len(piece))
             if cut is not None:
+                hub._unavailable = hub.unavailable_after_cut
                 self.wfile.flush()
                 self.close_connection = True  # fewer bytes than Content-Length: cut
 

@@ -14,7 +14,13 @@ import pytest
 from helpers.gguf_files import write_gguf
 from helpers.hub_standin import HubFile, HubStandIn
 
-from jazzmine.local import LLMInvalidRequestError, LocalLLM, MessagePart
+from jazzmine.local import (
+    LLMConnectionError,
+    LLMError,
+    LLMInvalidRequestError,
+    LocalLLM,
+    MessagePart,
+)
 from jazzmine.local.cli.main import main
 from jazzmine.local.models import choose, hub, store
 from jazzmine.local.models.installed import installed
@@ -121,6 +127,28 @@ def test_a_cut_download_resumes_without_starting_over(standin: HubStandIn, tmp_p
     assert ranges == [None, f"bytes={resumed}-"], ranges
     # The file once plus the partial chunk, not once and a half.
     assert standin.served == cut + len(data) - resumed < len(data) * 1.25
+
+
+def test_a_pull_that_failed_leaves_no_partial_file_and_is_said_plainly(
+    standin: HubStandIn, tmp_path: Path
+) -> None:
+    """huggingface_hub 2.x resumes within one call only: when the call fails it deletes
+    its partial file, so the next pull fetches the whole file (documented in README)."""
+    chunk = 10 * 1024 * 1024
+    data = tiny_gguf(tmp_path, "t.gguf", filler=3 * chunk)
+    standin.add("acme/again", [HubFile("again-Q4_K_M.gguf", data)])
+    standin.cut_at, standin.unavailable_after_cut = 0.5, 1
+    with pytest.raises(LLMConnectionError, match=r"503.*run it again") as caught:
+        hub.pull("acme/again")
+    assert isinstance(caught.value, LLMError)
+    assert [p for p in (tmp_path / "hub").rglob("*incomplete*")] == []
+    assert [p for p in (tmp_path / "hub").rglob("blobs/*") if not p.name.endswith(".lock")] == []
+    with pytest.raises(store.ModelNotPulledError):
+        store.resolve("hf:acme/again")
+    first = standin.served
+    pulled = hub.pull("acme/again")
+    assert Path(pulled.model_path).read_bytes() == data
+    assert standin.served - first == len(data)
 
 
 def test_a_wrong_sha256_is_refused_and_the_file_deleted(

@@ -1,7 +1,9 @@
 """``jazzmine pull``: a GGUF from the Hugging Face Hub, checked before it is used.
 
 Through ``huggingface_hub`` (imported here only): its cache (``HF_HUB_CACHE``, else
-``HF_HOME/hub``), its resumable downloads and progress bar, ``HF_TOKEN`` for gated
+``HF_HOME/hub``), its resumable downloads (within one call: a cut connection goes on from
+the last whole 10 MiB chunk; 2.x deletes the partial file when the call fails, so a pull
+run again starts over) and progress bar, ``HF_TOKEN`` for gated
 repositories and ``HF_ENDPOINT`` for a mirror, all read when the pull runs. The
 repository's commit and its file list (with each LFS file's sha256) come first; the
 files are fetched at that commit; each file's sha256 is then computed and compared with
@@ -16,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import LLMInternalError, LLMInvalidRequestError
+from ..errors import LLMConnectionError, LLMInternalError, LLMInvalidRequestError
 from .choose import Spec, best_model, is_model, parse, quant_of, with_parts
 from .store import Pulled, PulledFile, record
 
@@ -90,10 +92,24 @@ def pull(text: str, *, progress: bool = True) -> Pulled:
     except hub_errors.EntryNotFoundError:
         raise PullError(f"{spec.repo} has no file {spec.file}") from None
     except hub_errors.HfHubHTTPError as error:
-        raise LLMInternalError(f"the Hub refused the pull of {spec.name}: {error}") from None
+        status = getattr(getattr(error, "response", None), "status_code", 0) or 0
+        kind = LLMConnectionError if status >= 500 else LLMInternalError  # the Hub's fault: retry
+        raise kind(f"the Hub refused the pull of {spec.name}: {error}; run it again") from None
+    except Exception as error:
+        if not _network_failure(error):
+            raise
+        raise LLMConnectionError(
+            f"the pull of {spec.name} from {_endpoint()} failed: {error}; run it again"
+        ) from None
     pulled = Pulled(spec.name, spec.repo, revision, tuple(files))
     record(pulled)
     return pulled
+
+
+def _network_failure(error: Exception) -> bool:
+    """A dropped connection, a refused one, a timeout: huggingface_hub lets its HTTP
+    client's errors (httpx, or httpx2 in 2.x) through."""
+    return isinstance(error, OSError) or type(error).__module__.split(".")[0] in ("httpx", "httpx2")
 
 
 def _choose(spec: Spec, paths: list[str]) -> list[str]:
