@@ -2,8 +2,9 @@
 # The project's two entry points on a fresh machine:
 #   bash dev.sh demo ["PROMPT"]   set up, then stream the default model's answer
 #   bash dev.sh test [PYTEST ARGS] set up, then lint, type-check and run the test suite
-# Set-up is idempotent: a virtualenv in .venv, the package with its test tools, and
-# `jazzmine setup` (llama.cpp built once into the user cache, the default model).
+# Set-up is idempotent: a virtualenv in .venv, the package (with its test tools for
+# `test`), and `jazzmine setup` (llama.cpp built once into the user cache, the models);
+# `test` also fills the offline wheelhouse and framework virtualenv its tests use.
 set -euo pipefail
 cd "$(dirname "$0")"
 venv=${JAZZMINE_VENV:-.venv}
@@ -20,22 +21,33 @@ if ! need_build_tools; then
     fi
 fi
 
+command=${1:-demo}
+shift || true
+if [ "$command" != demo ] && [ "$command" != test ]; then
+    echo "usage: bash dev.sh demo [PROMPT] | test [PYTEST ARGS]" >&2
+    exit 2
+fi
+
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
-wanted=$(sha256sum pyproject.toml | cut -c1-16)
-if [ "$(cat "$venv/.jazzmine-installed" 2>/dev/null)" != "$wanted" ]; then
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check -e ".[test]"
+# The demo needs the package and set-up (llama.cpp, the models); the test command also
+# needs the test tools and the offline material of the packaging and framework tests.
+extras=""
+[ "$command" = test ] && extras="[test]"
+wanted="$(sha256sum pyproject.toml | cut -c1-16)$extras"
+installed=$(cat "$venv/.jazzmine-installed" 2>/dev/null || true)
+if [ "$installed" != "$wanted" ] && [ "$installed" != "$wanted[test]" ]; then
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -e ".$extras"
     echo "$wanted" > "$venv/.jazzmine-installed"
 fi
 "$venv/bin/jazzmine" setup
-# Offline material for the packaging and framework tests: registries are reached here,
-# at set-up, never while the tests run.
-bash tests/envs/wheelhouse.sh "$venv"
-bash tests/envs/framework.sh "$venv"
+if [ "$command" = test ]; then
+    # Registries are reached here, at set-up, never while the tests run.
+    bash tests/envs/wheelhouse.sh "$venv"
+    bash tests/envs/framework.sh "$venv"
+fi
 
-command=${1:-demo}
-shift || true
 case "$command" in
     demo)
         "$venv/bin/jazzmine" run "${1:-What are the three primary colours?}" --max-tokens 64

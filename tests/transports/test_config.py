@@ -38,3 +38,29 @@ def test_a_gguf_file_is_known_by_its_magic_bytes(
     assert llm.config.model_path == str(weights) and llm.model_path == str(weights)
     assert build(model=str(text)).config.model_path is None  # a label
     assert build(model="~/weights.bin").config.model_path == str(weights)
+
+
+GPU_BUILD = """
+import sys
+if "--help" in sys.argv:
+    print("usage: llama-completion [options]\\n  -ngl, --gpu-layers N\\n  -fit, --fit [on|off]")
+    print("  --list-devices   print a list of available devices and exit")
+elif "--list-devices" in sys.argv:
+    print("Available devices:\\n  {devices}")
+"""
+
+
+@pytest.mark.parametrize(
+    ("devices", "expected"),
+    [
+        ("CUDA0: NVIDIA L4 (22478 MiB, 22000 MiB free)", ["-ngl", "auto", "--fit", "on"]),
+        ("(none)", []),
+    ],
+)
+def test_auto_gpu_layers_fit_on_a_gpu_build_and_do_nothing_on_cpu(
+    make_script: object, devices: str, expected: list[str]
+) -> None:
+    binary = make_script(f"llama-completion-{len(expected)}", GPU_BUILD.format(devices=devices))  # type: ignore[operator]
+    llm = LocalLLM(binary_path=binary, model="m.gguf", n_gpu_layers="auto", prompt_format="flat")
+    assert llm.config.offload_args() == expected
+    assert LocalLLM(binary_path=binary, n_gpu_layers=3).config.offload_args() == ["-ngl", "3"]

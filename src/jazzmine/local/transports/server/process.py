@@ -27,6 +27,7 @@ import httpx
 from ...errors import DeadlineExceeded, LLMInternalError
 from ...process.child import ChildProcess
 from ..config import LocalConfig, llama_environment
+from . import budget
 
 SERVER_NAME = "llama-server"
 # --swa-full keeps the whole cache of sliding-window layers (Gemma 3 and others), so a
@@ -100,6 +101,8 @@ class LlamaServer:
         self.active = 0
         self._idle_timer: threading.Timer | None = None
         self.starts = 0
+        # How many times the model budget stopped it for another server.
+        self.evictions = 0
         # Who stopped the server on purpose, so a call it cut short can say so.
         self.ended_by: str | None = None
         _every_server.add(self)
@@ -137,6 +140,10 @@ class LlamaServer:
     def stderr_text(self) -> str:
         return self._child.stderr_text() if self._child is not None else ""
 
+    @property
+    def model_path(self) -> str:
+        return self.key.model_path
+
     def ensure_started(self, deadline: float | None) -> None:
         with self._lock:
             if self.running():
@@ -146,6 +153,9 @@ class LlamaServer:
             self._start(deadline)
 
     def _start(self, deadline: float | None) -> None:
+        # Room in the process's model budget first: this may stop an idle server, or wait.
+        size = budget.estimate_mib(self.key.model_path, self.key.context_per_slot * self.key.slots)
+        budget.admit(self, size, deadline)
         self._directory = tempfile.mkdtemp(prefix="jazzmine-server-")  # mode 0700
         self._owner = os.getpid()
         child = ChildProcess(
@@ -159,6 +169,7 @@ class LlamaServer:
             child.start()
         except BaseException:
             self._remove_directory()
+            budget.unloaded(self)
             raise
         self._child = child
         _live_servers.add(self)
@@ -212,11 +223,29 @@ class LlamaServer:
                 self.ended_by = by
             self._reap()
 
+    def evict_if_idle(self, by: str) -> bool:
+        """Stop now if no call is in flight (the model budget needs the room). Never
+        waits for this server's lock: its holder is starting it or beginning a call."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            if self.active > 0:
+                return False
+            self._cancel_idle_timer()
+            if self._child is not None:
+                self.ended_by = by
+                self.evictions += 1
+            self._reap()
+            return True
+        finally:
+            self._lock.release()
+
     def _reap(self) -> None:
         # The stderr of a stopped server stays readable: a call it cut short reports it.
         if self._child is not None:
             self._child.stop()
         _live_servers.discard(self)
+        budget.unloaded(self)
         self._close_clients()
         self._remove_directory()
 
@@ -231,12 +260,14 @@ class LlamaServer:
         with self._lock:
             self.active += 1
             self._cancel_idle_timer()
+        budget.touch(self)
 
     def end_request(self) -> None:
         with self._lock:
             self.active -= 1
             if self.active == 0:
                 self._start_idle_timer()
+        budget.touch(self)  # the most recently used; a newcomer waiting for room re-checks
 
     def retire(self) -> None:
         """Stop once the calls in flight are done (at once if there are none): its last

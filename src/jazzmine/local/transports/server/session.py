@@ -16,6 +16,7 @@ import httpx
 
 from ...errors import DeadlineExceeded, LLMConnectionError, LLMError, LLMInternalError
 from ...request import GenerationRequest, OutputShape, RunOutcome
+from . import budget
 from .api import EventReader, event_outcome, request_body, status_error
 from .process import LlamaServer
 
@@ -161,6 +162,7 @@ def _transport_failure(server: LlamaServer, error: Exception) -> LLMError:
 
 
 def server_details(server: LlamaServer) -> dict[str, Any]:
+    state = budget.snapshot()
     return {
         "endpoint": "llama-server",
         "binary": server.key.server_path,
@@ -168,4 +170,8 @@ def server_details(server: LlamaServer) -> dict[str, Any]:
         "model_path": server.key.model_path,
         "server_pid": server.pid,
         "server_context": server.key.context_per_slot,
+        # The process's model budget: what is loaded now and what it stopped so far.
+        "loaded_models": [item["model"] for item in state["loaded"]],
+        "evicted_models": state["evictions"],
+        "model_budget": {"max_models": state["max_models"], "max_mib": state["max_mib"]},
     }

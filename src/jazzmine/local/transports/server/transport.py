@@ -51,6 +51,15 @@ def _count_tokens(server: LlamaServer, prompt: str, deadline: float | None) -> i
         return None
 
 
+def model_key(path: str) -> str:
+    """The model as the server is given it: its directory resolved, its own name kept. A
+    split GGUF's first part must keep its name (llama.cpp finds the other parts by it), and
+    a pulled model is a link in the Hub cache to a blob named by its hash."""
+    return os.path.join(
+        os.path.realpath(os.path.dirname(os.path.abspath(path))), os.path.basename(path)
+    )
+
+
 def grown_context(prompt_tokens: int, max_tokens: int | None, trained: int) -> int:
     """Slots for a call of ``prompt_tokens``: the next power of two that holds the prompt
     and its reply (``max_tokens``, else the room a per-call run leaves), at most
@@ -91,7 +100,7 @@ class ServerTransport:
             accepted = probe(self.server_path)
             key = ServerKey(
                 server_path=os.path.realpath(self.server_path),
-                model_path=os.path.realpath(model_path),
+                model_path=model_key(model_path),
                 context_per_slot=self.config.server_context(model_path),
                 slots=self._slots,
                 threads=self.config.threads,
