@@ -8,9 +8,10 @@ request built, the tools and reasoning planned against the template in use.
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..options.checks import constraint_of
 from ..options.table import SAMPLING_OPTIONS
@@ -20,6 +21,9 @@ from ..transports.base import Transport
 from ..types import MessagePart
 from .flow import Prepared
 from .plan import plan_agent
+
+if TYPE_CHECKING:
+    from ..interop.shapes import Shape
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,7 @@ class CallDefaults:
     tool_choice: Any
     parallel_tool_calls: bool
     reasoning: bool | int
+    framework_shapes: bool = True
 
 
 def prepare(
@@ -69,6 +74,18 @@ def prepare(
         json_schema, grammar = constraint_of(options.get("response_format"), options.get("grammar"))
     else:
         json_schema, grammar = constraint_of(instance.response_format, instance.grammar)
+    max_tokens = options.get("max_tokens", instance.max_tokens)
+    shaped: dict[str, Any] = {}
+    if json_schema is None and grammar is None and agent.tools is None:
+        shape = _framework_shape(
+            messages, options.get("framework_shapes", instance.framework_shapes)
+        )
+        if shape is not None:
+            json_schema, grammar = shape.json_schema, shape.grammar
+            shaped = {"framework_part": shape.part, "framework_constraint": shape.constraint}
+            if "max_tokens" not in options and max_tokens is not None:
+                # The instance's limit is for free text; a cut JSON parses no better.
+                max_tokens = max(max_tokens, shape.min_tokens)
     constraint = agent.constraint(json_schema, grammar)
     turn_markers = written.turn_markers
     if constraint.any and (agent.tools is None or agent.tools.choice.forces_call):
@@ -76,7 +93,7 @@ def prepare(
         turn_markers = ()
     request = GenerationRequest(
         prompt=written.prompt,
-        max_tokens=options.get("max_tokens", instance.max_tokens),
+        max_tokens=max_tokens,
         temperature=options.get("temperature", instance.temperature),
         seed=options.get("seed", instance.seed),
         stop_sequences=(*instance.stop, *options["stop"], *turn_markers),
@@ -86,14 +103,25 @@ def prepare(
         server_grammar=constraint.server_grammar,
     )
     if agent.budget is None:
-        return Prepared(request, written.prompt_format, agent)
+        return Prepared(request, written.prompt_format, agent, metrics=shaped)
     # Thinking first, alone and capped; then the answer, with the thinking closed.
     return Prepared(
         agent.thinking_request(request, agent.budget),
         written.prompt_format,
         agent,
         functools.partial(agent.answer_request, request, (json_schema, grammar)),
+        metrics=shaped,
     )
+
+
+def _framework_shape(messages: list[MessagePart], enabled: bool) -> Shape | None:
+    """The shape of the jazzmine framework part these messages come from, if any. Only
+    when the framework is already imported: standalone, ``interop`` is never loaded."""
+    if not enabled or "jazzmine.core" not in sys.modules:
+        return None
+    from ..interop.recognise import shape_for
+
+    return shape_for(messages)
 
 
 def _sampling(
