@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -38,6 +39,14 @@ from pathlib import Path
 from typing import Any
 
 import _stand_in  # from tests/framework_stubs: which stand-ins the framework touched
+
+import jazzmine
+
+# The virtualenv's editable install points at one checkout; JAZZMINE_LOCAL_SRC (set by the
+# tests to their own tree's src) puts that tree's jazzmine.local first.
+if os.environ.get("JAZZMINE_LOCAL_SRC"):
+    jazzmine.__path__.insert(0, os.path.join(os.environ["JAZZMINE_LOCAL_SRC"], "jazzmine"))
+
 import jazzmine.core.llm as framework
 from jazzmine.core.builder import AgentBuilder
 from jazzmine.core.conversation_summarizer import ConversationSummarizer
@@ -45,7 +54,6 @@ from jazzmine.core.flows import Flow, FlowSelector
 from jazzmine.core.message_enhancer import MessageEnhancer
 from jazzmine.core.message_store import Message, MessageRole, MessageStore
 
-import jazzmine
 import jazzmine.local
 from jazzmine.local import LocalLLM
 from jazzmine.local.framework import FRAMEWORK_PRESENT

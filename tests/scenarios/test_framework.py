@@ -73,7 +73,7 @@ def run_probe(scenario: str, folder: Path, *args: str) -> dict[str, Any]:
     """Run one scenario of the probe in the framework's virtualenv; its JSON result."""
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / "result.json"
-    env = {**os.environ, "PYTHONPATH": str(STUBS)}
+    env = {**os.environ, "PYTHONPATH": str(STUBS), "JAZZMINE_LOCAL_SRC": str(ROOT / "src")}
     done = subprocess.run(
         [framework_python(), str(PROBE), scenario, "--out", str(out), *args],
         cwd=folder,  # the framework's AgentBuilder writes a state file where it runs

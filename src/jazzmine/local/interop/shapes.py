@@ -118,7 +118,7 @@ TITLE = 'root ::= [A-Za-z0-9] [^\\n"`*#<>]{3,90}\n'
 
 # A reply's text inside <response>: markdown, but no tags (the framework strips them) and
 # bounded; it starts with a visible character.
-_BODY = "body ::= [^<\\s] [^<]{0,600}\n"
+_BODY = "body ::= [^< \\t\\n] [^<]{0,600}\n"
 
 
 def agent_reply(*, sandboxes: list[str], confirmation: bool, active_flow: bool, tasks: bool) -> str:
