@@ -9,6 +9,7 @@ import json
 import sys
 import types
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -230,3 +231,23 @@ def test_framework_shapes_is_checked_like_every_option() -> None:
     llm = LocalLLM(transport=scripted("x", []), prompt_format="flat")
     with pytest.raises(TypeError, match="framework_shapes"):
         llm.generate([MessagePart("user", "x")], framework_shapes=1)
+
+
+def test_the_agent_loop_is_rendered_flat_on_the_default_model_only(
+    framework: None, real_build: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """On SmolLM2-135M the agent loop's reply echoes the user under the model's template
+    and answers flat (README, measured): the loop alone is rendered flat there, under
+    prompt_format="auto"; the other parts, other formats and other models keep theirs."""
+    _, model = real_build
+    loop = parts(agent_system(), TURN)
+    llm = LocalLLM(model=model)
+    assert llm.build_request(loop).prompt.startswith("System: ")  # the flattening
+    assert "<|im_start|>" in llm.build_request(parts(ENHANCER, "x")).prompt
+    assert (
+        "<|im_start|>" in LocalLLM(model=model, prompt_format="template").build_request(loop).prompt
+    )
+    assert "<|im_start|>" in llm.build_request(loop, framework_shapes=False).prompt
+    other = tmp_path / "other.gguf"
+    other.symlink_to(model)  # the same weights under another name: not the default model
+    assert "<|im_start|>" in LocalLLM(model=other).build_request(loop).prompt

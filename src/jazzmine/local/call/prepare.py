@@ -8,11 +8,13 @@ request built, the tools and reasoning planned against the template in use.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .. import defaults
 from ..options.checks import constraint_of
 from ..options.table import SAMPLING_OPTIONS
 from ..prompt.writer import PromptWriter
@@ -61,14 +63,6 @@ def prepare(
         options.get("reasoning", instance.reasoning),
         deadline,
     )
-    written = writer.write(
-        agent.messages(messages),
-        transport,
-        deadline,
-        tools=agent.template_tools,
-        enable_thinking=agent.enable_thinking,
-    )
-    agent = agent.with_prompt(written.prompt)
     if "response_format" in options or "grammar" in options:
         # A per-call constraint replaces the instance's, whichever kind it is.
         json_schema, grammar = constraint_of(options.get("response_format"), options.get("grammar"))
@@ -76,6 +70,7 @@ def prepare(
         json_schema, grammar = constraint_of(instance.response_format, instance.grammar)
     max_tokens = options.get("max_tokens", instance.max_tokens)
     shaped: dict[str, Any] = {}
+    flat = False
     if json_schema is None and grammar is None and agent.tools is None:
         shape = _framework_shape(
             messages, options.get("framework_shapes", instance.framework_shapes)
@@ -86,6 +81,16 @@ def prepare(
             if "max_tokens" not in options and max_tokens is not None:
                 # The instance's limit is for free text; a cut JSON parses no better.
                 max_tokens = max(max_tokens, shape.min_tokens)
+            flat = shape.flat_prompt and writer.prompt_format == "auto" and _default_model(writer)
+    written = writer.write(
+        agent.messages(messages),
+        transport,
+        deadline,
+        tools=agent.template_tools,
+        enable_thinking=agent.enable_thinking,
+        flat=flat,
+    )
+    agent = agent.with_prompt(written.prompt)
     constraint = agent.constraint(json_schema, grammar)
     turn_markers = written.turn_markers
     if constraint.any and (agent.tools is None or agent.tools.choice.forces_call):
@@ -112,6 +117,12 @@ def prepare(
         functools.partial(agent.answer_request, request, (json_schema, grammar)),
         metrics=shaped,
     )
+
+
+def _default_model(writer: PromptWriter) -> bool:
+    """The call runs this package's default model (where the parts' renderings were measured)."""
+    path = writer.model_path
+    return path is not None and os.path.basename(path) == defaults.DEFAULT_MODEL_FILE
 
 
 def _framework_shape(messages: list[MessagePart], enabled: bool) -> Shape | None:

@@ -94,7 +94,7 @@ def _agent_loop(messages: Sequence[Any], with_tools: bool) -> Shape:
         active_flow=' flow="' in turn.split("\n", 1)[0],
         tasks=tasks,
     )
-    return Shape("agent_loop", grammar=grammar, min_tokens=320)
+    return Shape("agent_loop", grammar=grammar, min_tokens=160, flat_prompt=True)
 
 
 def _prompts() -> list[tuple[tuple[str, str], Callable[[Sequence[Any]], Shape | None]]]:

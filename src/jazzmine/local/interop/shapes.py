@@ -24,6 +24,9 @@ class Shape:
     # Tokens a reply of this shape may need: the call gets at least these when the
     # instance's max_tokens is lower (a JSON cut short parses no better than free text).
     min_tokens: int = 0
+    # Rendered flat (the spec's flattening) on the default model when the format is "auto":
+    # measured to answer there where the model's template has it echo the user.
+    flat_prompt: bool = False
 
     @property
     def constraint(self) -> str:
@@ -118,7 +121,7 @@ TITLE = 'root ::= [A-Za-z0-9] [^\\n"`*#<>]{3,90}\n'
 
 # A reply's text inside <response>: markdown, but no tags (the framework strips them) and
 # bounded; it starts with a visible character.
-_BODY = "body ::= [^< \\t\\n] [^<]{0,600}\n"
+_BODY = "body ::= [^< \\t\\n] [^<]{0,400}\n"
 
 
 def agent_reply(*, sandboxes: list[str], confirmation: bool, active_flow: bool, tasks: bool) -> str:
