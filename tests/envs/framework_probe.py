@@ -7,6 +7,11 @@ virtualenv (tests/envs/framework.sh), with tests/framework_stubs on PYTHONPATH:
     python framework_probe.py errors --out RESULT.json --crash FAKE --hang FAKE
     python framework_probe.py parts --mode percall|warm --out RESULT.json
     python framework_probe.py agent --mode percall|warm --out RESULT.json
+    python framework_probe.py shapes --out RESULT.json
+    python framework_probe.py conversation --mode percall|warm [--shapes on|off] --out RESULT.json
+
+JAZZMINE_LOCAL_SRC names the src directory whose jazzmine.local is imported (the tests set
+it to their own tree's).
 
 It writes what happened as JSON; the test asserts on it. Run it in a scratch
 directory: the framework's AgentBuilder writes a state file into the working directory.
