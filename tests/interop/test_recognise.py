@@ -251,3 +251,33 @@ def test_the_agent_loop_is_rendered_flat_on_the_default_model_only(
     other = tmp_path / "other.gguf"
     other.symlink_to(model)  # the same weights under another name: not the default model
     assert "<|im_start|>" in LocalLLM(model=other).build_request(loop).prompt
+
+
+_STANDALONE_CALL = """
+import json, sys
+from jazzmine.local import LocalLLM
+from jazzmine.local.mock import MockReply, MockTransport
+llm = LocalLLM(transport=MockTransport(lambda request: MockReply(["hi"])), prompt_format="flat")
+llm.generate([{"role": "system", "content": "x"}, {"role": "user", "content": "y"}])
+print(json.dumps(sorted(m for m in sys.modules if m.startswith("jazzmine"))))
+"""
+
+
+def test_without_the_framework_nothing_of_interop_is_imported() -> None:
+    """A call made without the framework never loads ``interop`` (nor looks for it)."""
+    import os
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, "-c", _STANDALONE_CALL],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    ).stdout
+    loaded = json.loads(out)
+    assert "jazzmine.local.call.prepare" in loaded  # the call was prepared
+    assert not [
+        name for name in loaded if name.startswith(("jazzmine.local.interop", "jazzmine.core"))
+    ]
