@@ -69,6 +69,11 @@ def framework_python() -> str:
     return str(python)
 
 
+# Two five-turn conversations, about thirty model calls: on a loaded two-core machine each
+# takes 10-40 s.
+CONVERSATION_TIMEOUT = 2400
+
+
 def run_probe(scenario: str, folder: Path, *args: str) -> dict[str, Any]:
     """Run one scenario of the probe in the framework's virtualenv; its JSON result."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -80,7 +85,7 @@ def run_probe(scenario: str, folder: Path, *args: str) -> dict[str, Any]:
         env=env,
         capture_output=True,
         text=True,
-        timeout=PROBE_TIMEOUT,
+        timeout=CONVERSATION_TIMEOUT if scenario == "conversation" else PROBE_TIMEOUT,
     )
     assert done.returncode == 0, f"probe {scenario} {args} failed:\n{done.stderr[-6000:]}"
     result: dict[str, Any] = json.loads(out.read_text())
