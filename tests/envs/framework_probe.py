@@ -741,14 +741,22 @@ CONVERSATION = [
 ]
 
 
-def _words(text: str) -> str:
-    return " ".join(text.lower().split()).strip(" .!?")
+def _letters(text: str) -> str:
+    return "".join(char for char in text.lower() if char.isalnum())
 
 
 def echoes(content: str, response: str) -> bool:
-    """The reply merely repeats the user's message (give or take a few characters)."""
-    said, heard = _words(content), _words(response)
-    return said in heard and len(heard) <= len(said) + 12
+    """The reply merely repeats the user's message: its letters and digits are the
+    message's, near enough, or a good part of them ("Thanks, see...")."""
+    said, heard = _letters(content), _letters(response)
+    if not heard:
+        return False
+    part_of_it = heard in said and len(heard) >= min(12, len(said))
+    # near enough: a letter slipped in or left out ("Thanksx, see you on Sunday!")
+    import difflib
+
+    close = difflib.SequenceMatcher(None, said, heard).ratio() >= 0.9
+    return part_of_it or close
 
 
 class FlowRecall:
@@ -850,9 +858,7 @@ def scenario_shapes(_: argparse.Namespace) -> dict[str, Any]:
         return isinstance(chosen, list) and bool(chosen) and set(chosen) <= set(ids)
 
     def agent_answer(reply: str) -> bool:
-        return parsers.parse_task_request(reply) is None and bool(
-            parsers.extract_response(reply)
-        )
+        return parsers.parse_task_request(reply) is None and bool(parsers.extract_response(reply))
 
     cases = {
         "message_enhancer": (

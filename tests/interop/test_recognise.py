@@ -281,3 +281,14 @@ def test_without_the_framework_nothing_of_interop_is_imported() -> None:
     assert not [
         name for name in loaded if name.startswith(("jazzmine.local.interop", "jazzmine.core"))
     ]
+
+
+def test_a_flat_agent_reply_stays_on_one_line(framework: None) -> None:
+    """Flattened, a new line is where a small model writes the user's next turn."""
+    flat = recognise.shape_for(parts(agent_system(), TURN), flat=True)
+    assert flat is not None and flat.grammar is not None and flat.flat_prompt
+    assert accepts(flat.grammar, "<response>Sure, dogs are welcome.</response>")
+    assert not accepts(flat.grammar, "<response>Sure.\n\nUser: and cats?</response>")
+    free = recognise.shape_for(parts(agent_system(), TURN))
+    assert free is not None and free.grammar is not None
+    assert accepts(free.grammar, "<response>Sure.\n\n- dogs\n- cats</response>")

@@ -72,8 +72,10 @@ def prepare(
     shaped: dict[str, Any] = {}
     flat = False
     if json_schema is None and grammar is None and agent.tools is None:
+        # The default model answers better flattened in places (Shape.flat_prompt).
+        may_flatten = writer.prompt_format == "auto" and _default_model(writer)
         shape = _framework_shape(
-            messages, options.get("framework_shapes", instance.framework_shapes)
+            messages, options.get("framework_shapes", instance.framework_shapes), may_flatten
         )
         if shape is not None:
             json_schema, grammar = shape.json_schema, shape.grammar
@@ -81,7 +83,7 @@ def prepare(
             if "max_tokens" not in options and max_tokens is not None:
                 # The instance's limit is for free text; a cut JSON parses no better.
                 max_tokens = max(max_tokens, shape.min_tokens)
-            flat = shape.flat_prompt and writer.prompt_format == "auto" and _default_model(writer)
+            flat = shape.flat_prompt and may_flatten
     written = writer.write(
         agent.messages(messages),
         transport,
@@ -125,14 +127,14 @@ def _default_model(writer: PromptWriter) -> bool:
     return path is not None and os.path.basename(path) == defaults.DEFAULT_MODEL_FILE
 
 
-def _framework_shape(messages: list[MessagePart], enabled: bool) -> Shape | None:
+def _framework_shape(messages: list[MessagePart], enabled: bool, flat: bool) -> Shape | None:
     """The shape of the jazzmine framework part these messages come from, if any. Only
     when the framework is already imported: standalone, ``interop`` is never loaded."""
     if not enabled or "jazzmine.core" not in sys.modules:
         return None
     from ..interop.recognise import shape_for
 
-    return shape_for(messages)
+    return shape_for(messages, flat=flat)
 
 
 def _sampling(

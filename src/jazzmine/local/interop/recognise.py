@@ -82,7 +82,7 @@ def _json(part: str, schema: dict[str, Any], tokens: int) -> Shape:
     return Shape(part, json_schema=schema, min_tokens=tokens)
 
 
-def _agent_loop(messages: Sequence[Any], with_tools: bool) -> Shape:
+def _agent_loop(messages: Sequence[Any], with_tools: bool, flat: bool) -> Shape:
     turn = _content(messages[1]) if len(messages) > 1 else ""
     last = _content(messages[-1])
     # A task is offered on the turn's first call and after a tool's result; the loop's other
@@ -93,6 +93,7 @@ def _agent_loop(messages: Sequence[Any], with_tools: bool) -> Shape:
         confirmation="<pending_confirmation" in turn,
         active_flow=' flow="' in turn.split("\n", 1)[0],
         tasks=tasks,
+        single_line=flat,
     )
     return Shape("agent_loop", grammar=grammar, min_tokens=160, flat_prompt=True)
 
@@ -126,9 +127,11 @@ def _prompts() -> list[tuple[tuple[str, str], Callable[[Sequence[Any]], Shape | 
     ]
 
 
-def shape_for(messages: Sequence[Any]) -> Shape | None:
+def shape_for(messages: Sequence[Any], *, flat: bool = False) -> Shape | None:
     """The shape of the framework part these messages come from, or None (not a part, or
-    not a release this package knows, or the framework not in use at all)."""
+    not a release this package knows, or the framework not in use at all). ``flat``: the
+    agent loop may be rendered flat (``Shape.flat_prompt``), and its shape is then the one
+    for that rendering."""
     if "jazzmine.core" not in sys.modules or not messages:
         return None
     first = messages[0]
@@ -144,5 +147,5 @@ def shape_for(messages: Sequence[Any]) -> Shape | None:
     ):
         template = known_constant("jazzmine.core.agent.prompts", name)
         if template is not None and _is_agent_prompt(system, template):
-            return _agent_loop(messages, with_tools)
+            return _agent_loop(messages, with_tools, flat)
     return None

@@ -119,12 +119,27 @@ def _literal(text: str) -> str:
 # no quotes or markdown, starting with a letter or digit.
 TITLE = 'root ::= [A-Za-z0-9] [^\\n"`*#<>]{3,90}\n'
 
+
 # A reply's text inside <response>: markdown, but no tags (the framework strips them) and
-# bounded; it starts with a visible character.
-_BODY = "body ::= [^< \\t\\n] [^<]{0,400}\n"
+# bounded; it starts with a visible character. Where a line may break: anywhere, or
+# (single_line) nowhere: in the flattened rendering a new line is where a small model goes
+# on to write the user's next turn ("User: ...").
+def _text_class(single_line: bool) -> str:
+    return "[^<\\n]" if single_line else "[^<]"
 
 
-def agent_reply(*, sandboxes: list[str], confirmation: bool, active_flow: bool, tasks: bool) -> str:
+def _body(single_line: bool) -> list[str]:
+    return ["body ::= [^< \\t\\n] rest", f"rest ::= {_text_class(single_line)}{{0,400}}"]
+
+
+def agent_reply(
+    *,
+    sandboxes: list[str],
+    confirmation: bool,
+    active_flow: bool,
+    tasks: bool,
+    single_line: bool = False,
+) -> str:
     """The agent loop's reply, as ``jazzmine.core.agent.parsers`` reads it: either one
     ``<task sandbox=... mode=...>`` (when the agent has sandboxes and may delegate), or a
     control tag the turn context allows (``<confirm/>``/``<cancel/>`` with a pending
@@ -135,7 +150,7 @@ def agent_reply(*, sandboxes: list[str], confirmation: bool, active_flow: bool, 
         controls += ["<confirm/>", "<cancel/>"]
     if active_flow:
         controls.append("<flow_complete/>")
-    rules = ['answer ::= control? "<response>" body "</response>"', _BODY.strip()]
+    rules = ['answer ::= control? "<response>" body "</response>"', *_body(single_line)]
     if controls:
         rules.append("control ::= " + " | ".join(_literal(tag) for tag in controls))
     else:

@@ -170,5 +170,3 @@ def server_details(server: LlamaServer) -> dict[str, Any]:
         "server_pid": server.pid,
         "server_context": server.key.context_per_slot,
     }
-
-
