@@ -195,7 +195,7 @@ def test_a_call_carries_the_parts_constraint_and_says_so(framework: None) -> Non
     llm = LocalLLM(transport=scripted(reply, seen), prompt_format="flat", max_tokens=64)
     response = llm.generate(parts(SUMMARY, "<episode>\nUSER: hi\n</episode>"))
     assert seen[-1].json_schema == shapes.SUMMARY and seen[-1].grammar is None
-    assert seen[-1].max_tokens == 640  # the instance's 64 would cut the JSON short
+    assert seen[-1].max_tokens == 900  # the instance's 64 would cut the JSON short
     assert response.api_metrics is not None
     assert response.api_metrics["framework_part"] == "conversation_summarizer"
     assert response.api_metrics["framework_constraint"] == "json_schema"

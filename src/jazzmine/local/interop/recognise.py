@@ -95,7 +95,7 @@ def _agent_loop(messages: Sequence[Any], with_tools: bool, flat: bool) -> Shape:
         tasks=tasks,
         single_line=flat,
     )
-    return Shape("agent_loop", grammar=grammar, min_tokens=160, flat_prompt=True)
+    return Shape("agent_loop", grammar=grammar, min_tokens=360, flat_prompt=True)
 
 
 def _prompts() -> list[tuple[tuple[str, str], Callable[[Sequence[Any]], Shape | None]]]:
@@ -103,26 +103,34 @@ def _prompts() -> list[tuple[tuple[str, str], Callable[[Sequence[Any]], Shape | 
 
     def selector(messages: Sequence[Any]) -> Shape | None:
         ids = shapes.candidate_ids(_content(messages[-1]))
-        return _json("flow_selector", shapes.flow_ids(ids), 96) if ids else None
+        return (
+            _json("flow_selector", shapes.flow_ids(ids), 64 + sum(len(i) + 30 for i in ids))
+            if ids
+            else None
+        )
 
     def slots(messages: Sequence[Any]) -> Shape | None:
         asked = shapes.pending_slots(_content(messages[-1]))
-        return _json("slot_extraction", shapes.slot_values(asked), 256) if asked else None
+        return (
+            _json("slot_extraction", shapes.slot_values(asked), 64 + 180 * len(asked))
+            if asked
+            else None
+        )
 
     return [
         (
             ("jazzmine.core.message_enhancer", "ENHANCEMENT_SYSTEM_PROMPT"),
-            lambda _: _json("message_enhancer", shapes.ENHANCER, 512),
+            lambda _: _json("message_enhancer", shapes.ENHANCER, 1200),
         ),
         (
             ("jazzmine.core.conversation_summarizer", "SUMMARIZER_SYSTEM_PROMPT"),
-            lambda _: _json("conversation_summarizer", shapes.SUMMARY, 640),
+            lambda _: _json("conversation_summarizer", shapes.SUMMARY, 900),
         ),
         (("jazzmine.core.flows.selector", "SELECTOR_SYSTEM_PROMPT"), selector),
         (("jazzmine.core.agent.prompts", "_SLOT_EXTRACTION_SYSTEM"), slots),
         (
             ("jazzmine.core.agent.prompts", "_TITLE_GENERATION_SYSTEM"),
-            lambda _: Shape("conversation_title", grammar=shapes.TITLE, min_tokens=48),
+            lambda _: Shape("conversation_title", grammar=shapes.TITLE, min_tokens=100),
         ),
     ]
 

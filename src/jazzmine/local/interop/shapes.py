@@ -21,8 +21,9 @@ class Shape:
     part: str  # "message_enhancer", "conversation_summarizer", ...
     json_schema: dict[str, Any] | None = None
     grammar: str | None = None
-    # Tokens a reply of this shape may need: the call gets at least these when the
-    # instance's max_tokens is lower (a JSON cut short parses no better than free text).
+    # Tokens a reply of this shape may need at most (a token is at least a character; the
+    # JSON grammar's whitespace counted): the call gets at least these when the instance's
+    # max_tokens is lower (a JSON cut short parses no better than free text).
     min_tokens: int = 0
     # Rendered flat (the spec's flattening) on the default model when the format is "auto":
     # measured to answer there where the model's template has it echo the user.
@@ -49,16 +50,16 @@ def _object(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
 # MessageEnhancer._parse_llm_response: the six keys, a number, entities {name, attributes}.
 ENHANCER = _object(
     {
-        "enhanced_query": _text(400, 1),
+        "enhanced_query": _text(300, 1),
         "sentiment_score": {"type": "number", "minimum": -1, "maximum": 1},
         "intent": _text(60, 1),
         "entities": {
             "type": "array",
-            "maxItems": 4,
+            "maxItems": 3,
             "items": _object(
                 {
-                    "name": _text(60, 1),
-                    "attributes": {"type": "array", "maxItems": 3, "items": _text(40, 1)},
+                    "name": _text(40, 1),
+                    "attributes": {"type": "array", "maxItems": 2, "items": _text(30, 1)},
                 },
                 ["name", "attributes"],
             ),
@@ -78,7 +79,7 @@ ENHANCER = _object(
 
 # ConversationSummarizer._summarize: an object with the two summaries.
 SUMMARY = _object(
-    {"short_summary": _text(240, 1), "long_summary": _text(800, 1)},
+    {"short_summary": _text(200, 1), "long_summary": _text(500, 1)},
     ["short_summary", "long_summary"],
 )
 
@@ -129,7 +130,7 @@ def _text_class(single_line: bool) -> str:
 
 
 def _body(single_line: bool) -> list[str]:
-    return ["body ::= [^< \\t\\n] rest", f"rest ::= {_text_class(single_line)}{{0,400}}"]
+    return ["body ::= [^< \\t\\n] rest", f"rest ::= {_text_class(single_line)}{{0,300}}"]
 
 
 def agent_reply(
