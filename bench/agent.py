@@ -15,11 +15,15 @@ tools or server), the same but for their LLM:
   * the same, with the short OpenMP spin LocalLLM gives its children (GOMP_SPINCOUNT), to
     tell that part of the difference from the rest;
   * this project's LocalLLM, a process per call;
-  * this project's LocalLLM, warm (keep_alive: a llama-server kept loaded).
+  * this project's LocalLLM, warm (keep_alive: a llama-server kept loaded);
+  * the same with ``framework_shapes=False``: the parts' replies left unconstrained, so the
+    gain of the shapes (issue 20) is measured side by side, not claimed.
 Each repetition times one first turn of a new conversation on each agent (the enhancer,
 the agent loop and the title: three LLM calls), in an order that alternates between
 repetitions; each turn is timed alone, and its ratio to the framework's
-LocalLLM is taken pair by pair. Replies end where each provider ends them: the framework's
+LocalLLM is taken pair by pair. Per turn it also counts the framework's fallback logs and
+the prompt tokens the model read (evaluated, not taken from the server's cache). Replies
+end where each provider ends them: the framework's
 LocalLLM has no stop sequence, so it runs to the cap, while LocalLLM stops at the end of
 the model's turn; the reply length is in the table. Writes bench/results/agent.md and
 agent.json.
@@ -53,7 +57,8 @@ def _reexec_in_framework_venv() -> None:
         sys.exit(
             f"no framework virtualenv at {framework_venv()}: bash tests/envs/framework.sh .venv"
         )
-    env = {**os.environ, "PYTHONPATH": str(STUBS)}
+    # JAZZMINE_LOCAL_SRC: this tree's jazzmine.local, whichever checkout the venv installed.
+    env = {**os.environ, "PYTHONPATH": str(STUBS), "JAZZMINE_LOCAL_SRC": str(ROOT / "src")}
     os.execve(str(python), [str(python), __file__, *sys.argv[1:]], env)
 
 
@@ -103,6 +108,7 @@ SIDES = (
     "framework LocalLLM (-p), short OpenMP spin",
     "LocalLLM per call",
     "LocalLLM warm",
+    "LocalLLM warm, framework_shapes=False",
 )
 # What LocalLLM sets for its llama.cpp children unless told otherwise (config.SPIN_DEFAULTS):
 # OpenMP threads that spin long steal the core from everything else on a loaded machine. The
@@ -166,6 +172,7 @@ async def bench(repeat: int, max_tokens: int, folder: Path) -> dict[str, Any]:
         ),
         SIDES[2]: LocalLLM(max_tokens=max_tokens, seed=1),
         SIDES[3]: LocalLLM(max_tokens=max_tokens, seed=1, keep_alive=600),
+        SIDES[4]: LocalLLM(max_tokens=max_tokens, seed=1, keep_alive=600, framework_shapes=False),
     }
     agents = {}
     for side, llm in llms.items():
@@ -208,6 +215,11 @@ async def bench(repeat: int, max_tokens: int, folder: Path) -> dict[str, Any]:
                         "reply_chars": sum(len(call.get("text", "")) for call in calls),
                         "callers": [call["caller"].rsplit(".", 1)[-1] for call in calls],
                         "fallbacks": [record["message"][:160] for record in fallbacks],
+                        "prompt_tokens": sum(call.get("prompt_tokens") or 0 for call in calls),
+                        # Warm: what the server's cache held; None where nothing says.
+                        "prompt_tokens_reused": sum(
+                            call.get("prompt_tokens_reused") or 0 for call in calls
+                        ),
                     }
                 )
     finally:
@@ -233,6 +245,11 @@ def figures(results: dict[str, Any]) -> dict[str, Any]:
             "llm_calls": statistics.median(row["llm_calls"] for row in rows),
             "reply_chars": statistics.median(row["reply_chars"] for row in rows),
             "outcomes": {name: sum(row["outcome"] == name for row in rows) for name in outcomes},
+            "fallbacks_per_turn": statistics.mean(len(row["fallbacks"]) for row in rows),
+            "prompt_tokens_read": statistics.median(
+                row["prompt_tokens"] - row["prompt_tokens_reused"] for row in rows
+            ),
+            "prompt_tokens": statistics.median(row["prompt_tokens"] for row in rows),
             "first_turn_seconds": results["first_turn_seconds"][side],
             "load_average_1min": statistics.median(row["load_average_1min"] for row in rows),
         }
@@ -254,14 +271,17 @@ def report(results: dict[str, Any]) -> str:
         "and the title, three LLM calls.",
         "",
         "| LLM | s per turn | time / framework LocalLLM (paired) | LLM calls | reply chars per "
-        "turn | outcomes | first turn of the run, s | load average (1 min) |",
-        "|---|---:|---:|---:|---:|---|---:|---:|",
+        "turn | outcomes | fallbacks per turn | prompt tokens read per turn (of all) "
+        "| first turn of the run, s | load average (1 min) |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for side, row in results["figures"].items():
         outcomes = ", ".join(f"{name} {count}" for name, count in row["outcomes"].items())
         lines.append(
             f"| {side} | {fmt(row['seconds'], 2)} | {fmt(row['ratio_to_framework'], 2)} "
             f"| {row['llm_calls']:g} | {row['reply_chars']:g} | {outcomes} "
+            f"| {row['fallbacks_per_turn']:.1f} "
+            f"| {row['prompt_tokens_read']:g} ({row['prompt_tokens']:g}) "
             f"| {row['first_turn_seconds']:.2f} | {row['load_average_1min']:.1f} |"
         )
     lines += [

@@ -7,6 +7,11 @@ virtualenv (tests/envs/framework.sh), with tests/framework_stubs on PYTHONPATH:
     python framework_probe.py errors --out RESULT.json --crash FAKE --hang FAKE
     python framework_probe.py parts --mode percall|warm --out RESULT.json
     python framework_probe.py agent --mode percall|warm --out RESULT.json
+    python framework_probe.py shapes --out RESULT.json
+    python framework_probe.py conversation --mode percall|warm [--shapes on|off] --out RESULT.json
+
+JAZZMINE_LOCAL_SRC names the src directory whose jazzmine.local is imported (the tests set
+it to their own tree's).
 
 It writes what happened as JSON; the test asserts on it. Run it in a scratch
 directory: the framework's AgentBuilder writes a state file into the working directory.
@@ -30,6 +35,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -38,6 +44,14 @@ from pathlib import Path
 from typing import Any
 
 import _stand_in  # from tests/framework_stubs: which stand-ins the framework touched
+
+import jazzmine
+
+# The virtualenv's editable install points at one checkout; JAZZMINE_LOCAL_SRC (set by the
+# tests to their own tree's src) puts that tree's jazzmine.local first.
+if os.environ.get("JAZZMINE_LOCAL_SRC"):
+    jazzmine.__path__.insert(0, os.path.join(os.environ["JAZZMINE_LOCAL_SRC"], "jazzmine"))
+
 import jazzmine.core.llm as framework
 from jazzmine.core.builder import AgentBuilder
 from jazzmine.core.conversation_summarizer import ConversationSummarizer
@@ -45,7 +59,6 @@ from jazzmine.core.flows import Flow, FlowSelector
 from jazzmine.core.message_enhancer import MessageEnhancer
 from jazzmine.core.message_store import Message, MessageRole, MessageStore
 
-import jazzmine
 import jazzmine.local
 from jazzmine.local import LocalLLM
 from jazzmine.local.framework import FRAMEWORK_PRESENT
@@ -123,6 +136,10 @@ class CallLog:
                 text=response.text,
                 finish_reason=response.finish_reason,
                 completion_tokens=response.usage.completion_tokens,
+                prompt_tokens=response.usage.prompt_tokens,
+                prompt_tokens_reused=metrics.get("prompt_tokens_reused"),
+                framework_part=metrics.get("framework_part"),
+                framework_constraint=metrics.get("framework_constraint"),
                 transport=metrics.get("transport"),
                 prompt_format=metrics.get("prompt_format"),
                 response_type=qualified(type(response)),
@@ -617,6 +634,7 @@ async def agent_turns(
     summary_llm: Any = None,
     folder: Path | None = None,
     observer: Observer | None = None,
+    flow_selector: Any = None,
 ) -> dict[str, Any]:
     """Build an agent with the framework's AgentBuilder (JSON message store, no memory, no
     tools, no server) on ``llm``, and have one conversation of ``contents``."""
@@ -628,6 +646,8 @@ async def agent_turns(
         personality="A friendly host at a small Italian restaurant.",
     ).with_llm(llm)
     memory = EpisodeRecorder()
+    if flow_selector is not None:
+        builder.with_flow_selector(flow_selector)
     if enhancer_llm is not None or summary_llm is not None:
         assert folder is not None
         store = await json_store(folder, f"agent-{time.monotonic_ns()}")
@@ -648,6 +668,7 @@ async def agent_turns(
     try:
         for content in contents:
             started = time.perf_counter()
+            calls_before, records_before = len(observer.calls.calls), len(observer.logs.records)
             turn = await agent.chat(user_id=USER, conversation_id="dinner", content=content)
             turns.append(
                 {
@@ -656,6 +677,14 @@ async def agent_turns(
                     "errors": turn.errors,
                     "turn_number": turn.turn_number,
                     "seconds": round(time.perf_counter() - started, 3),
+                    # This turn's own; the summariser runs in the background and its
+                    # call may land in a later turn.
+                    "fallbacks": len(fallback_records(observer.logs.since(records_before))),
+                    "prompt_tokens": sum(
+                        call.get("prompt_tokens") or 0
+                        for call in observer.calls.since(calls_before)
+                    ),
+                    "echo": echoes(content, turn.response),
                 }
             )
         # Let the background summariser finish inside the observed window.
@@ -702,6 +731,63 @@ async def agent_turns(
 
 
 AGENT_CONTENTS = ["Hi! Are you open on Sunday evening?", "Great. Can I bring my dog?"]
+# Five turns, as a new user would try: the summariser's trigger of three is reached twice.
+CONVERSATION = [
+    "Hi! Are you open on Sunday evening?",
+    "Great. Can I bring my dog?",
+    "Do you have vegetarian dishes?",
+    "I'd like to book a table for four people on Sunday at 8pm.",
+    "Thanks, see you on Sunday!",
+]
+
+
+def _letters(text: str) -> str:
+    return "".join(char for char in text.lower() if char.isalnum())
+
+
+def echoes(content: str, response: str) -> bool:
+    """The reply merely repeats the user's message: its letters and digits are the
+    message's, near enough, or a good part of them ("Thanks, see...")."""
+    said, heard = _letters(content), _letters(response)
+    if not heard:
+        return False
+    part_of_it = heard in said and len(heard) >= min(12, len(said))
+    # near enough: a letter slipped in or left out ("Thanksx, see you on Sunday!")
+    import difflib
+
+    close = difflib.SequenceMatcher(None, said, heard).ratio() >= 0.9
+    return part_of_it or close
+
+
+class FlowRecall:
+    """Stands in for the framework's ProceduralMemory (Qdrant and embeddings): recalls the
+    given flows' metadata, as its ``recall`` returns it."""
+
+    def __init__(self, candidates: list[dict[str, Any]]) -> None:
+        self.candidates = candidates
+
+    async def recall(self, **_: Any) -> list[dict[str, Any]]:
+        return list(self.candidates)
+
+
+async def run_conversation(mode: str, shapes: bool) -> dict[str, Any]:
+    """Five turns on ``.with_llm(LocalLLM(...))`` and nothing else; then the same with the
+    framework's FlowSelector choosing between two flows (recalled by a stand-in memory)."""
+    from jazzmine.core.flows import BaseFlow
+
+    plain = await agent_turns(
+        local_llm(mode, max_tokens=FREE_TEXT_TOKENS, framework_shapes=shapes), CONVERSATION
+    )
+    flows = restaurant_flows()[:2]  # the registry holds flows weakly: keep them referenced
+    llm = local_llm(mode, max_tokens=FREE_TEXT_TOKENS, framework_shapes=shapes)
+    selector = FlowSelector(
+        llm=llm,
+        flow_registry=BaseFlow.registry,
+        proc_mem=FlowRecall(candidates_of(flows)),
+        agent_id=AGENT,
+    )
+    with_flows = await agent_turns(llm, CONVERSATION, flow_selector=selector)
+    return {"plain": plain, "flows": with_flows, "flow_ids": [flow.id for flow in flows]}
 
 
 async def run_agent(mode: str, folder: Path) -> dict[str, Any]:
@@ -736,7 +822,143 @@ def scenario_agent(options: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def scenario_shapes(_: argparse.Namespace) -> dict[str, Any]:
+    """Each part's constraint, as a call of the framework's own messages gets it (built,
+    not run), and replies that meet it fed to the part's own parser."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for helpers
+    from helpers.gbnf_recogniser import accepts
+    from jazzmine.core.agent import parsers, prompts
+    from jazzmine.core.agent.core import Agent
+    from jazzmine.core.conversation_summarizer import (
+        SUMMARIZER_SYSTEM_PROMPT,
+        _clean_llm_json_payload,
+    )
+    from jazzmine.core.flows import selector as flow_selector
+    from jazzmine.core.message_enhancer import ENHANCEMENT_SYSTEM_PROMPT
+
+    from jazzmine.local.tools.validate import validate
+
+    llm = LocalLLM(prompt_format="flat")
+    flows = restaurant_flows()
+    ids = [flow.id for flow in flows]
+    part = framework.MessagePart
+    turn = '<state status="idle" turn="1"/>\n\n<user_message>Can I bring my dog?</user_message>'
+
+    def enhancer(reply: str) -> bool:
+        from jazzmine.core.message_enhancer import MessageEnhancer
+
+        return bool(MessageEnhancer._parse_llm_response(reply)["intent"])
+
+    def summary(reply: str) -> bool:
+        data = json.loads(_clean_llm_json_payload(reply))
+        return bool(str(data.get("short_summary", "")).strip())
+
+    def selection(reply: str) -> bool:
+        chosen = json.loads(reply)
+        return isinstance(chosen, list) and bool(chosen) and set(chosen) <= set(ids)
+
+    def agent_answer(reply: str) -> bool:
+        return parsers.parse_task_request(reply) is None and bool(parsers.extract_response(reply))
+
+    cases = {
+        "message_enhancer": (
+            [part("system", ENHANCEMENT_SYSTEM_PROMPT), part("user", "<enhancement_request/>")],
+            [
+                '{"enhanced_query": "Can I bring my dog?", "sentiment_score": 0.0, "intent": '
+                '"ask_pet_policy", "entities": [{"name": "dog", "attributes": ["pet"]}], '
+                '"is_cancellation": false, "is_continuation": true}'
+            ],
+            enhancer,
+        ),
+        "conversation_summarizer": (
+            [part("system", SUMMARIZER_SYSTEM_PROMPT), part("user", "<episode>\n</episode>")],
+            ['{"short_summary": "A booking.", "long_summary": "The user booked a table."}'],
+            summary,
+        ),
+        "flow_selector": (
+            [
+                part("system", flow_selector.SELECTOR_SYSTEM_PROMPT),
+                part(
+                    "user",
+                    flow_selector._build_selector_user_content(
+                        "Book a table", candidates_of(flows), []
+                    ),
+                ),
+            ],
+            [json.dumps(ids[:1]), json.dumps(ids[1:])],
+            selection,
+        ),
+        "slot_extraction": (
+            [
+                part("system", prompts._SLOT_EXTRACTION_SYSTEM),
+                part(
+                    "user",
+                    "Pending parameters:\n- party_size (int, required): guests\n"
+                    "- day (str, optional): the day\n\nUser message: four on Friday",
+                ),
+            ],
+            ['{"party_size": 4, "day": "Friday"}', "{}"],
+            lambda reply: isinstance(json.loads(reply), dict),
+        ),
+        "conversation_title": (
+            [part("system", prompts._TITLE_GENERATION_SYSTEM), part("user", "<user_message/>")],
+            ["Bringing a dog to Sunday dinner"],
+            lambda reply: Agent._normalize_generated_title(reply) == reply,
+        ),
+        "agent_loop": (
+            [
+                part(
+                    "system",
+                    prompts._SYSTEM_PROMPT_NO_TOOLS_TEMPLATE.format(
+                        name="Basil", personality="A friendly host."
+                    ),
+                ),
+                part("user", turn),
+            ],
+            ["<response>Yes, well-behaved dogs are welcome on the terrace.</response>"],
+            agent_answer,
+        ),
+    }
+    results: dict[str, Any] = {}
+    for name, (messages, replies, parses) in cases.items():
+        request = llm.build_request(messages)
+        off = llm.build_request(messages, framework_shapes=False)
+        other = llm.build_request([part("system", messages[0].content + " "), *messages[1:]])
+        if request.json_schema is not None:
+            schema = request.json_schema
+
+            def meets(reply: str, schema: Any = schema) -> bool:
+                return validate(json.loads(reply), schema) == []
+        elif request.grammar is not None:
+            grammar = request.grammar
+
+            def meets(reply: str, grammar: str = grammar) -> bool:
+                return accepts(grammar, reply)
+        else:
+            results[name] = {"constrained": False}
+            continue
+        results[name] = {
+            "constrained": True,
+            "meets": [meets(reply) for reply in replies],
+            "parses": [parses(reply) for reply in replies],
+            # What a small model writes unconstrained is refused by the constraint.
+            "refuses_free_text": not meets('"Can I bring my dog?"'),
+            "off_unconstrained": off.json_schema is None and off.grammar is None,
+            "other_text_unconstrained": other.json_schema is None and other.grammar is None,
+        }
+    results["stand_ins_used"] = list(_stand_in.USED)
+    return results
+
+
+def scenario_conversation(options: argparse.Namespace) -> dict[str, Any]:
+    results = asyncio.run(run_conversation(options.mode, options.shapes == "on"))
+    results["stand_ins_used"] = list(_stand_in.USED)
+    return results
+
+
 SCENARIOS = {
+    "shapes": scenario_shapes,
+    "conversation": scenario_conversation,
     "identity": scenario_identity,
     "errors": scenario_errors,
     "parts": scenario_parts,
@@ -749,6 +971,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("scenario", choices=sorted(SCENARIOS))
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--mode", choices=("percall", "warm"), default="percall")
+    parser.add_argument("--shapes", choices=("on", "off"), default="on")
     parser.add_argument("--crash", help="a fake binary that prints a little, then crashes")
     parser.add_argument("--hang", help="a fake binary that prints a little, then hangs")
     options = parser.parse_args(argv)

@@ -152,6 +152,7 @@ def test_every_parameter_has_a_check_and_every_check_a_parameter() -> None:
         "tool_choice",
         "parallel_tool_calls",
         "reasoning",
+        "framework_shapes",
     }
 
 
@@ -232,6 +233,8 @@ BAD_VALUES: list[tuple[str, Any, type[Exception], str]] = [
     ("grammar", "", ValueError, "empty"),
     ("response_format", "json", TypeError, "response_format must be a dict"),
     ("response_format", {"type": "xml"}, ValueError, "json_object"),
+    ("framework_shapes", "yes", TypeError, "True or False"),
+    ("framework_shapes", None, TypeError, "True or False"),
 ]
 
 

@@ -86,6 +86,7 @@ class LocalLLM(BaseLLM):
         reasoning: bool | int = True,
         context_overflow: str = "error",
         allow_control_tokens_in_content: bool = False,
+        framework_shapes: bool = True,
         **kwargs: Any,
     ) -> None:
         reject_unknown("LocalLLM()", kwargs, per_call=False)
@@ -109,6 +110,7 @@ class LocalLLM(BaseLLM):
         self.reasoning = options.reasoning
         self.context_overflow = options.context_overflow
         self.allow_control_tokens_in_content = options.allow_control_tokens_in_content
+        self.framework_shapes = options.framework_shapes
         self.max_concurrency = options.max_concurrency
         self._limit = ConcurrencyLimit(options.max_concurrency)
         self.config = options.local_config()
@@ -265,6 +267,7 @@ class LocalLLM(BaseLLM):
             tool_choice=self.tool_choice,
             parallel_tool_calls=self.parallel_tool_calls,
             reasoning=self.reasoning,
+            framework_shapes=self.framework_shapes,
         )
         return prepare(messages, options, instance, self._writer, self._get_transport(), deadline)
 

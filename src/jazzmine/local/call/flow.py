@@ -11,8 +11,8 @@ answer is raised from it, and the call ends with it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import LLMContextLengthError
@@ -36,6 +36,8 @@ class Prepared:
     # A reasoning budget's second run: given the thinking and its tokens, the answer's
     # request (None when no tokens are left).
     answer: Callable[[str, int], GenerationRequest | None] | None = None
+    # What api_metrics say of the preparation (the framework part served, its constraint).
+    metrics: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,8 @@ def call_flow(
     prepared = prepare(sent)
     while True:
         left_out = {"messages_left_out": len(messages) - len(sent)} if shortened else {}
-        attempt = Attempt(prepared.request, prepared, {**prepared.agent.metrics(), **left_out})
+        metrics = {**prepared.agent.metrics(), **prepared.metrics, **left_out}
+        attempt = Attempt(prepared.request, prepared, metrics)
         ended = yield attempt
         if ended.refusal is not None and grow is not None and grow(attempt.request, ended.refusal):
             ended = yield attempt

@@ -262,6 +262,10 @@ class Call:
         metrics.update({key: value for key, value in details.items() if key not in metrics})
         metrics.update(outcome.details)
         metrics.update(self.facts.metrics)
+        reused = metrics.get("prompt_tokens_reused")
+        if isinstance(reused, int) and usage.prompt_tokens:
+            # The share of the prompt the warm server took from its cache, not evaluated.
+            metrics["prompt_cache_share"] = round(reused / usage.prompt_tokens, 3)
         text = self.assembler.reply_text
         if self.parts.active:
             text = self.parts.text

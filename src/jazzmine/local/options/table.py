@@ -114,6 +114,9 @@ OPTIONS: dict[str, _Option] = {
         lambda name, value: check_choice(name, value, CONTEXT_OVERFLOW), nullable=False
     ),
     "allow_control_tokens_in_content": _Option(check_flag, nullable=False),
+    # The jazzmine framework's parts (enhancer, summariser, selector, ...) held to the shape
+    # their parsers read, recognised by their prompts (interop/).
+    "framework_shapes": _Option(check_flag, nullable=False, per_call=True),
 }
 # The sampling options a request carries besides temperature and seed, in this order.
 SAMPLING_OPTIONS = (
@@ -222,6 +225,7 @@ class Options:
     reasoning: bool | int
     context_overflow: str
     allow_control_tokens_in_content: bool
+    framework_shapes: bool
 
     @classmethod
     def checked(cls, arguments: Mapping[str, Any]) -> Options:

@@ -63,12 +63,14 @@ class PromptWriter:
         *,
         tools: list[dict[str, Any]] | None = None,
         enable_thinking: bool | None = None,
+        flat: bool = False,
     ) -> WrittenPrompt:
         """The prompt text, the markers that end the model's turn, the format's name. A
         template's rendering stops at ``deadline`` (``DeadlineExceeded``). ``tools`` go
         into the template's ``tools`` variable; ``enable_thinking=False`` turns the
-        template's thinking off where it can."""
-        template = self.template(transport)
+        template's thinking off where it can. ``flat``: the spec's flattening for this
+        prompt, whatever the format (a part known to answer better so, see interop)."""
+        template = None if flat else self.template(transport)
         if not self._allow_control_tokens and transport.runs_llama_cpp():
             # Content cannot forge turns: llama.cpp reads control-token text anywhere in
             # the prompt as the token itself, in both modes, so such text in a caller's
@@ -96,6 +98,10 @@ class PromptWriter:
 
             template = tool_template(template)  # the one rendered: its turns end the reply
         return WrittenPrompt(prompt, end_of_turn_markers(template), "template")
+
+    @property
+    def model_path(self) -> str | None:
+        return self._model_path()
 
     def _control_texts(self, template: ChatTemplate | None) -> tuple[str, ...]:
         from .control_text import control_texts
