@@ -149,3 +149,16 @@ class LLMIncompleteOutputError(LLMInternalError):
     end (llama-completion's closing statistics, llama-cli's "Exiting..."): it did not
     finish writing, so the reply may be cut short. Never a normal success: the text that
     did come is in ``partial_text`` (a stream has already handed it out), with the stderr."""
+
+
+def lone_surrogate(text: str) -> str | None:
+    """Why ``text`` is not text, when it holds a lone surrogate (never in model output,
+    and llama-server refuses it), else None: each caller raises its own error type."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (
+            f"holds a lone surrogate ({text[exc.start]!r} at {exc.start}), which is not text "
+            "and cannot be encoded as UTF-8"
+        )
+    return None

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .call.limits import ConcurrencyLimit
@@ -104,12 +103,7 @@ class ResponseStream(_KeepsResponse, Iterator[str]):
     def __enter__(self) -> ResponseStream:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 
@@ -208,10 +202,5 @@ class AsyncResponseStream(_KeepsResponse, AsyncIterator[str]):
     async def __aenter__(self) -> AsyncResponseStream:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()

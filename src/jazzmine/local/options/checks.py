@@ -16,7 +16,7 @@ import shlex
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ..errors import OptionTypeError, OptionValueError
+from ..errors import OptionTypeError, OptionValueError, lone_surrogate
 from ..transports import rpc
 from .args import check_placeholders, refuse_flags
 from .durations import parse_keep_alive
@@ -116,14 +116,9 @@ def check_stop(name: str, value: Any) -> tuple[str, ...]:
             raise _wrong_type(f"each of {name}", item, "a string")
         if not item:
             raise OptionValueError(f"{name} sequences must be non-empty strings, got {item!r}")
-        try:
-            item.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            # Never in model output, and llama-server refuses it: refused alike in both modes.
-            raise OptionValueError(
-                f"{name} sequence {item!r} holds a lone surrogate ({item[exc.start]!r} at "
-                f"{exc.start}), which is not text and cannot be encoded as UTF-8"
-            ) from None
+        problem = lone_surrogate(item)
+        if problem is not None:  # refused alike in both modes
+            raise OptionValueError(f"{name} sequence {item!r} {problem}")
     return tuple(items)
 
 

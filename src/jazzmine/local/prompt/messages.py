@@ -9,7 +9,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..errors import LLMInvalidRequestError
+from ..errors import LLMInvalidRequestError, lone_surrogate
 from ..types import MessagePart
 
 KNOWN_ROLES = ("system", "user", "assistant", "tool")
@@ -79,13 +79,9 @@ def check_prompt_text(where: str, text: str) -> None:
     """Text that can reach a model: no NUL byte, and encodable as UTF-8."""
     if "\x00" in text:
         raise LLMInvalidRequestError(f"{where} holds a NUL byte, which no prompt can carry")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise LLMInvalidRequestError(
-            f"{where} holds a lone surrogate ({text[exc.start]!r} at {exc.start}), which is "
-            "not text and cannot be encoded as UTF-8"
-        ) from None
+    problem = lone_surrogate(text)
+    if problem is not None:
+        raise LLMInvalidRequestError(f"{where} {problem}")
 
 
 def _optional_text(where: str, name: str, value: Any) -> str | None:
