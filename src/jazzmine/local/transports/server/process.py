@@ -16,7 +16,6 @@ import functools
 import os
 import shutil
 import ssl
-import tempfile
 import threading
 import time
 import weakref
@@ -24,9 +23,12 @@ from dataclasses import dataclass
 
 import httpx
 
+from ... import system
 from ...errors import DeadlineExceeded, LLMInternalError
 from ...process.child import ChildProcess
 from ..config import LocalConfig, llama_environment
+
+SOCKET_NAME = "llama.sock"
 
 SERVER_NAME = "llama-server"
 # --swa-full keeps the whole cache of sliding-window layers (Gemma 3 and others), so a
@@ -118,7 +120,7 @@ class LlamaServer:
     @property
     def socket_path(self) -> str:
         assert self._directory is not None
-        return os.path.join(self._directory, "llama.sock")
+        return os.path.join(self._directory, SOCKET_NAME)
 
     @property
     def pid(self) -> int | None:
@@ -146,7 +148,8 @@ class LlamaServer:
             self._start(deadline)
 
     def _start(self, deadline: float | None) -> None:
-        self._directory = tempfile.mkdtemp(prefix="jazzmine-server-")  # mode 0700
+        # Mode 0700, and short enough for the socket path on every system (macOS: 104 bytes).
+        self._directory = system.short_private_dir("jazzmine-server-", len(SOCKET_NAME))
         self._owner = os.getpid()
         child = ChildProcess(
             self.key.argv(self.socket_path),
