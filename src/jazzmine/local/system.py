@@ -1,9 +1,10 @@
 """Which implementation of the Linux-only guarantees this system gets, chosen at run time.
 
-Three promises rest on Linux's own calls: the prompt never touches disk (``memfd``), a
-child dies with its parent (``PR_SET_PDEATHSIG``), and a child's liveness is read from
-``/proc``. Each has a portable twin that every POSIX system has: a pipe the parent
-writes while the child reads it as ``/dev/fd/N`` (``transports.argv``); a launcher that
+Three promises rest on Linux's own calls: the prompt never touches disk (``memfd``, read
+by the child as ``/proc/self/fd/N``), a child dies with its parent (``PR_SET_PDEATHSIG``),
+and warm mode's socket path fits Linux's 108 bytes. Each has a portable twin that every
+POSIX system has: a pipe the parent writes while the child reads it as ``/dev/fd/N``
+(``transports.private_file``); a launcher that
 keeps a lifeline pipe and kills the child's process group when it reads EOF
 (``process.launcher``); and warm mode's socket in a short private directory, so its path
 fits macOS's 104 bytes. Linux keeps its own calls (no writer thread, no watcher
@@ -50,11 +51,6 @@ def uses_memfd() -> bool:
 def uses_pdeathsig() -> bool:
     """Children die with us through ``PR_SET_PDEATHSIG`` (else through a lifeline pipe)."""
     return is_linux() and not portable_forced()
-
-
-def has_proc() -> bool:
-    """``/proc/<pid>/`` describes processes (Linux); elsewhere ``ps``-free code skips it."""
-    return is_linux() and not portable_forced() and os.path.isdir("/proc/self")
 
 
 def runs_children() -> bool:

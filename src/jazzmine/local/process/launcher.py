@@ -53,6 +53,9 @@ C_SOURCE = r"""
 #define CLOSE_BELOW 1024
 
 static void watch(int lifeline, pid_t program) {
+    /* The signals that ask the program to stop (SIGINT: print your statistics) are not
+       for us: the watcher stays until the program is gone, and dies in the final SIGKILL. */
+    signal(SIGINT, SIG_IGN); signal(SIGTERM, SIG_IGN); signal(SIGHUP, SIG_IGN);
     int null = open("/dev/null", O_RDWR);
     /* Holding the program's stdout or stderr would keep its reader from seeing EOF. */
     if (null >= 0) { dup2(null, 0); dup2(null, 1); dup2(null, 2); }
@@ -109,6 +112,9 @@ if lifeline == "-":
 else:
     fd, program = int(lifeline), os.getpid()
     if os.fork() == 0:
+        import signal
+        for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(number, signal.SIG_IGN)
         null = os.open(os.devnull, os.O_RDWR)
         for target in (0, 1, 2):
             os.dup2(null, target)
