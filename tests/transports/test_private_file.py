@@ -42,7 +42,9 @@ def test_a_prompt_far_over_a_pipes_buffer_reaches_the_child(files_kind: str) -> 
     assert time.monotonic() - started < 20
 
 
-def test_a_child_that_never_reads_leaves_no_writer_or_descriptor(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_child_that_never_reads_leaves_no_writer_or_descriptor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv(system.PORTABLE_ENV, "1")
     before = open_fds()
     files = PrivateFiles()
