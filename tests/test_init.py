@@ -41,6 +41,7 @@ DOCUMENTED = [
     "LLMResponse",
     "LLMTimeoutError",
     "LLMToolCallError",
+    "LLMUnsupportedPlatformError",
     "LLMUsage",
     "LocalLLM",
     "MessagePart",
@@ -56,7 +57,7 @@ DOCUMENTED = [
 
 
 def test_all_is_exactly_the_documented_names_and_each_resolves() -> None:
-    assert len(DOCUMENTED) == 24 and sorted(DOCUMENTED) == DOCUMENTED
+    assert len(DOCUMENTED) == 25 and sorted(DOCUMENTED) == DOCUMENTED
     assert jazzmine.local.__all__ == DOCUMENTED
     for name in DOCUMENTED:
         value = getattr(jazzmine.local, name)

@@ -80,3 +80,55 @@ def test_the_socket_directory_is_short_and_private_under_a_long_temp_dir(
         directory = system.short_private_dir("jazzmine-server-", len("llama.sock"))
         assert directory.startswith(str(tmp_path))
         os.rmdir(directory)
+
+
+# ---------- Windows: custom transports only, one clear error at construction ----------
+def test_without_child_processes_local_llm_refuses_at_construction(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from jazzmine.local import LLMInvalidRequestError, LLMUnsupportedPlatformError, LocalLLM
+
+    monkeypatch.setattr(system, "runs_children", lambda: False)
+    for options in ({}, {"keep_alive": -1}, {"binary_path": "/bin/true", "model": "m"}):
+        with pytest.raises(LLMUnsupportedPlatformError) as raised:
+            LocalLLM(**options)  # type: ignore[arg-type]
+        message = str(raised.value)
+        assert "not supported on Windows yet" in message
+        for reason in ("process groups", "dies with its parent", "Unix sockets", "MockTransport"):
+            assert reason in message
+        assert isinstance(raised.value, LLMInvalidRequestError)
+
+
+WINDOWS_LIKE = """
+import builtins, os, sys
+# What Windows lacks that this package's modules could touch at import or in a mock call.
+for name in ("register_at_fork", "memfd_create", "fork", "killpg", "setsid"):
+    if hasattr(os, name):
+        delattr(os, name)
+real_import = builtins.__import__
+def no_posix_modules(name, *args, **kwargs):
+    if name in ("fcntl", "termios", "pty", "resource"):
+        raise ImportError(f"No module named {name!r}")
+    return real_import(name, *args, **kwargs)
+builtins.__import__ = no_posix_modules
+from jazzmine.local import LLMUnsupportedPlatformError, LocalLLM, MessagePart, MockTransport, system
+from jazzmine.local.mock import reply
+system.runs_children = lambda: False  # os.name is "nt" there
+llm = LocalLLM(transport=MockTransport(lambda request: reply("fine"), runs_llama_cpp=False))
+assert llm.generate([MessagePart("user", "hi")]).text == "fine"
+try:
+    LocalLLM()
+except LLMUnsupportedPlatformError as error:
+    print("refused:", error)
+"""
+
+
+def test_the_package_imports_and_mocks_without_posix_calls() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", WINDOWS_LIKE], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("refused: LocalLLM() runs llama.cpp as a child process")

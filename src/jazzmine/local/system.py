@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 
 PORTABLE_ENV = "JAZZMINE_PORTABLE"
 # sun_path's size, less its terminating NUL: 108 on Linux, 104 on macOS and the BSDs.
@@ -72,3 +73,19 @@ def short_private_dir(prefix: str, longest_name: int) -> str:
     if len(base.encode()) > room:
         raise OSError(f"no temporary directory short enough for a Unix socket ({base})")
     return tempfile.mkdtemp(prefix=prefix, dir=base)
+
+
+def at_fork_in_child(action: Callable[[], None]) -> None:
+    """``os.register_at_fork(after_in_child=action)`` where there is fork (not Windows,
+    where importing the package must still work for custom transports)."""
+    register = getattr(os, "register_at_fork", None)
+    if register is not None:
+        register(after_in_child=action)
+
+
+def require_children(what: str) -> None:
+    """Raise the one clear error for a use that needs child processes where there are none."""
+    if not runs_children():
+        from .errors import LLMUnsupportedPlatformError
+
+        raise LLMUnsupportedPlatformError(f"{what}: {WINDOWS_REASON}")

@@ -26,6 +26,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
+from .. import system
 from ..errors import DeadlineExceeded
 from . import launcher, spawner
 
@@ -105,7 +106,7 @@ def _after_fork_in_child() -> None:
     _live_lock = threading.Lock()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+system.at_fork_in_child(_after_fork_in_child)
 
 
 class ChildProcess:

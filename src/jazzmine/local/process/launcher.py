@@ -146,7 +146,7 @@ def _after_fork_in_child() -> None:
     _lifeline_lock = threading.Lock()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+system.at_fork_in_child(_after_fork_in_child)
 
 
 def lifeline_fd() -> int:

@@ -34,7 +34,7 @@ def _after_fork_in_child() -> None:
     _pipe_lock = threading.Lock()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+system.at_fork_in_child(_after_fork_in_child)
 
 
 class PrivateFiles:

@@ -311,7 +311,7 @@ def _after_fork_in_child() -> None:
         server._forget_after_fork()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+system.at_fork_in_child(_after_fork_in_child)
 
 
 @atexit.register
