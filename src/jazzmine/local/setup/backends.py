@@ -7,8 +7,8 @@ own key (``defaults.build_key``); the CPU build's key is the one it always had, 
 choosing a GPU never throws the CPU build away, and it stays the fallback: the build
 used at run time (``defaults.build_bin_dir``) is the chosen backend's when that build is
 complete, else the CPU's. llama.cpp turns Metal on by itself on macOS, so the CPU build
-there says ``GGML_METAL=OFF`` out loud; a GPU build offloads only what ``n_gpu_layers``
-asks for.
+there says ``GGML_METAL=OFF`` out loud (the flags themselves are ``defaults``'s). With a
+GPU build, ``n_gpu_layers`` sets what is offloaded (unset: llama.cpp fits what it can).
 """
 
 from __future__ import annotations
@@ -86,6 +86,4 @@ def describe(backend: str) -> str:
             ", Metal off)" if sys.platform == "darwin" else ")"
         )
     names = {"cuda": "CUDA", "vulkan": "Vulkan", "metal": "Metal"}
-    return (
-        f"{names[backend]} and the CPU (RPC on, no network); n_gpu_layers picks what is offloaded"
-    )
+    return f"{names[backend]} and the CPU (RPC on, no network); n_gpu_layers sets what is offloaded"
