@@ -56,6 +56,13 @@ case "$command" in
         "$venv/bin/ruff" check src tests bench
         "$venv/bin/mypy"
         "$venv/bin/python" -m pytest "$@"
+        if [ $# -eq 0 ]; then
+            # macOS's portable path (pipe prompt, lifeline launcher, short socket dir),
+            # forced on Linux: the fault and privacy suites again.
+            JAZZMINE_PORTABLE=1 "$venv/bin/python" -m pytest tests/scenarios/test_faults.py \
+                tests/scenarios/test_fork.py tests/scenarios/test_hostile.py tests/process \
+                tests/transports/test_argv.py tests/transports/test_private_file.py
+        fi
         ;;
     *)
         echo "usage: bash dev.sh demo [PROMPT] | test [PYTEST ARGS]" >&2

@@ -41,6 +41,7 @@ DOCUMENTED = [
     "LLMResponse",
     "LLMTimeoutError",
     "LLMToolCallError",
+    "LLMUnsupportedPlatformError",
     "LLMUsage",
     "LocalLLM",
     "MessagePart",

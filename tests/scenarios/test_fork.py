@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers.probes import process_alive
+from helpers.probes import descendants, process_alive
 
-from jazzmine.local import LocalLLM, MessagePart
+from jazzmine.local import LocalLLM, MessagePart, system
 
 HI = [MessagePart("user", "Say hi.")]
 FORK = multiprocessing.get_context("fork")
@@ -97,14 +97,15 @@ def test_a_fork_while_a_call_runs_leaves_the_parents_call_and_the_childs_limit_a
     assert first_piece + rest == stream.response.text
 
 
+@pytest.mark.parametrize("portable", [False, True], ids=["linux", "portable"])
 @pytest.mark.parametrize("keep_alive", [None, -1], ids=["per-call", "warm"])
 def test_a_sigkilled_parent_leaves_no_llama_cpp_process(
-    completion_bin: str, model_path: str, keep_alive: int | None
+    completion_bin: str, model_path: str, keep_alive: int | None, portable: bool
 ) -> None:
     program = textwrap.dedent(
         f"""
         import sys, threading, time
-        from jazzmine.local import LocalLLM, MessagePart
+        from jazzmine.local import LocalLLM, MessagePart, system
         llm = LocalLLM(binary_path={completion_bin!r}, model={model_path!r},
                        keep_alive={keep_alive!r}, max_tokens=100000, n_ctx=4096)
         def work():
@@ -116,8 +117,12 @@ def test_a_sigkilled_parent_leaves_no_llama_cpp_process(
         time.sleep(600)
         """
     )
+    # The portable path (pipe prompt, lifeline launcher, short socket dir) is macOS's.
+    env = {k: v for k, v in os.environ.items() if k != system.PORTABLE_ENV}
+    if portable:
+        env[system.PORTABLE_ENV] = "1"
     parent = subprocess.Popen(
-        [sys.executable, "-c", program], stdout=subprocess.PIPE, text=True, env=os.environ
+        [sys.executable, "-c", program], stdout=subprocess.PIPE, text=True, env=env
     )
     assert parent.stdout is not None and parent.stdout.readline().strip() == "started"
     deadline = time.monotonic() + 60
@@ -127,9 +132,11 @@ def test_a_sigkilled_parent_leaves_no_llama_cpp_process(
         time.sleep(0.05)
     assert spawned, "the model process never started"
     time.sleep(0.5)
+    below = set().union(*(descendants(pid) for pid in spawned))  # a lifeline's watcher
+    assert len(below) == (len(spawned) if portable else 0)
     parent.send_signal(signal.SIGKILL)
     parent.wait()
-    assert all(gone_soon(pid, 10) for pid in spawned)
+    assert all(gone_soon(pid, 10) for pid in spawned | below)
 
 
 def test_close_in_a_forked_child_does_not_stop_the_parents_server(

@@ -257,7 +257,7 @@ def test_setup_says_which_model_is_which(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.delenv("JAZZMINE_MODEL", raising=False)
     default, base = defaults.default_model_path(), defaults.base_model_path()
-    monkeypatch.setattr(setup, "ensure_build", lambda report: False)
+    monkeypatch.setattr(setup, "ensure_build", lambda report, backend="cpu": False)
     monkeypatch.setattr(setup, "install_default_model", lambda report: default)
     monkeypatch.setattr(setup, "install_base_model", lambda report: base)
     checked: list[Path] = []

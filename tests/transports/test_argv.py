@@ -11,6 +11,7 @@ from jazzmine.local import GenerationRequest, LLMInvalidRequestError
 from jazzmine.local.transports.argv import (
     END_OF_TEXT,
     MAX_ARGUMENT_BYTES,
+    LaunchPlan,
     ModelOptions,
     build_launch,
 )
@@ -64,10 +65,10 @@ def test_llama_completion_reads_the_prompt_from_a_private_file_never_argv() -> N
     try:
         assert not any("secret prompt" in part for part in plan.argv)
         prompt_file = plan.argv[plan.argv.index("-f") + 1]
-        assert prompt_file.startswith("/proc/self/fd/")
+        assert prompt_file.startswith(PRIVATE_NAMES)
         fd = int(prompt_file.rsplit("/", 1)[1])
         assert fd in plan.pass_fds
-        assert os.pread(fd, 100, 0) == b"secret prompt"
+        assert read_private(plan, prompt_file) == b"secret prompt"
         assert plan.argv[plan.argv.index("-m") + 1] == "/m/model.gguf"
         argv = plan.argv
         for flag, value in (
@@ -87,6 +88,22 @@ def test_llama_completion_reads_the_prompt_from_a_private_file_never_argv() -> N
     assert plan.pass_fds and all(not _is_open(fd) for fd in plan.pass_fds)
 
 
+# memfd (Linux) or a pipe (the portable path, JAZZMINE_PORTABLE=1).
+PRIVATE_NAMES = ("/proc/self/fd/", "/dev/fd/")
+
+
+def read_private(plan: LaunchPlan, name: str) -> bytes:
+    """What the child would read from the private file ``name``."""
+    fd = int(name.rsplit("/", 1)[1])
+    if name.startswith("/proc/self/fd/"):
+        return os.pread(fd, 1 << 20, 0)
+    plan.feed()  # a pipe: our writer thread fills it while we read, as the child would
+    data = b""
+    while chunk := os.read(fd, 65536):
+        data += chunk
+    return data
+
+
 def _is_open(fd: int) -> bool:
     try:
         os.fstat(fd)
@@ -98,8 +115,7 @@ def _is_open(fd: int) -> bool:
 def test_a_trailing_newline_survives_llama_cpps_dropping_one() -> None:
     plan = build_launch(options(), completion(), request("line\n"))
     try:
-        fd = plan.pass_fds[0]
-        assert os.pread(fd, 100, 0) == b"line\n\n"
+        assert read_private(plan, plan.argv[plan.argv.index("-f") + 1]) == b"line\n\n"
     finally:
         plan.release()
 
@@ -118,7 +134,7 @@ def test_a_constraint_goes_in_its_own_private_file() -> None:
     plan = build_launch(options(), completion(), request(json_schema=schema))
     try:
         path = plan.argv[plan.argv.index("--json-schema-file") + 1]
-        assert os.pread(int(path.rsplit("/", 1)[1]), 100, 0) == b'{"type": "object"}'
+        assert read_private(plan, path) == b'{"type": "object"}'
     finally:
         plan.release()
 
@@ -176,8 +192,8 @@ def test_argv_template_with_a_prompt_file() -> None:
     info = BinaryInfo("/opt/other", BinaryKind.PROMPT_FLAG, frozenset())
     plan = build_launch(options(argv_template=("--file", "{prompt_file}")), info, request("hi"))
     try:
-        assert plan.argv[2].startswith("/proc/self/fd/")
-        assert os.pread(plan.pass_fds[0], 10, 0) == b"hi"
+        assert plan.argv[2].startswith(PRIVATE_NAMES)
+        assert read_private(plan, plan.argv[2]) == b"hi"
     finally:
         plan.release()
 

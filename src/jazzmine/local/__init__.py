@@ -25,6 +25,7 @@ from .errors import (
     LLMRateLimitError,
     LLMTimeoutError,
     LLMToolCallError,
+    LLMUnsupportedPlatformError,
 )
 from .request import GenerationRequest, RunOutcome
 from .types import LLMResponse, LLMUsage, MessagePart
@@ -78,6 +79,7 @@ __all__ = [
     "LLMResponse",
     "LLMTimeoutError",
     "LLMToolCallError",
+    "LLMUnsupportedPlatformError",
     "LLMUsage",
     "LocalLLM",
     "MessagePart",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 from pathlib import Path
 
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
@@ -111,17 +112,64 @@ def cache_root() -> Path:
     return Path(base) / "jazzmine"
 
 
-def build_key() -> str:
+# The llama.cpp backends set-up can build (``setup.backends`` chooses), each its own build.
+BACKENDS: tuple[str, ...] = ("cpu", "cuda", "vulkan", "metal")
+# Each GPU backend's switches on top of CMAKE_FLAGS (ggml/CMakeLists.txt).
+GPU_FLAGS: dict[str, tuple[str, ...]] = {
+    "cuda": ("-DGGML_CUDA=ON",),
+    "vulkan": ("-DGGML_VULKAN=ON",),
+    # The shader library inside the binary: the build's bin/ is copied out of the tree.
+    "metal": ("-DGGML_METAL=ON", "-DGGML_METAL_EMBED_LIBRARY=ON"),
+}
+# Which backend's build is used when it is complete (set-up writes it; else the CPU's).
+BACKEND_FILE = "backend"
+BACKEND_ENV = "JAZZMINE_BACKEND"
+BUILD_STAMP = ".complete"
+
+
+def backend_cmake_flags(backend: str = "cpu", system: str | None = None) -> tuple[str, ...]:
+    """The cmake flags of ``backend``'s build on ``system`` (``sys.platform``)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown llama.cpp backend {backend!r} (one of {', '.join(BACKENDS)})")
+    system = sys.platform if system is None else system
+    if backend == "cpu":
+        # llama.cpp turns Metal on by itself on macOS: a CPU build says no out loud.
+        return (*CMAKE_FLAGS, "-DGGML_METAL=OFF") if system == "darwin" else CMAKE_FLAGS
+    return (*CMAKE_FLAGS, *GPU_FLAGS[backend])
+
+
+def build_key(backend: str = "cpu", system: str | None = None) -> str:
     """The build's cache directory name: a different version, flags, targets or source
-    patch is a different build."""
+    patch is a different build (the CPU build on Linux keeps the name it always had)."""
     patches = (part for patch in SOURCE_PATCHES for part in patch)
-    recipe = "\n".join((*CMAKE_FLAGS, *BUILD_TARGETS, *patches))
+    flags = backend_cmake_flags(backend, system)
+    recipe = "\n".join((*flags, *BUILD_TARGETS, *patches))
     digest = hashlib.sha256(recipe.encode()).hexdigest()[:12]
-    return f"llama.cpp-{LLAMA_CPP_PYTHON_VERSION}-{digest}"
+    named = "" if backend == "cpu" else f"{backend}-"
+    return f"llama.cpp-{LLAMA_CPP_PYTHON_VERSION}-{named}{digest}"
 
 
-def build_bin_dir() -> Path:
-    return cache_root() / build_key() / "bin"
+def chosen_backend() -> str:
+    """``$JAZZMINE_BACKEND``, else what ``jazzmine setup --backend`` chose last, else cpu."""
+    chosen = os.environ.get(BACKEND_ENV, "").strip()
+    if not chosen:
+        try:
+            chosen = (cache_root() / BACKEND_FILE).read_text().strip()
+        except OSError:
+            chosen = "cpu"
+    return chosen if chosen in BACKENDS else "cpu"
+
+
+def build_backend() -> str:
+    """The backend whose build runs: the chosen one when its build is complete, else cpu."""
+    chosen = chosen_backend()
+    if chosen != "cpu" and not (cache_root() / build_key(chosen) / BUILD_STAMP).exists():
+        return "cpu"
+    return chosen
+
+
+def build_bin_dir(backend: str | None = None) -> Path:
+    return cache_root() / build_key(backend or build_backend()) / "bin"
 
 
 def default_binary_path() -> Path:

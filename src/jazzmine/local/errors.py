@@ -64,6 +64,11 @@ class LLMInternalError(LLMError, error_class("LLMInternalError")):  # type: igno
     pass
 
 
+class LLMUnsupportedPlatformError(LLMInvalidRequestError):
+    """What was asked needs something this system lacks (on Windows: a llama.cpp child
+    process, which needs POSIX process groups, parent death and Unix sockets)."""
+
+
 class LLMContextLengthError(LLMInvalidRequestError):
     """The prompt is longer than the context: ``prompt_tokens`` against ``context_size``
     (as llama.cpp counted them), the same in both modes."""

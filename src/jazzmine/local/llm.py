@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from . import defaults
+from . import defaults, system
 from .base import BaseLLM
 from .call.flow import Prepared, call_flow
 from .call.limits import ConcurrencyLimit
@@ -93,6 +93,9 @@ class LocalLLM(BaseLLM):
         # Here locals() holds just the parameters: each goes through its entry in
         # options.OPTIONS, so none is taken unchecked.
         options = Options.checked(locals())
+        if options.transport is None:
+            # Here, not deep in the first call: Windows runs only the caller's transports.
+            system.require_children("LocalLLM() runs llama.cpp as a child process")
         super().__init__(
             model=options.model or defaults.DEFAULT_MODEL_LABEL,
             temperature=options.temperature,

@@ -14,7 +14,6 @@ a wait that runs out of time says the same in its error.
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
 import warnings
@@ -22,6 +21,8 @@ import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING
+
+from .. import system
 
 if TYPE_CHECKING:
     import asyncio
@@ -202,4 +203,4 @@ def _after_fork_in_child() -> None:
         limit._reset()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+system.at_fork_in_child(_after_fork_in_child)

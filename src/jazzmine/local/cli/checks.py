@@ -7,6 +7,8 @@ a missing one is reported by the library under its own name, never as set-up.
 from __future__ import annotations
 
 import os
+import subprocess
+from typing import Any
 
 from .. import defaults
 from ..gguf.reader import file_problem
@@ -69,3 +71,27 @@ def check_model(model: str | None) -> None:
     problem = model_problem(model)
     if problem is not None:
         raise FileNotFoundError(problem)
+
+
+def devices_of(binary: str) -> dict[str, Any]:
+    """The backend of the build and the devices llama.cpp sees (``--list-devices``)."""
+    found: dict[str, Any] = {"backend": defaults.build_backend(), "devices": None}
+    if os.path.dirname(os.path.abspath(binary)) != str(defaults.build_bin_dir()):
+        found["backend"] = "unknown (not the embedded build)"
+    try:
+        done = subprocess.run(
+            [binary, "--list-devices"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        found["devices"] = f"not listed: {error}"
+        return found
+    lines = [line.strip() for line in done.stdout.splitlines()[1:] if line.strip()]
+    if done.returncode != 0 or not done.stdout.startswith("Available devices"):
+        found["devices"] = "not listed (the binary has no --list-devices)"
+    else:
+        found["devices"] = [] if lines == ["(none)"] else lines  # []: the CPU only
+    return found

@@ -11,13 +11,21 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import LLMError, LocalLLM, MessagePart, defaults
-from ..setup.run import run_setup
+from ..setup import backends
+from ..setup.run import dry_run, run_setup
 from ..transports import binary as binaries
 from ..transports import rpc
 from ..transports.config import llama_environment
 from ..transports.server.budget import loaded_models
 from .chat import CHAT_KEEP_ALIVE, run_chat
-from .checks import NotSetUp, check_binary, check_model, model_problem, require_setup
+from .checks import (
+    NotSetUp,
+    check_binary,
+    check_model,
+    devices_of,
+    model_problem,
+    require_setup,
+)
 from .model import add_model_options, llm_from_args
 from .models import add_model_commands
 from .reply import print_reply
@@ -44,6 +52,16 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     setup = commands.add_parser("setup", help="build llama.cpp and install the default model")
+    setup.add_argument(
+        "--backend",
+        choices=backends.CHOICES,
+        default="auto",
+        help="the llama.cpp backend (auto: CUDA with nvcc and a driver, Metal on Apple "
+        "silicon, else the CPU; the CPU build stays the fallback)",
+    )
+    setup.add_argument(
+        "--dry-run", action="store_true", help="print the backend and cmake flags; build nothing"
+    )
     setup.set_defaults(handler=_setup)
 
     run = commands.add_parser("run", help="stream one reply to the terminal")
@@ -92,8 +110,12 @@ def _parser() -> argparse.ArgumentParser:
 
 # ---------- commands ----------
 def _setup(args: argparse.Namespace) -> int:
+    show = lambda line: print(line, flush=True)  # noqa: E731
     try:
-        result = run_setup(lambda line: print(line, flush=True))
+        if args.dry_run:
+            dry_run(show, args.backend)
+            return 0
+        result = run_setup(show, args.backend)
     except RuntimeError as error:
         print(f"jazzmine: setup failed: {error}", file=sys.stderr)
         return 1
@@ -156,6 +178,7 @@ def _doctor(args: argparse.Namespace) -> int:
     except (LLMError, OSError) as error:
         report["model"] = llm.model_path
         report["error"] = f"{type(error).__name__}: {error}"
+    report.update(devices_of(llm.binary_path))
     report["server"] = _check_server(args)
     report["model_budget"] = loaded_models()  # what is loaded now, what was evicted
     workers = rpc.parse_servers(args.rpc or os.environ.get("JAZZMINE_RPC_SERVERS") or None)

@@ -5,8 +5,9 @@ The only module that touches ``subprocess``. Every child, per-call or a kept ser
 stops whatever it started; stdin is closed so nothing can wait for input; stderr is
 drained by a thread while stdout is read, so neither pipe can fill and block the child;
 and one stop policy (terminate the group, a grace period, kill, reap) runs on every path.
-A child started with ``dies_with_parent`` is killed by the kernel if this process dies
-(``launcher``), so it is started from a lasting thread (``spawner``). A forked copy of
+A child started with ``dies_with_parent`` is killed if this process dies (``launcher``:
+the kernel on Linux, a lifeline elsewhere), so it is started from a lasting thread
+(``spawner``). A forked copy of
 this process never signals its parent's children. Blocking code only: asyncio callers
 reach it through ``bridge``.
 """
@@ -24,6 +25,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+from .. import system
 from ..errors import DeadlineExceeded
 from . import launcher, spawner
 
@@ -103,7 +105,7 @@ def _after_fork_in_child() -> None:
     _live_lock = threading.Lock()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+system.at_fork_in_child(_after_fork_in_child)
 
 
 class ChildProcess:
@@ -137,7 +139,10 @@ class ChildProcess:
         return self._popen is not None and self._owner == os.getpid()
 
     def start(self) -> ChildProcess:
-        argv = launcher.argv_for(self.argv) if self._dies_with_parent else self.argv
+        argv, pass_fds = self.argv, self._pass_fds
+        if self._dies_with_parent:
+            argv, launcher_fds = launcher.command(self.argv)
+            pass_fds += launcher_fds
 
         def spawn() -> subprocess.Popen[bytes]:
             return subprocess.Popen(
@@ -147,7 +152,7 @@ class ChildProcess:
                 stderr=subprocess.PIPE,
                 start_new_session=True,
                 close_fds=True,
-                pass_fds=self._pass_fds,
+                pass_fds=pass_fds,
                 env=self._env,
             )
 

@@ -9,11 +9,12 @@ spawner of its own, since the parent's thread did not come along.
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
+
+from .. import system
 
 _T = TypeVar("_T")
 
@@ -66,4 +67,4 @@ def _after_fork_in_child() -> None:
     _spawner = _Spawner()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+system.at_fork_in_child(_after_fork_in_child)

@@ -23,9 +23,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .. import defaults
+from .backends import configure_argv, describe
 from .command import Report, run_logged
 
-_STAMP = ".complete"
+_STAMP = defaults.BUILD_STAMP
 # cmake's Makefile generator starts its lines with "[ 42%]"; Ninja with "[17/210]".
 _PERCENT = re.compile(r"^\[\s*(\d+)%\]")
 _STEP_COUNT = re.compile(r"^\[(\d+)/(\d+)\]")
@@ -34,11 +35,12 @@ _STEP_COUNT = re.compile(r"^\[(\d+)/(\d+)\]")
 _WORK = re.compile(r"\b((?:Building|Linking) [^\"\r\n]*[^\"\s])")
 
 
-def ensure_build(report: Report) -> bool:
-    """Build llama.cpp into the cache unless it is there already; True when built now."""
-    target = defaults.build_bin_dir().parent
+def ensure_build(report: Report, backend: str = "cpu") -> bool:
+    """Build llama.cpp for ``backend`` into the cache unless it is there already; True
+    when built now."""
+    target = defaults.build_bin_dir(backend).parent
     if (target / _STAMP).exists():
-        report(f"llama.cpp: cached build at {target / 'bin'}")
+        report(f"llama.cpp: cached {backend} build at {target / 'bin'}")
         return False
     for tool in ("cmake", "c++"):
         if shutil.which(tool) is None:
@@ -53,11 +55,10 @@ def ensure_build(report: Report) -> bool:
         for line in patch_source(source):
             report(f"llama.cpp: {line}")
         build = work / "build"
-        report("llama.cpp: configuring (portable CPU flags, RPC on, no network)")
-        run_logged(
-            ["cmake", "-S", str(source), "-B", str(build), *defaults.CMAKE_FLAGS],
-            work / "configure.log",
-        )
+        report(f"llama.cpp: configuring the {backend} build: {describe(backend)}")
+        configure = configure_argv(backend, str(source), str(build))
+        report(f"llama.cpp: {' '.join(configure)}")
+        run_logged(configure, work / "configure.log")
         jobs = str(os.cpu_count() or 2)
         targets = ["--target", *defaults.BUILD_TARGETS]
         build_argv = ["cmake", "--build", str(build), "-j", jobs, *targets]
@@ -76,7 +77,7 @@ def ensure_build(report: Report) -> bool:
         # What was compiled, for whoever checks the cache: the flags, and each patched
         # file's digest as it stood when cmake read it.
         (staged / _STAMP).write_text(
-            " ".join(defaults.CMAKE_FLAGS)
+            " ".join(defaults.backend_cmake_flags(backend))
             + "\n"
             + "".join(f"patched {name} sha256={digest}\n" for name, digest in patched(source))
         )

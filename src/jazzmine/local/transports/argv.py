@@ -4,18 +4,17 @@ Mirrors what llama.cpp's ``common/arg.cpp`` accepts: llama-completion and llama-
 the prompt from a private file (``-f``), with the flags that keep them offline, quiet and
 byte-exact; a ``-p`` binary gets the prompt on its command line; ``argv_template`` fills a
 caller's own argv. The prompt never travels in argv when the binary can read a file: it
-goes through an anonymous in-memory file (``memfd``) that only the child can open and that
-vanishes with the last descriptor, on every path, crash and cancel included.
+goes through a private file that never touches disk (``private_file``: an anonymous
+in-memory file on Linux, a pipe elsewhere) that only the child can open, on every path,
+crash and cancel included.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import signal
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -23,6 +22,7 @@ from ..errors import LLMInvalidRequestError
 from ..request import GenerationRequest, OutputShape
 from .binary import BinaryInfo, BinaryKind
 from .config import llama_environment
+from .private_file import PrivateFiles
 
 # Linux refuses a single argument longer than this (MAX_ARG_STRLEN) with E2BIG.
 MAX_ARGUMENT_BYTES = 128 * 1024 - 1
@@ -78,18 +78,20 @@ class Launch:
     closing_proof: str = ""
     # The child's environment (None: ours).
     env: Mapping[str, str] | None = None
-    pass_fds: tuple[int, ...] = ()
-    _cleanups: list[tuple[str, object]] = field(default_factory=list)
+    files: PrivateFiles = field(default_factory=PrivateFiles)
+
+    @property
+    def pass_fds(self) -> tuple[int, ...]:
+        """The descriptors the child is given: its private files, nothing else."""
+        return self.files.pass_fds
+
+    def feed(self) -> None:
+        """Once the child has started: deliver the private files that are pipes."""
+        self.files.feed()
 
     def release(self) -> None:
-        """Drop the prompt file: its descriptor, or its private directory."""
-        for what, item in self._cleanups:
-            with contextlib.suppress(OSError):
-                if what == "fd":
-                    os.close(item)  # type: ignore[arg-type]
-                else:
-                    _remove_private_dir(str(item))
-        self._cleanups.clear()
+        """Drop our descriptors of the private files (the child holds its own)."""
+        self.files.release()
 
 
 def build_launch(options: ModelOptions, info: BinaryInfo, request: GenerationRequest) -> Launch:
@@ -293,32 +295,4 @@ def check_argument_size(prompt: str) -> None:
 
 
 def _private_prompt_file(plan: Launch, text: str) -> str:
-    data = text.encode("utf-8")
-    if hasattr(os, "memfd_create"):
-        fd = os.memfd_create("jazzmine-prompt", os.MFD_CLOEXEC)
-        plan._cleanups.append(("fd", fd))
-        _write_all(fd, data)
-        plan.pass_fds += (fd,)
-        return f"/proc/self/fd/{fd}"
-    # Elsewhere: a 0600 file in a 0700 directory of our own, removed after the call.
-    directory = tempfile.mkdtemp(prefix="jazzmine-")
-    plan._cleanups.append(("dir", directory))
-    path = os.path.join(directory, "prompt.txt")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        _write_all(fd, data)
-    finally:
-        os.close(fd)
-    return path
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _remove_private_dir(directory: str) -> None:
-    for name in os.listdir(directory):
-        os.unlink(os.path.join(directory, name))
-    os.rmdir(directory)
+    return plan.files.add(text.encode("utf-8"))

@@ -18,6 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from .. import system
 from ..errors import DeadlineExceeded
 from ..process.child import ChildProcess
 
@@ -61,7 +62,7 @@ def _after_fork_in_child() -> None:
     _probing.clear()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+system.at_fork_in_child(_after_fork_in_child)
 
 
 def check_executable(path: str) -> None:

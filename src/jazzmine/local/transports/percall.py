@@ -90,6 +90,7 @@ class PerCallSession:
     def __enter__(self) -> PerCallSession:
         try:
             self._child.start()
+            self.plan.feed()  # a pipe's contents are written while the child reads them
         finally:
             # The child holds its own copy of the prompt file now (or failed to start).
             self.plan.release()

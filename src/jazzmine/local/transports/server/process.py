@@ -16,7 +16,6 @@ import functools
 import os
 import shutil
 import ssl
-import tempfile
 import threading
 import time
 import weakref
@@ -24,10 +23,13 @@ from dataclasses import dataclass
 
 import httpx
 
+from ... import system
 from ...errors import DeadlineExceeded, LLMInternalError
 from ...process.child import ChildProcess
 from ..config import LocalConfig, llama_environment
 from . import budget
+
+SOCKET_NAME = "llama.sock"
 
 SERVER_NAME = "llama-server"
 # --swa-full keeps the whole cache of sliding-window layers (Gemma 3 and others), so a
@@ -121,7 +123,7 @@ class LlamaServer:
     @property
     def socket_path(self) -> str:
         assert self._directory is not None
-        return os.path.join(self._directory, "llama.sock")
+        return os.path.join(self._directory, SOCKET_NAME)
 
     @property
     def pid(self) -> int | None:
@@ -156,7 +158,8 @@ class LlamaServer:
         # Room in the process's model budget first: this may stop an idle server, or wait.
         size = budget.estimate_mib(self.key.model_path, self.key.context_per_slot * self.key.slots)
         budget.admit(self, size, deadline)
-        self._directory = tempfile.mkdtemp(prefix="jazzmine-server-")  # mode 0700
+        # Mode 0700, and short enough for the socket path on every system (macOS: 104 bytes).
+        self._directory = system.short_private_dir("jazzmine-server-", len(SOCKET_NAME))
         self._owner = os.getpid()
         child = ChildProcess(
             self.key.argv(self.socket_path),
@@ -339,7 +342,7 @@ def _after_fork_in_child() -> None:
         server._forget_after_fork()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+system.at_fork_in_child(_after_fork_in_child)
 
 
 @atexit.register

@@ -15,9 +15,9 @@ loading the model a second time for smaller slots.
 from __future__ import annotations
 
 import dataclasses
-import os
 import threading
 
+from ... import system
 from .process import LlamaServer, ServerKey
 
 _registry: dict[ServerKey, LlamaServer] = {}
@@ -32,7 +32,7 @@ def _after_fork_in_child() -> None:
     _registry_lock = threading.Lock()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+system.at_fork_in_child(_after_fork_in_child)
 
 
 def acquire_server(key: ServerKey, keep_alive: float, larger_ok: bool = False) -> LlamaServer:
