@@ -132,3 +132,14 @@ def test_the_package_imports_and_mocks_without_posix_calls() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("refused: LocalLLM() runs llama.cpp as a child process")
+
+
+def test_the_memory_facts_portable_twins_agree_with_proc(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model budget reads /proc on Linux; elsewhere sysconf and ps, run here forced."""
+    total, resident = system.total_memory_mib(), system.resident_mib(os.getpid())
+    assert total and resident
+    monkeypatch.setenv(system.PORTABLE_ENV, "1")
+    assert not system.uses_proc()
+    portable_total, portable_resident = system.total_memory_mib(), system.resident_mib(os.getpid())
+    assert portable_total is not None and abs(portable_total - total) <= total * 0.05
+    assert portable_resident is not None and abs(portable_resident - resident) <= resident * 0.5 + 8

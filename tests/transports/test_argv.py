@@ -11,7 +11,7 @@ from jazzmine.local import GenerationRequest, LLMInvalidRequestError
 from jazzmine.local.transports.argv import (
     END_OF_TEXT,
     MAX_ARGUMENT_BYTES,
-    LaunchPlan,
+    Launch,
     ModelOptions,
     build_launch,
 )
@@ -92,7 +92,7 @@ def test_llama_completion_reads_the_prompt_from_a_private_file_never_argv() -> N
 PRIVATE_NAMES = ("/proc/self/fd/", "/dev/fd/")
 
 
-def read_private(plan: LaunchPlan, name: str) -> bytes:
+def read_private(plan: Launch, name: str) -> bytes:
     """What the child would read from the private file ``name``."""
     fd = int(name.rsplit("/", 1)[1])
     if name.startswith("/proc/self/fd/"):

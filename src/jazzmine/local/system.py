@@ -9,13 +9,16 @@ keeps a lifeline pipe and kills the child's process group when it reads EOF
 (``process.launcher``); and warm mode's socket in a short private directory, so its path
 fits macOS's 104 bytes. Linux keeps its own calls (no writer thread, no watcher
 process); ``JAZZMINE_PORTABLE=1`` forces the twins, so the code that runs on macOS runs
-in the Linux test suite too. Windows has neither process groups, parent death, nor Unix
+in the Linux test suite too. The model budget's memory facts (the machine's memory, a
+server's resident size) come from ``/proc`` on Linux and from ``sysconf`` and ``ps``
+elsewhere. Windows has neither process groups, parent death, nor Unix
 sockets in the form used here: only transports that start no child run there.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -52,6 +55,46 @@ def uses_memfd() -> bool:
 def uses_pdeathsig() -> bool:
     """Children die with us through ``PR_SET_PDEATHSIG`` (else through a lifeline pipe)."""
     return is_linux() and not portable_forced()
+
+
+def uses_proc() -> bool:
+    """Memory facts come from ``/proc`` (else from ``sysconf`` and ``ps``)."""
+    return is_linux() and not portable_forced()
+
+
+def total_memory_mib() -> int | None:
+    """The machine's memory in MiB (MemTotal), None when unknown."""
+    if uses_proc():
+        return _proc_field("/proc/meminfo", "MemTotal:")
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def resident_mib(pid: int) -> int | None:
+    """A process's resident size in MiB (VmRSS), None when unknown."""
+    if uses_proc():
+        return _proc_field(f"/proc/{pid}/status", "VmRSS:")
+    try:
+        done = subprocess.run(
+            ["ps", "-o", "rss=", "-p", str(pid)], capture_output=True, text=True, timeout=5
+        )
+        return int(done.stdout.split()[0]) // 1024
+    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+        return None
+
+
+def _proc_field(path: str, name: str) -> int | None:
+    """A ``kB`` field of a /proc file, in MiB."""
+    try:
+        with open(path, encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith(name):
+                    return int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def runs_children() -> bool:

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ... import system
 from ...errors import LLMInvalidRequestError, LLMTimeoutError, OptionValueError
 from ...gguf import reader as gguf
 
@@ -118,14 +119,8 @@ def _from_environment(variable: str) -> int | None:
 
 def default_mib() -> int:
     """Three quarters of the machine's memory (MemTotal), or 4096 MiB when unknown."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("MemTotal:"):
-                    return int(int(line.split()[1]) * DEFAULT_MEMORY_SHARE / 1024)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 4096
+    total = system.total_memory_mib()
+    return int(total * DEFAULT_MEMORY_SHARE) if total else 4096
 
 
 # ---------- a server's size ----------
@@ -164,16 +159,7 @@ def _kv_bytes(model_path: str, context_total: int) -> int:
 
 def resident_mib(pid: int | None) -> int:
     """A running server's resident size (VmRSS), 0 when unknown."""
-    if pid is None:
-        return 0
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) // 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
+    return (system.resident_mib(pid) or 0) if pid is not None else 0
 
 
 # ---------- admission and eviction ----------
