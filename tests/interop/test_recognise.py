@@ -204,6 +204,23 @@ def test_a_call_carries_the_parts_constraint_and_says_so(framework: None) -> Non
     assert seen[-1].max_tokens == 32
 
 
+def test_a_binary_that_takes_no_grammar_gets_the_framework_text_as_it_is(
+    framework: None,
+) -> None:
+    """A shape is held by a grammar; a binary that is not llama.cpp takes none, so the
+    framework's call runs unconstrained instead of failing (its parser's fallback stands)."""
+    seen: list[GenerationRequest] = []
+    transport = MockTransport(
+        lambda request: (seen.append(request), MockReply(["free text"]))[1],
+        runs_llama_cpp=False,
+    )
+    llm = LocalLLM(transport=transport, prompt_format="flat", max_tokens=64)
+    response = llm.generate(parts(SUMMARY, "<episode>\nUSER: hi\n</episode>"))
+    assert seen[-1].json_schema is None and seen[-1].grammar is None
+    assert response.text == "free text"
+    assert response.api_metrics is not None and "framework_part" not in response.api_metrics
+
+
 @pytest.mark.parametrize(
     ("instance", "call", "shaped"),
     [

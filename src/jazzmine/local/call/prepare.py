@@ -71,7 +71,14 @@ def prepare(
     max_tokens = options.get("max_tokens", instance.max_tokens)
     shaped: dict[str, Any] = {}
     flat = False
-    if json_schema is None and grammar is None and agent.tools is None:
+    # A shape is held by a grammar: only llama.cpp (a binary it recognised, or its server)
+    # takes one; another binary's calls are left as the framework wrote them.
+    if (
+        json_schema is None
+        and grammar is None
+        and agent.tools is None
+        and transport.runs_llama_cpp()
+    ):
         # The default model answers better flattened in places (Shape.flat_prompt).
         may_flatten = writer.prompt_format == "auto" and _default_model(writer)
         shape = _framework_shape(
