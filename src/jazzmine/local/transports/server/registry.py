@@ -18,7 +18,8 @@ import dataclasses
 import threading
 
 from ... import system
-from .process import LlamaServer, ServerKey
+from .key import ServerKey
+from .process import LlamaServer
 
 _registry: dict[ServerKey, LlamaServer] = {}
 _registry_lock = threading.Lock()

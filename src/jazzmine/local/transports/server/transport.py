@@ -30,7 +30,8 @@ from ..binary import probe
 from ..config import DEFAULT_REPLY_ROOM, LocalConfig, trained_context
 from ..diagnose import failure_cause
 from ..percall import check_workers
-from .process import OPTIONAL_SERVER_FLAGS, LlamaServer, ServerKey, find_server
+from .key import OPTIONAL_SERVER_FLAGS, ServerKey, find_server
+from .process import LlamaServer
 from .registry import acquire_server, release_server
 from .session import ServerSession, server_details, timeout_of
 
