@@ -124,19 +124,33 @@ def test_a_sigkilled_parent_leaves_no_llama_cpp_process(
     parent = subprocess.Popen(
         [sys.executable, "-c", program], stdout=subprocess.PIPE, text=True, env=env
     )
-    assert parent.stdout is not None and parent.stdout.readline().strip() == "started"
-    deadline = time.monotonic() + 60
-    spawned: set[int] = set()
-    while not spawned and time.monotonic() < deadline:
-        spawned = children_of(parent.pid, ("llama-completion", "llama-server"))
-        time.sleep(0.05)
-    assert spawned, "the model process never started"
-    time.sleep(0.5)
-    below = set().union(*(descendants(pid) for pid in spawned))  # a lifeline's watcher
-    assert len(below) == (len(spawned) if portable else 0)
-    parent.send_signal(signal.SIGKILL)
-    parent.wait()
+    try:
+        assert parent.stdout is not None and parent.stdout.readline().strip() == "started"
+        deadline = time.monotonic() + 60
+        spawned: set[int] = set()
+        while not spawned and time.monotonic() < deadline:
+            # The run itself, given the model: not a `--help` probe (which has no watcher).
+            spawned = {
+                pid
+                for pid in children_of(parent.pid, ("llama-completion", "llama-server"))
+                if model_path in _cmdline(pid)
+            }
+            time.sleep(0.05)
+        assert spawned, "the model process never started"
+        time.sleep(0.5)
+        below = set().union(*(descendants(pid) for pid in spawned))  # a lifeline's watcher
+        assert len(below) == (len(spawned) if portable else 0)
+    finally:
+        parent.send_signal(signal.SIGKILL)  # on a failed check too: nothing left running
+        parent.wait()
     assert all(gone_soon(pid, 10) for pid in spawned | below)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
 
 
 def test_close_in_a_forked_child_does_not_stop_the_parents_server(
