@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
-import subprocess
 import sys
+
+from helpers.probes import run_python
 
 import jazzmine.local
 from jazzmine.local import BaseLLM, LLMResponse, LLMUsage, LocalLLM, MessagePart, estimate_tokens
@@ -85,14 +85,9 @@ print(json.dumps(sorted(sys.modules)))
 
 
 def test_importing_local_llm_leaves_the_heavy_dependencies_unloaded() -> None:
-    out = subprocess.run(
-        [sys.executable, "-c", _IMPORT_PROBE],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-    ).stdout
+    done = run_python(_IMPORT_PROBE, limit=60)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
     loaded = set(json.loads(out))
     assert "jazzmine.local.llm" in loaded  # the probe did import LocalLLM
     heavy = {"httpx", "jinja2", "asyncio", "huggingface_hub"}

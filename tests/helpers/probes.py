@@ -12,6 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -164,3 +167,21 @@ async def loop_ticks_during(work: Awaitable[object]) -> int:
     finally:
         task.cancel()
     return ticks
+
+
+def run_python(source: str, *, limit: float = 30.0) -> subprocess.CompletedProcess[str]:
+    """``source`` in a fresh interpreter importing what this one imports; a hang is an
+    AssertionError after ``limit`` seconds, never a pass."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    try:
+        return subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(source)],
+            capture_output=True,
+            text=True,
+            timeout=limit,
+            env=env,
+        )
+    except subprocess.TimeoutExpired as hung:
+        raise AssertionError(
+            f"the program did not finish within {limit} s: {hung.stderr!r}"
+        ) from None

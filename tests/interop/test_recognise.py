@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from helpers.gbnf_recogniser import accepts
+from helpers.probes import run_python
 
 from jazzmine.local import LocalLLM
 from jazzmine.local.interop import recognise, shapes
@@ -282,17 +283,9 @@ print(json.dumps(sorted(m for m in sys.modules if m.startswith("jazzmine"))))
 
 def test_without_the_framework_nothing_of_interop_is_imported() -> None:
     """A call made without the framework never loads ``interop`` (nor looks for it)."""
-    import os
-    import subprocess
-
-    out = subprocess.run(
-        [sys.executable, "-c", _STANDALONE_CALL],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-    ).stdout
+    done = run_python(_STANDALONE_CALL, limit=60)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
     loaded = json.loads(out)
     assert "jazzmine.local.call.prepare" in loaded  # the call was prepared
     assert not [

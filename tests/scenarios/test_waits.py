@@ -7,10 +7,7 @@ took: a regression fails here, it never passes because a timeout fired.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-import textwrap
 import threading
 import time
 import warnings
@@ -18,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers.probes import run_python
 
 from jazzmine.local import LLMTimeoutError, LocalLLM, MessagePart, MockTransport
 from jazzmine.local.call import limits as limits_module
@@ -25,24 +23,6 @@ from jazzmine.local.mock import reply
 
 pytestmark = pytest.mark.faults
 HELLO = [MessagePart("user", "hello")]
-SRC = str(Path(__file__).resolve().parents[2] / "src")
-
-
-def run_python(source: str, *, limit: float = 30.0) -> subprocess.CompletedProcess[str]:
-    """``source`` in a fresh interpreter; a hang is a failure after ``limit`` seconds."""
-    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    try:
-        return subprocess.run(
-            [sys.executable, "-c", textwrap.dedent(source)],
-            capture_output=True,
-            text=True,
-            timeout=limit,
-            env=env,
-        )
-    except subprocess.TimeoutExpired as hung:
-        pytest.fail(f"the program did not finish within {limit} s: {hung.stderr!r}")
-
-
 SLOW_MOCK = """
     import asyncio, time
     from jazzmine.local import LocalLLM, MessagePart, MockTransport
