@@ -46,3 +46,6 @@ class MessagePart(data_class("MessagePart")):  # type: ignore[misc]
     # A "tool" message: the call it answers, and the function's name.
     tool_call_id: str | None = None
     name: str | None = None
+    # An assistant turn's reasoning (OpenAI-compatible servers' ``reasoning_content``):
+    # templates that keep thinking in history print it in their own markers.
+    reasoning_content: str | None = None

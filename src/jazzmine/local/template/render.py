@@ -127,6 +127,7 @@ def render(
     deadline: float | None = None,
     tools: Sequence[Mapping[str, Any]] | None = None,
     enable_thinking: bool | None = None,
+    prefill_final: bool = True,
 ) -> str:
     """The prompt text llama-server's ``/apply-template`` produces for ``messages``.
 
@@ -140,7 +141,8 @@ def render(
     is the error's), attempts something the sandbox forbids, or does more work or builds
     more text than a rendering may (``engine.budget``); or when a tool or tool call is
     malformed. Past ``deadline`` (a ``time.monotonic()`` value) the rendering stops with
-    DeadlineExceeded.
+    DeadlineExceeded. ``prefill_final=False`` renders a trailing assistant message as
+    the template writes a finished turn (for the template analysis), not as a prefill.
     """
     with deadline_scope(deadline):
         tool_list = template_tools(tools) if tools else []
@@ -155,7 +157,7 @@ def render(
             raise LLMInvalidRequestError(f"chat template failed: {exc}") from exc
         thinking = default.thinking if enable_thinking is None else enable_thinking
         now = time.time()
-        msgs, prefill = prepare(messages, used.source, caps)
+        msgs, prefill = prepare(messages, used.source, caps, prefill_final=prefill_final)
         if prefill is not None:
             # the model continues the prefilled message instead of starting a new one
             add_generation_prompt = False

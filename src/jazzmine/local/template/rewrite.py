@@ -26,10 +26,12 @@ _STEPFUN_MARKER = "You have access to the following functions in JSONSchema form
 
 
 def prepare(
-    messages: Sequence[MessagePart], source: str, caps: Caps
+    messages: Sequence[MessagePart], source: str, caps: Caps, *, prefill_final: bool = True
 ) -> tuple[list[dict[str, Any]], str | None]:
     """The messages as the template gets them, and the prefill (None when there is none).
 
+    ``prefill_final=False`` keeps a trailing assistant message as a turn the template
+    writes whole (how llama.cpp's template analysis renders one), never a prefill.
     Raises LLMInvalidRequestError, as llama-server does, for two trailing assistant
     messages, a trailing one that calls tools, and call arguments that are not JSON when
     the template reads them as an object.
@@ -43,7 +45,7 @@ def prepare(
     # A trailing assistant message is a prefill: llama-server renders the rest and lets
     # the model continue that message (oaicompat_chat_params_parse, prefill_assistant).
     prefill: str | None = None
-    if msgs and msgs[-1]["role"] == "assistant":
+    if prefill_final and msgs and msgs[-1]["role"] == "assistant":
         if len(msgs) >= 2 and msgs[-2]["role"] == "assistant":
             raise LLMInvalidRequestError(
                 "Cannot have 2 or more assistant messages at the end of the list."

@@ -51,10 +51,13 @@ def template_tools(tools: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 def message_dict(message: MessagePart) -> dict[str, Any]:
     """One message as the template sees it (``to_json_oaicompat``).
 
-    Content is "" rather than None for an assistant turn that only calls tools; ``name``,
-    ``tool_call_id`` and ``tool_calls`` appear only when set, in that order.
+    Content is "" rather than None for an assistant turn that only calls tools;
+    ``reasoning_content``, ``name``, ``tool_call_id`` and ``tool_calls`` appear only when
+    set, in that order.
     """
     msg: dict[str, Any] = {"role": message.role, "content": message.content or ""}
+    if message.reasoning_content:
+        msg["reasoning_content"] = message.reasoning_content
     if message.name:
         msg["name"] = message.name
     if message.tool_call_id:

@@ -1,0 +1,162 @@
+"""llama.cpp's own chat templates (``models/templates`` of the pinned sdist), and the
+assistant turns each writes: the yardstick of the tool-format and thinking round trips.
+
+The templates are read from the llama-cpp-python source distribution the set-up
+downloaded (``~/.cache/jazzmine/sdist``), unpacked once into the cache; they are data
+nobody here wrote. ``written_call`` and ``written_thinking`` give the text a model
+trained on a template would write after the generation prompt: the template's own
+rendering of an assistant turn, minus the prompt it shares, up to the turn's end.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jazzmine.local import defaults
+from jazzmine.local.errors import LLMInvalidRequestError
+from jazzmine.local.template.diff import common_prefix
+from jazzmine.local.template.engine.source import ChatTemplate
+from jazzmine.local.template.markers import end_of_turn_markers
+from jazzmine.local.template.render import render
+from jazzmine.local.types import MessagePart as M
+
+BOS, EOS = "<|bos|>", "<|eos|>"
+
+WEATHER_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "description": "City name"}},
+            "required": ["city"],
+        },
+    },
+}
+CLOCK_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "clock",
+        "description": "The time now",
+        "parameters": {"type": "object", "properties": {}},
+    },
+}
+TOOLS = [WEATHER_TOOL, CLOCK_TOOL]
+# nine alphanumerics: Mistral's templates refuse other ids
+PARIS_CALL = {
+    "id": "call12345",
+    "type": "function",
+    "function": {"name": "get_weather", "arguments": json.dumps({"city": "Paris"})},
+}
+QUESTION = M("user", "Weather in Paris?")
+ANSWER = "It is sunny in Paris."
+REASONING = "The user wants the weather, so I look it up."
+
+
+def sdist_archive() -> Path:
+    version = defaults.LLAMA_CPP_PYTHON_VERSION
+    return defaults.cache_root() / "sdist" / f"llama_cpp_python-{version}.tar.gz"
+
+
+def template_dir() -> Path:
+    """The unpacked ``models/templates`` directory of the pinned sdist."""
+    version = defaults.LLAMA_CPP_PYTHON_VERSION
+    target = defaults.cache_root() / f"templates-{version}"
+    done = target / ".complete"
+    if done.exists():
+        return target
+    archive = sdist_archive()
+    if not archive.is_file():
+        raise FileNotFoundError(f"{archive} is missing: run `bash dev.sh setup` first")
+    prefix = f"llama_cpp_python-{version}/vendor/llama.cpp/models/templates/"
+    target.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            name = member.name
+            if member.isfile() and name.startswith(prefix) and name.endswith(".jinja"):
+                extracted = tar.extractfile(member)
+                assert extracted is not None
+                (target / Path(member.name).name).write_bytes(extracted.read())
+    done.touch()
+    return target
+
+
+def template_files() -> list[Path]:
+    return sorted(template_dir().glob("*.jinja"))
+
+
+def chat_template(path: Path) -> ChatTemplate:
+    return ChatTemplate(path.read_text(encoding="utf-8"), BOS, EOS)
+
+
+@dataclass(frozen=True)
+class Written:
+    """An assistant turn as a template writes it after its generation prompt."""
+
+    prompt: str  # the rendered conversation up to and with the generation prompt
+    reply: str  # what the model would write, up to (not with) its end of turn
+
+
+def _turn_after_prompt(
+    template: ChatTemplate, history: list[M], turn: M, **options: Any
+) -> Written | None:
+    """The text ``turn`` adds after the generation prompt of ``history``; None when
+    the template refuses either rendering or the two share no generation prompt."""
+    try:
+        prompt = render(template, history, add_generation_prompt=True, **options)
+        full = render(
+            template, [*history, turn], add_generation_prompt=False, prefill_final=False, **options
+        )
+    except LLMInvalidRequestError:
+        return None
+    if not full.startswith(prompt):
+        # the generation prompt differs from the turn's opening (an opened "<think>"
+        # is written closed in history): the reply starts at the first difference,
+        # moved back to the start of a marker it falls inside
+        shared = common_prefix(prompt, full)
+        opening = full.rfind("<", 0, shared + 1)
+        if opening >= 0 and ">" not in full[opening:shared]:
+            shared = opening
+        if shared < len(prompt.rstrip()) - 40:
+            return None
+        reply = full[shared:]
+    else:
+        reply = full[len(prompt) :]
+    cut = len(reply)
+    for marker in end_of_turn_markers(template):
+        at = reply.find(marker)
+        if 0 <= at < cut:
+            cut = at
+    return Written(prompt, reply[:cut])
+
+
+def written_call(template: ChatTemplate) -> Written | None:
+    """``get_weather(city="Paris")`` as the template writes it, with its tools given.
+
+    None when the template writes no call after its generation prompt.
+    """
+    turn = M("assistant", "", tool_calls=[PARIS_CALL])
+    written = _turn_after_prompt(template, [QUESTION], turn, tools=TOOLS)
+    if written is None or "get_weather" not in written.reply or "Paris" not in written.reply:
+        return None
+    return written
+
+
+def written_thinking(template: ChatTemplate) -> Written | None:
+    """An answer with its reasoning as the template writes it; None when the template
+    writes no reasoning into the assistant turn."""
+    turn = M("assistant", ANSWER, reasoning_content=REASONING)
+    written = _turn_after_prompt(template, [QUESTION], turn, enable_thinking=True)
+    if written is None:
+        return None
+    reply = written.reply
+    if REASONING not in reply and REASONING not in written.prompt[-200:]:
+        return None
+    if ANSWER not in reply:
+        return None
+    return written
