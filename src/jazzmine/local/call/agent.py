@@ -18,7 +18,7 @@ from ..errors import OptionValueError
 from ..options.agent import tool_choice_of
 from ..reply.parts import Piece, ReplyParts
 from ..request import GenerationRequest
-from ..tools.reasoning import ReasoningSplitter, Think, opened_in_prompt
+from ..tools.reasoning import ReasoningSplitter, Think
 from ..types import MessagePart
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ class ResolvedAgent:
         """Once the prompt is written: does it open the reasoning block itself?"""
         if self.think is None:
             return self
-        think = dataclasses.replace(self.think, opened=opened_in_prompt(prompt, self.think.start))
+        think = dataclasses.replace(self.think, opened=self.think.opened_by(prompt))
         tools = None if self.tools is None else dataclasses.replace(self.tools, think=think)
         return dataclasses.replace(self, think=think, tools=tools)
 
@@ -169,7 +169,7 @@ class ResolvedAgent:
     def reply_parts(self) -> ReplyParts:
         thinking = None
         if self.think is not None:
-            thinking = ReasoningSplitter(self.think.start, self.think.end, opened=self.think.opened)
+            thinking = self.think.splitter()
         # tool_choice "none" reads the reply with the tools too: a call the model writes
         # anyway is left out of the text (and counted), unless the caller shaped it
         tools = None if self.shaped else self.tools
@@ -238,12 +238,29 @@ def choice_dict(choice: Any) -> Any:
 
 
 def _think_of(template: ChatTemplate | None) -> Think | None:
-    """The template's reasoning markers as llama.cpp's autoparser infers them."""
+    """The template's reasoning block: as the template writes it (``template.thinking``),
+    else the markers llama.cpp's autoparser infers."""
     if template is None:
         return None
     from ..template.caps import capabilities  # the template engine is loaded already
+    from ..template.thinking import thinking_format
 
+    written = thinking_format(template)
+    if written is not None:
+        return Think(
+            written.start,
+            written.end,
+            prompt_opening=written.prompt_opening,
+            answer_start=written.answer_start,
+            answer_end=written.answer_end,
+            maybe_open=written.prompt_closes,
+        )
     caps = capabilities(template)
-    if not caps.thinking or not caps.reasoning_end:
-        return None
-    return Think(caps.reasoning_start, caps.reasoning_end)
+    if caps.thinking and caps.reasoning_end:
+        return Think(caps.reasoning_start, caps.reasoning_end)
+    if "</think>" in template.source:
+        # Hand-written: the template strips "<think>...</think>" from past turns' content
+        # but never writes reasoning itself (Kimi K2, LFM2): nothing to derive from, yet
+        # a model trained on it writes the block
+        return Think()
+    return None

@@ -26,6 +26,12 @@ _TURN_END_MARKERS = (
     "<|eot|>",
     "<end_of_utterance>",
     "</s>",  # Llama 2, Mistral
+    "<seed:eos>",  # Seed-OSS
+    "[e~[",  # MiniMax M2, M3
+    "<|end_of_msg|>",  # Kimi K3
+    "<|role_end|>",  # Ling
+    "</assistant>",  # Laguna
+    "<sep>",  # Reka
 )
 
 

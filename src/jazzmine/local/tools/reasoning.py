@@ -25,11 +25,39 @@ DEFAULT_END = "</think>"
 @dataclass(frozen=True)
 class Think:
     """A reasoning block that may precede the answer: its delimiters, and whether the
-    prompt already opened it (the reply then starts inside the reasoning)."""
+    prompt already opened it (the reply then starts inside the reasoning).
+
+    The rest is what the template writes around it (``template.thinking``): the end
+    of a generation prompt that opens the block, the markers around the answer after
+    the thinking (Cohere's ``<|START_TEXT|>``/``<|END_TEXT|>``), and whether a reply
+    may start inside a block the prompt closed (its first marker is then the end).
+    """
 
     start: str = DEFAULT_START
     end: str = DEFAULT_END
     opened: bool = False
+    prompt_opening: str = ""
+    answer_start: str = ""
+    answer_end: str = ""
+    maybe_open: bool = False
+
+    def splitter(self) -> ReasoningSplitter:
+        return ReasoningSplitter(
+            self.start,
+            self.end,
+            opened=self.opened,
+            answer_start=self.answer_start,
+            answer_end=self.answer_end,
+            maybe_open=self.maybe_open and not self.opened,
+        )
+
+    def opened_by(self, prompt: str) -> bool:
+        """Whether ``prompt`` ends inside this block: with the generation prompt that
+        opens it, or with the opening marker itself."""
+        opening = self.prompt_opening.strip()
+        if opening and prompt.rstrip().endswith(opening):
+            return True
+        return opened_in_prompt(prompt, self.start)
 
 
 def opened_in_prompt(prompt: str, start: str = DEFAULT_START) -> bool:
@@ -56,12 +84,24 @@ class ReasoningSplitter:
     """
 
     def __init__(
-        self, start: str = DEFAULT_START, end: str = DEFAULT_END, *, opened: bool = False
+        self,
+        start: str = DEFAULT_START,
+        end: str = DEFAULT_END,
+        *,
+        opened: bool = False,
+        answer_start: str = "",
+        answer_end: str = "",
+        maybe_open: bool = False,
     ) -> None:
         if not end.strip():
             raise ValueError("the reasoning end marker must not be empty")
         self.start = start.strip()
         self.end = end.strip()
+        self.answer_start = answer_start.strip()
+        self.answer_end = answer_end.strip()
+        # a reply not opening the block may still be inside one: it is held until the
+        # end marker shows (then it was reasoning) or the reply ends (it was the answer)
+        self._maybe_open = maybe_open
         # "start": is there a block at all?  "reasoning", then "answer".
         self._state = "reasoning" if opened or not self.start else "start"
         self._pending = ""
@@ -95,14 +135,16 @@ class ReasoningSplitter:
         """The rest; a marker left unfinished at the end is plain text after all."""
         reasoning, answer = "", ""
         if self._state == "start":
-            answer = self._pending  # no block: whatever was held is the answer
+            # no block: whatever was held is the answer
+            self._state, self._fresh = "answer", bool(self.answer_start)
+            answer = self._answer(final=True)
         elif self._state == "reasoning":
             self.truncated = True
             reasoning = self._pending.rstrip()
             if self._fresh:
                 reasoning = reasoning.lstrip()
-        elif not self._fresh:
-            answer = self._pending
+        else:
+            answer = self._answer(final=True)
         self._pending = ""
         self.reasoning += reasoning
         self.answer += answer
@@ -117,7 +159,14 @@ class ReasoningSplitter:
             return True
         if not body or self.start.startswith(body):
             return False
-        self._state, self._fresh = "answer", False  # no reasoning: the answer is verbatim
+        if self._maybe_open:
+            found = self._pending.find(self.end)
+            if found < 0:
+                return False  # held: reasoning if the end marker comes, else the answer
+            self._state = "reasoning"
+            return True
+        # no reasoning: the answer is verbatim, but for the template's own opening
+        self._state, self._fresh = "answer", bool(self.answer_start)
         return True
 
     def _reason(self) -> tuple[str, bool]:
@@ -143,11 +192,30 @@ class ReasoningSplitter:
         self._pending = self._pending[len(delta) :]
         return delta, False
 
-    def _answer(self) -> str:
+    def _answer(self, *, final: bool = False) -> str:
+        """In "answer": the answer that is certain, without the markers the template
+        writes around it (a marker split across pieces is held back until known)."""
         if self._fresh:
             self._pending = self._pending.lstrip()
+            opening = self.answer_start
+            if opening and self._pending.startswith(opening):
+                self._pending = self._pending[len(opening) :].lstrip()
+            elif opening and opening.startswith(self._pending) and not final:
+                return ""
             if not self._pending:
                 return ""
             self._fresh = False
-        delta, self._pending = self._pending, ""
+        closing = self.answer_end
+        if not closing:
+            delta, self._pending = self._pending, ""
+            return delta
+        found = self._pending.find(closing)
+        if found >= 0:
+            delta = self._pending[:found].rstrip() + self._pending[found + len(closing) :]
+            self._pending = ""
+            return delta
+        keep = len(self._pending) if final else len(self._pending) - _partial_suffix(
+            self._pending, closing
+        )
+        delta, self._pending = self._pending[:keep], self._pending[keep:]
         return delta

@@ -1,0 +1,176 @@
+"""How a template writes its reasoning block, learned by rendering the template itself.
+
+``template/reasoning.py`` answers llama.cpp's question (does llama-server treat the
+template as reasoning, with which delimiters); this answers the reader's: where in a
+reply the thinking starts and stops, and what wraps the answer after it. As llama.cpp's
+analyzer does, the template renders a finished assistant turn with a probe reasoning
+and a probe answer, the same turn without the reasoning, and its generation prompt
+with thinking on and off; comparing them gives
+
+- the marker that opens the block (``<think>``, ``<|START_THINKING|>``, ...) and whether
+  the generation prompt already wrote it (the reply then starts inside the block);
+- the marker that closes it (``</think>``, ``[BEGIN FINAL RESPONSE]``, ``<|eom|>``, ...);
+- what the template writes around the answer after the thinking (Cohere's
+  ``<|START_TEXT|>...<|END_TEXT|>``, Muse's ``<|start|>assistant to=user<|message|>``).
+
+The markers are whatever the template writes: no family is listed here. A template that
+never shows ``reasoning_content`` gives None (see ``think_fallback``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import LLMInvalidRequestError
+from ..types import MessagePart
+from .diff import common_prefix, segments
+from .engine.cache import BoundedCache
+from .engine.source import ChatTemplate
+from .markers import end_of_turn_markers
+
+# Probe texts no template writes by itself (no markers, no spaces to trim).
+_USER = "USER_PROBE_TEXT"
+_REASONING = "REASONING_PROBE_TEXT"
+_ANSWER = "ANSWER_PROBE_TEXT"
+
+
+@dataclass(frozen=True)
+class ThinkingFormat:
+    """A template's reasoning block, as it writes it."""
+
+    start: str  # the opening marker ("" when none shows)
+    end: str  # the closing marker
+    # the end of the generation prompt when it opens the block itself ("" when it does
+    # not): a prompt that ends so has the reply start inside the reasoning
+    prompt_opening: str = ""
+    # what the template writes before and after the answer that follows the thinking
+    answer_start: str = ""
+    answer_end: str = ""
+    # the generation prompt closes an empty block even with thinking on (the template
+    # thinks by another switch, Hunyuan's reasoning_effort): a reply may still start
+    # inside the block, and then its first marker is the closing one
+    prompt_closes: bool = False
+
+
+_formats: BoundedCache[tuple[str, str, str], tuple[ThinkingFormat | None]] = BoundedCache()
+
+
+def thinking_format(template: ChatTemplate) -> ThinkingFormat | None:
+    """The template's reasoning block (cached); None when it writes none."""
+    key = (template.source, template.bos_token, template.eos_token)
+    cached = _formats.get(key)
+    if cached is not None:
+        return cached[0]
+    try:
+        found = _derive(template)
+    except LLMInvalidRequestError:
+        found = None  # a template that cannot render the probes shows no format
+    _formats.put(key, (found,))
+    return found
+
+
+def _render(template: ChatTemplate, messages: list[MessagePart], prompt: bool, on: bool) -> str:
+    from .render import render  # render needs the capabilities, which need this module's peers
+
+    return render(
+        template,
+        messages,
+        add_generation_prompt=prompt,
+        prefill_final=False,
+        enable_thinking=on,
+    )
+
+
+def _marker_start(text: str, pos: int) -> int:
+    """``pos`` moved back to the start of a marker it falls inside."""
+    opening = max(text.rfind("<", 0, pos), text.rfind("[", 0, pos))
+    if opening >= 0 and not any(c in text[opening:pos] for c in ">]"):
+        return opening
+    return pos
+
+
+def _last_marker(text: str) -> str:
+    marked = [piece for is_marker, piece in segments(text.rstrip()) if is_marker]
+    return marked[-1] if marked and text.rstrip().endswith(marked[-1]) else ""
+
+
+def _derive(template: ChatTemplate) -> ThinkingFormat | None:
+    user = MessagePart("user", _USER)
+    turn = _render(
+        template,
+        [user, MessagePart("assistant", _ANSWER, reasoning_content=_REASONING)],
+        False,
+        True,
+    )
+    at_r, at_a = turn.find(_REASONING), turn.find(_ANSWER)
+    if at_r < 0 or at_a < at_r:
+        return None
+    between = turn[at_r + len(_REASONING) : at_a]
+    if not between.strip():
+        return None  # nothing tells the reasoning from the answer
+    plain = _render(template, [user, MessagePart("assistant", _ANSWER)], False, True)
+    history = _render(template, [user], False, True)
+    prompt_on = _render(template, [user], True, True)
+    prompt_off = _render(template, [user], True, False)
+
+    # does the generation prompt (thinking on) already open the block?
+    shared = _marker_start(turn, common_prefix(prompt_on, turn))
+    opened = shared <= at_r and not turn[shared:at_r].strip()
+    rest = prompt_on[shared:].strip()
+    closes = opened and bool(rest) and between.strip().startswith(rest)
+    opening = ""
+    if not opened:
+        start = turn[shared:at_r].strip()  # what the reply writes before its reasoning
+    else:
+        # the block's own opening: what the reasoning turn writes where the plain turn
+        # goes its own way, or what thinking adds to the generation prompt, or (written
+        # either way, Qwen3.5's "<think>\n") the last marker before the reasoning
+        from_plain = turn[_marker_start(turn, common_prefix(plain, turn)) : at_r].strip()
+        from_switch = prompt_on[
+            _marker_start(prompt_on, common_prefix(prompt_on, prompt_off)) :
+        ].strip()
+        start = _last_marker(turn[:at_r])
+        for candidate in (from_plain, from_switch):
+            if candidate and _USER not in candidate and turn[:at_r].rstrip().endswith(candidate):
+                start = candidate
+                break
+        if not closes:
+            generation = prompt_on[len(history) :] if prompt_on.startswith(history) else ""
+            opening = generation.strip() or start
+    end, answer_start = _split_closing(between, plain)
+    after = turn[at_a + len(_ANSWER) :]
+    cut = len(after)
+    for marker in end_of_turn_markers(template):
+        found = after.find(marker)
+        if 0 <= found < cut:
+            cut = found
+    return ThinkingFormat(
+        start=start,
+        end=end,
+        prompt_opening=opening,
+        answer_start=answer_start,
+        answer_end=after[:cut].strip(),
+        prompt_closes=closes,
+    )
+
+
+def _split_closing(between: str, plain: str) -> tuple[str, str]:
+    """(closing marker, answer opening) of the text between reasoning and answer.
+
+    What the plain turn (no reasoning) also writes right before its answer opens the
+    answer, unless the plain turn writes all of it (an empty block): then all of it
+    closes the block.
+    """
+    before_answer = plain[: plain.find(_ANSWER)] if _ANSWER in plain else ""
+    text = between.strip()
+    if before_answer.rstrip().endswith(text):
+        return text, ""
+    for pos in range(1, len(text)):
+        if text[pos] in "<[" and before_answer.rstrip().endswith(text[pos:]):
+            if text[:pos].strip():
+                return text[:pos].strip(), text[pos:]
+    return text, ""
+
+
+def clear_cache() -> None:
+    _formats.clear()
