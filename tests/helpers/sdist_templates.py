@@ -147,16 +147,27 @@ def written_call(template: ChatTemplate) -> Written | None:
     return written
 
 
-def written_thinking(template: ChatTemplate) -> Written | None:
-    """An answer with its reasoning as the template writes it; None when the template
-    writes no reasoning into the assistant turn."""
-    turn = M("assistant", ANSWER, reasoning_content=REASONING)
-    written = _turn_after_prompt(template, [QUESTION], turn, enable_thinking=True)
-    if written is None:
-        return None
-    reply = written.reply
-    if REASONING not in reply and REASONING not in written.prompt[-200:]:
-        return None
-    if ANSWER not in reply:
-        return None
-    return written
+@dataclass(frozen=True)
+class WrittenThinking(Written):
+    """An assistant turn with reasoning; ``call``: the template shows reasoning only
+    beside a tool call (Gemma 4, Command R7B), so the turn is ``get_weather`` after it
+    (rendered with the tools), not ``ANSWER``."""
+
+    call: bool = False
+
+
+def written_thinking(template: ChatTemplate) -> WrittenThinking | None:
+    """Reasoning and what follows it as the template writes them after its generation
+    prompt, thinking on, the final turn as a finished one (llama.cpp renders the
+    reasoning of the last assistant turn; ``prefill_final=False``). First an answer
+    with its reasoning; when the template shows no reasoning there, a call with its
+    reasoning. None when the template writes reasoning into neither."""
+    answer = M("assistant", ANSWER, reasoning_content=REASONING)
+    written = _turn_after_prompt(template, [QUESTION], answer, enable_thinking=True)
+    if written is not None and REASONING in written.reply and ANSWER in written.reply:
+        return WrittenThinking(written.prompt, written.reply)
+    call = M("assistant", "", reasoning_content=REASONING, tool_calls=[PARIS_CALL])
+    written = _turn_after_prompt(template, [QUESTION], call, tools=TOOLS, enable_thinking=True)
+    if written is not None and REASONING in written.reply and "get_weather" in written.reply:
+        return WrittenThinking(written.prompt, written.reply, call=True)
+    return None

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from ..errors import LLMInvalidRequestError
 from ..types import MessagePart
-from .diff import common_prefix, segments
+from .diff import common_prefix, common_suffix, segments
 from .engine.cache import BoundedCache
 from .engine.source import ChatTemplate
 from .markers import end_of_turn_markers
@@ -69,7 +69,30 @@ def thinking_format(template: ChatTemplate) -> ThinkingFormat | None:
     return found
 
 
-def _render(template: ChatTemplate, messages: list[MessagePart], prompt: bool, on: bool) -> str:
+# Templates that write reasoning only beside a tool call (Gemma 4, Command R7B) are
+# probed with one.
+_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "probe_tool",
+        "description": "A probe",
+        "parameters": {"type": "object", "properties": {"arg": {"type": "string"}}},
+    },
+}
+_CALL = {
+    "id": "call12345",
+    "type": "function",
+    "function": {"name": "probe_tool", "arguments": '{"arg": "PROBE_ARG"}'},
+}
+
+
+def _render(
+    template: ChatTemplate,
+    messages: list[MessagePart],
+    prompt: bool,
+    on: bool,
+    with_tools: bool = False,
+) -> str:
     from .render import render  # render needs the capabilities, which need this module's peers
 
     return render(
@@ -78,6 +101,7 @@ def _render(template: ChatTemplate, messages: list[MessagePart], prompt: bool, o
         add_generation_prompt=prompt,
         prefill_final=False,
         enable_thinking=on,
+        tools=[_TOOL] if with_tools else None,
     )
 
 
@@ -96,22 +120,35 @@ def _last_marker(text: str) -> str:
 
 def _derive(template: ChatTemplate) -> ThinkingFormat | None:
     user = MessagePart("user", _USER)
+    with_tools = False
     turn = _render(
         template,
         [user, MessagePart("assistant", _ANSWER, reasoning_content=_REASONING)],
         False,
         True,
     )
+    plain = _render(template, [user, MessagePart("assistant", _ANSWER)], False, True)
     at_r, at_a = turn.find(_REASONING), turn.find(_ANSWER)
     if at_r < 0 or at_a < at_r:
-        return None
-    between = turn[at_r + len(_REASONING) : at_a]
+        # some templates show reasoning only beside a call
+        with_tools, at_a = True, -1
+        call = MessagePart("assistant", "", reasoning_content=_REASONING, tool_calls=[_CALL])
+        turn = _render(template, [user, call], False, True, True)
+        plain = _render(
+            template, [user, MessagePart("assistant", "", tool_calls=[_CALL])], False, True, True
+        )
+        at_r = turn.find(_REASONING)
+        if at_r < 0:
+            return None
+    if at_a >= 0:
+        between = turn[at_r + len(_REASONING) : at_a]
+    else:
+        between = _before_shared_tail(turn, plain, at_r + len(_REASONING))
     if not between.strip():
-        return None  # nothing tells the reasoning from the answer
-    plain = _render(template, [user, MessagePart("assistant", _ANSWER)], False, True)
-    history = _render(template, [user], False, True)
-    prompt_on = _render(template, [user], True, True)
-    prompt_off = _render(template, [user], True, False)
+        return None  # nothing tells the reasoning from what follows
+    history = _render(template, [user], False, True, with_tools)
+    prompt_on = _render(template, [user], True, True, with_tools)
+    prompt_off = _render(template, [user], True, False, with_tools)
 
     # does the generation prompt (thinking on) already open the block?
     shared = _marker_start(turn, common_prefix(prompt_on, turn))
@@ -137,6 +174,8 @@ def _derive(template: ChatTemplate) -> ThinkingFormat | None:
         if not closes:
             generation = prompt_on[len(history) :] if prompt_on.startswith(history) else ""
             opening = generation.strip() or start
+    if at_a < 0:
+        return ThinkingFormat(start, between.strip(), opening, prompt_closes=closes)
     end, answer_start = _split_closing(between, plain)
     after = turn[at_a + len(_ANSWER) :]
     cut = len(after)
@@ -152,6 +191,23 @@ def _derive(template: ChatTemplate) -> ThinkingFormat | None:
         answer_end=after[:cut].strip(),
         prompt_closes=closes,
     )
+
+
+def _before_shared_tail(turn: str, plain: str, pos: int) -> str:
+    """What ``turn`` writes from ``pos`` until it ends as ``plain`` does (the call both
+    write), a marker cut by that point taken whole; the first marker after ``pos`` when
+    ``plain`` writes that part too (an empty block)."""
+    cut = len(turn) - common_suffix(turn, plain)
+    inside = max(turn.rfind("<", pos, cut), turn.rfind("[", pos, cut))
+    if inside >= 0 and not any(c in turn[inside:cut] for c in ">]"):
+        closing = min(
+            (at for at in (turn.find(">", cut), turn.find("]", cut)) if at >= 0), default=-1
+        )
+        cut = closing + 1 if closing >= 0 else cut
+    if cut > pos and turn[pos:cut].strip():
+        return turn[pos:cut]
+    marked = [piece for is_marker, piece in segments(turn[pos:]) if is_marker]
+    return marked[0] if marked else ""
 
 
 def _split_closing(between: str, plain: str) -> tuple[str, str]:
