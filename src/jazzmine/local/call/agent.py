@@ -147,13 +147,7 @@ class ResolvedAgent:
         remaining = None if original.max_tokens is None else original.max_tokens - used
         if remaining is not None and remaining <= 0:
             return None
-        # the markers as the template writes them (Qwen3: "\n</think>\n\n")
-        end = self.think.end
-        if thought.rstrip().endswith(end.strip()):
-            closing = "\n\n"
-        else:
-            closing = end if end.startswith("\n") else f"\n{end}"
-            closing += "" if end.endswith("\n") else "\n\n"
+        closing = _closing(self.think, thought)
         tools = None if self.tools is None else dataclasses.replace(self.tools, think=None)
         answer_plan = dataclasses.replace(self, think=None, tools=tools)
         constraint = answer_plan.constraint(*caller)
@@ -230,6 +224,23 @@ def resolve_agent(
     return ResolvedAgent(plan, think, False if reasoning is False else None, budget, deadline)
 
 
+def _closing(think: Think, thought: str) -> str:
+    """What closes the block after ``thought`` as the template writes it (Qwen3:
+    "\n</think>\n\n"; Cohere: "<|END_THINKING|><|START_TEXT|>"), or what is left of that
+    when the model closed the block itself."""
+    end = think.end.strip()
+    written = think.closing
+    if end in written:
+        after = written[written.find(end) + len(end) :]
+        if thought.rstrip().endswith(end):
+            return after
+        return written
+    if thought.rstrip().endswith(end):
+        return "\n\n"
+    closing = think.end if think.end.startswith("\n") else f"\n{think.end}"
+    return closing + ("" if think.end.endswith("\n") else "\n\n")
+
+
 def choice_dict(choice: Any) -> Any:
     """A checked Choice back in the caller's shape, for ``plan_tools``."""
     if choice.mode == "named":
@@ -254,6 +265,7 @@ def _think_of(template: ChatTemplate | None) -> Think | None:
             answer_start=written.answer_start,
             answer_end=written.answer_end,
             maybe_open=written.prompt_closes,
+            closing=written.closing,
         )
     caps = capabilities(template)
     if caps.thinking and caps.reasoning_end:

@@ -50,6 +50,9 @@ class ThinkingFormat:
     # thinks by another switch, Hunyuan's reasoning_effort): a reply may still start
     # inside the block, and then its first marker is the closing one
     prompt_closes: bool = False
+    # the text between the reasoning and what follows, as the template writes it
+    # (Qwen3's "\n</think>\n\n"): how a reasoning budget closes the block for the model
+    closing: str = ""
 
 
 _formats: BoundedCache[tuple[str, str, str], tuple[ThinkingFormat | None]] = BoundedCache()
@@ -175,7 +178,9 @@ def _derive(template: ChatTemplate) -> ThinkingFormat | None:
             generation = prompt_on[len(history) :] if prompt_on.startswith(history) else ""
             opening = generation.strip() or start
     if at_a < 0:
-        return ThinkingFormat(start, between.strip(), opening, prompt_closes=closes)
+        return ThinkingFormat(
+            start, between.strip(), opening, prompt_closes=closes, closing=between
+        )
     end, answer_start = _split_closing(between, plain)
     after = turn[at_a + len(_ANSWER) :]
     cut = len(after)
@@ -190,6 +195,7 @@ def _derive(template: ChatTemplate) -> ThinkingFormat | None:
         answer_start=answer_start,
         answer_end=after[:cut].strip(),
         prompt_closes=closes,
+        closing=between,
     )
 
 

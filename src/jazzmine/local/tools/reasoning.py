@@ -40,6 +40,9 @@ class Think:
     answer_start: str = ""
     answer_end: str = ""
     maybe_open: bool = False
+    # the text between the reasoning and the answer as the template writes it, markers
+    # and whitespace ("\n</think>\n\n"); "" when not known
+    closing: str = ""
 
     def splitter(self) -> ReasoningSplitter:
         return ReasoningSplitter(
