@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from jazzmine.local.tools.reasoning import ReasoningSplitter, opened_in_prompt
+from jazzmine.local.tools.reasoning import ReasoningSplitter, Think, opened_in_prompt
 
 
 def split(pieces: list[str], **options: object) -> tuple[str, str, bool, list[tuple[str, str]]]:
@@ -31,6 +31,12 @@ def every_split(text: str) -> list[list[str]]:
     return cuts
 
 
+COHERE = {
+    "start": "<|START_THINKING|>",
+    "end": "<|END_THINKING|>",
+    "answer_start": "<|START_TEXT|>",
+    "answer_end": "<|END_TEXT|>",
+}
 CASES = [
     # (reply, options, reasoning, answer, truncated)
     ("<think>\nLet me see.\n</think>\n\nIt is 4.", {}, "Let me see.", "It is 4.", False),
@@ -68,6 +74,21 @@ CASES = [
         "Done",
         False,
     ),
+    # markers the template writes around the answer after the thinking (Cohere)
+    (
+        "<|START_THINKING|>hmm<|END_THINKING|><|START_TEXT|>Answer<|END_TEXT|>",
+        COHERE,
+        "hmm",
+        "Answer",
+        False,
+    ),
+    ("<|START_TEXT|>No thinking<|END_TEXT|>", COHERE, "", "No thinking", False),
+    ("Plain <|END_TEXT|> after", COHERE, "", "Plain  after", False),
+    ("<|START_TEX", COHERE, "", "<|START_TEX", False),
+    # a reply that may start inside a block the prompt closed (Hunyuan)
+    ("hmm</think>Answer", {"maybe_open": True}, "hmm", "Answer", False),
+    ("Just the answer", {"maybe_open": True}, "", "Just the answer", False),
+    ("<think>hmm</think>Answer", {"maybe_open": True}, "hmm", "Answer", False),
 ]
 
 
@@ -112,3 +133,22 @@ def test_opened_in_prompt() -> None:
 def test_an_empty_end_marker_is_refused() -> None:
     with pytest.raises(ValueError):
         ReasoningSplitter(end=" ")
+
+
+def test_the_answers_closing_marker_split_across_pieces_never_leaks() -> None:
+    splitter = ReasoningSplitter(answer_end="<|END_TEXT|>")
+    assert splitter.feed("<think>a</think>Yes <|END") == ("a", "Yes ")
+    assert splitter.feed("_TEXT|>") == ("", "")
+    assert splitter.finish() == ("", "")
+    assert splitter.answer == "Yes "
+
+
+def test_think_builds_its_splitter_and_knows_a_prompt_that_opens_it() -> None:
+    think = Think("<think>", "</think>", prompt_opening="<|im_start|>assistant\n<think>")
+    assert think.opened_by("...<|im_start|>assistant\n<think>\n")
+    assert not think.opened_by("...<|im_start|>assistant\n<think>\n\n</think>\n\n")
+    # the opening marker alone opens it too (a prefilled "<think>")
+    assert think.opened_by("...<think>")
+    opened = Think("<think>", "</think>", opened=True, maybe_open=True).splitter()
+    opened.feed("a</think>b")
+    assert (opened.reasoning, opened.answer) == ("a", "b")

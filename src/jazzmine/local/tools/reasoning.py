@@ -214,7 +214,7 @@ class ReasoningSplitter:
             return delta
         found = self._pending.find(closing)
         if found >= 0:
-            delta = self._pending[:found].rstrip() + self._pending[found + len(closing) :]
+            delta = self._pending[:found] + self._pending[found + len(closing) :]
             self._pending = ""
             return delta
         keep = len(self._pending) if final else len(self._pending) - _partial_suffix(
