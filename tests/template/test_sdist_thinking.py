@@ -1,0 +1,103 @@
+"""The thinking round trip on llama.cpp's own templates (the pinned sdist's 70).
+
+For every template that writes reasoning into an assistant turn (``written_thinking``:
+an answer with its reasoning, or a call with it where the template shows reasoning only
+beside a call), the text the template writes after its generation prompt is fed back as
+the model's reply through MockTransport: the reasoning must come back in ``.reasoning``
+alone and the answer in ``.text`` alone, fed whole and streamed in small pieces.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from helpers.sdist_templates import (
+    ANSWER,
+    QUESTION,
+    REASONING,
+    TOOLS,
+    WrittenThinking,
+    chat_template,
+    template_files,
+    written_thinking,
+)
+from jazzmine.local import LocalLLM
+from jazzmine.local.mock import MockReply, MockTransport, reply
+from jazzmine.local.setup.run import SetupResult
+
+
+@pytest.fixture(scope="module")
+def thinking_templates(setup_result: SetupResult) -> list[tuple[Path, WrittenThinking]]:
+    """(template file, its written turn) for each sdist template that writes reasoning;
+    the sdist is the one the set-up downloaded."""
+    found = []
+    for path in template_files():
+        written = written_thinking(chat_template(path))
+        if written is not None:
+            found.append((path, written))
+    return found
+
+
+def _pieces(text: str, size: int) -> MockReply:
+    return reply(*(text[i : i + size] for i in range(0, len(text), size)))
+
+
+def _problems(path: Path, written: WrittenThinking) -> list[str]:
+    """What is wrong with the round trip of one template's turn ([] when nothing)."""
+    options = {"tools": TOOLS} if written.call else {}
+    problems = []
+    for size in (len(written.reply), 1, 3):
+        llm = LocalLLM(
+            transport=MockTransport(lambda request, n=size: _pieces(written.reply, n)),
+            chat_template=str(path),
+            **options,  # type: ignore[arg-type]
+        )
+        response = llm.generate([QUESTION])
+        stream = llm.stream([QUESTION])
+        events = list(stream.events())
+        thought = "".join(str(t) for kind, t in events if kind == "reasoning")
+        said = "".join(str(t) for kind, t in events if kind == "text")
+        got = (response.reasoning, response.text)
+        if response.reasoning != REASONING:
+            problems.append(f"pieces of {size}: reasoning {got}")
+        if written.call:
+            # what follows the thinking is the call (read back or not: that is the call
+            # round trip's business), never the thinking or its markers
+            after = response.text.strip()
+            if REASONING in after or not written.reply.rstrip().endswith(after):
+                problems.append(f"pieces of {size}: text {got}")
+        elif response.text.strip() != ANSWER:
+            problems.append(f"pieces of {size}: text {got}")
+        if (thought, said) != (REASONING, response.text) or stream.response.text != said:
+            problems.append(f"pieces of {size}: streamed {(thought, said)} against {got}")
+    return problems
+
+
+def test_every_template_that_writes_reasoning_is_found(
+    thinking_templates: list[tuple[Path, WrittenThinking]],
+) -> None:
+    names = {path.name for path, _ in thinking_templates}
+    # one of each way of writing it: the prompt opens the block, the model opens it,
+    # other markers, an answer wrapper, reasoning only beside a call
+    for expected in (
+        "Qwen3.5-4B.jinja",
+        "Qwen-Qwen3-0.6B.jinja",
+        "MiniMax-M3.jinja",
+        "Cohere2MoE.jinja",
+        "google-gemma-4-31B-it.jinja",
+    ):
+        assert expected in names
+    assert all(REASONING in written.reply for _, written in thinking_templates)
+
+
+def test_the_thinking_round_trip_splits_reasoning_from_the_answer(
+    thinking_templates: list[tuple[Path, WrittenThinking]],
+) -> None:
+    failures = {}
+    for path, written in thinking_templates:
+        problems = _problems(path, written)
+        if problems:
+            failures[path.name] = (written.reply, problems)
+    assert not failures, failures
