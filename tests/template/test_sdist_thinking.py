@@ -9,10 +9,10 @@ alone and the answer in ``.text`` alone, fed whole and streamed in small pieces.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
-
 from helpers.sdist_templates import (
     ANSWER,
     QUESTION,
@@ -20,10 +20,12 @@ from helpers.sdist_templates import (
     TOOLS,
     WrittenThinking,
     chat_template,
+    template_dir,
     template_files,
     written_thinking,
 )
-from jazzmine.local import LocalLLM
+
+from jazzmine.local import LocalLLM, MessagePart
 from jazzmine.local.mock import MockReply, MockTransport, reply
 from jazzmine.local.setup.run import SetupResult
 
@@ -101,3 +103,32 @@ def test_the_thinking_round_trip_splits_reasoning_from_the_answer(
         if problems:
             failures[path.name] = (written.reply, problems)
     assert not failures, failures
+
+
+def test_a_response_format_after_the_thinking_on_the_real_binary(
+    completion_bin: str, model_path: str
+) -> None:
+    """Qwen3.5's generation prompt opens the block ("<think>\\n"), so the reply starts
+    inside it. With a budget, the default model thinks (at most 12 tokens), the block is
+    closed as the template writes it, and the schema holds the answer alone."""
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string", "maxLength": 20}},
+        "required": ["city"],
+    }
+    shape = {"type": "json_schema", "json_schema": {"name": "city", "schema": schema}}
+    ask = [MessagePart("user", "Which city is the capital of France? Answer in JSON.")]
+    template = str(template_dir() / "Qwen3.5-4B.jinja")
+    with LocalLLM(
+        binary_path=completion_bin,
+        model=model_path,
+        chat_template=template,
+        temperature=0.0,
+        max_tokens=60,
+    ) as llm:
+        request = llm.build_request(ask, response_format=shape)
+        assert request.prompt.endswith("<think>\n")
+        response = llm.generate(ask, response_format=shape, reasoning=12)
+    assert response.reasoning, response.raw
+    assert "</think>" not in response.reasoning and "<think>" not in response.text
+    assert isinstance(json.loads(response.text), dict), response.raw

@@ -212,7 +212,7 @@ def resolve_agent(
         template = tool_template(template)
     # Kept with reasoning=False too: a template that cannot turn thinking off still
     # gets its thinking kept out of the answer.
-    think = _think_of(template)
+    think = _think_of(template, deadline)
     plan = None
     if checked:
         source = template.source if template is not None else None
@@ -248,7 +248,7 @@ def choice_dict(choice: Any) -> Any:
     return choice.mode
 
 
-def _think_of(template: ChatTemplate | None) -> Think | None:
+def _think_of(template: ChatTemplate | None, deadline: float | None = None) -> Think | None:
     """The template's reasoning block: as the template writes it (``template.thinking``),
     else the markers llama.cpp's autoparser infers."""
     if template is None:
@@ -256,7 +256,7 @@ def _think_of(template: ChatTemplate | None) -> Think | None:
     from ..template.caps import capabilities  # the template engine is loaded already
     from ..template.thinking import thinking_format
 
-    written = thinking_format(template)
+    written = thinking_format(template, deadline)
     if written is not None:
         return Think(
             written.start,

@@ -58,14 +58,15 @@ class ThinkingFormat:
 _formats: BoundedCache[tuple[str, str, str], tuple[ThinkingFormat | None]] = BoundedCache()
 
 
-def thinking_format(template: ChatTemplate) -> ThinkingFormat | None:
-    """The template's reasoning block (cached); None when it writes none."""
+def thinking_format(template: ChatTemplate, deadline: float | None = None) -> ThinkingFormat | None:
+    """The template's reasoning block (cached); None when it writes none. The probes
+    render within ``deadline`` (past it, DeadlineExceeded propagates, nothing cached)."""
     key = (template.source, template.bos_token, template.eos_token)
     cached = _formats.get(key)
     if cached is not None:
         return cached[0]
     try:
-        found = _derive(template)
+        found = _derive(template, deadline)
     except LLMInvalidRequestError:
         found = None  # a template that cannot render the probes shows no format
     _formats.put(key, (found,))
@@ -90,6 +91,7 @@ _CALL = {
 
 
 def _render(
+    deadline: float | None,
     template: ChatTemplate,
     messages: list[MessagePart],
     prompt: bool,
@@ -102,6 +104,7 @@ def _render(
         template,
         messages,
         add_generation_prompt=prompt,
+        deadline=deadline,
         prefill_final=False,
         enable_thinking=on,
         tools=[_TOOL] if with_tools else None,
@@ -121,24 +124,30 @@ def _last_marker(text: str) -> str:
     return marked[-1] if marked and text.rstrip().endswith(marked[-1]) else ""
 
 
-def _derive(template: ChatTemplate) -> ThinkingFormat | None:
+def _derive(template: ChatTemplate, deadline: float | None) -> ThinkingFormat | None:
     user = MessagePart("user", _USER)
     with_tools = False
     turn = _render(
+        deadline,
         template,
         [user, MessagePart("assistant", _ANSWER, reasoning_content=_REASONING)],
         False,
         True,
     )
-    plain = _render(template, [user, MessagePart("assistant", _ANSWER)], False, True)
+    plain = _render(deadline, template, [user, MessagePart("assistant", _ANSWER)], False, True)
     at_r, at_a = turn.find(_REASONING), turn.find(_ANSWER)
     if at_r < 0 or at_a < at_r:
         # some templates show reasoning only beside a call
         with_tools, at_a = True, -1
         call = MessagePart("assistant", "", reasoning_content=_REASONING, tool_calls=[_CALL])
-        turn = _render(template, [user, call], False, True, True)
+        turn = _render(deadline, template, [user, call], False, True, True)
         plain = _render(
-            template, [user, MessagePart("assistant", "", tool_calls=[_CALL])], False, True, True
+            deadline,
+            template,
+            [user, MessagePart("assistant", "", tool_calls=[_CALL])],
+            False,
+            True,
+            True,
         )
         at_r = turn.find(_REASONING)
         if at_r < 0:
@@ -149,9 +158,9 @@ def _derive(template: ChatTemplate) -> ThinkingFormat | None:
         between = _before_shared_tail(turn, plain, at_r + len(_REASONING))
     if not between.strip():
         return None  # nothing tells the reasoning from what follows
-    history = _render(template, [user], False, True, with_tools)
-    prompt_on = _render(template, [user], True, True, with_tools)
-    prompt_off = _render(template, [user], True, False, with_tools)
+    history = _render(deadline, template, [user], False, True, with_tools)
+    prompt_on = _render(deadline, template, [user], True, True, with_tools)
+    prompt_off = _render(deadline, template, [user], True, False, with_tools)
 
     # does the generation prompt (thinking on) already open the block?
     shared = _marker_start(turn, common_prefix(prompt_on, turn))
@@ -228,9 +237,9 @@ def _split_closing(between: str, plain: str) -> tuple[str, str]:
     if before_answer.rstrip().endswith(text):
         return text, ""
     for pos in range(1, len(text)):
-        if text[pos] in "<[" and before_answer.rstrip().endswith(text[pos:]):
-            if text[:pos].strip():
-                return text[:pos].strip(), text[pos:]
+        opens = text[pos] in "<[" and before_answer.rstrip().endswith(text[pos:])
+        if opens and text[:pos].strip():
+            return text[:pos].strip(), text[pos:]
     return text, ""
 
 

@@ -217,8 +217,10 @@ class ReasoningSplitter:
             delta = self._pending[:found] + self._pending[found + len(closing) :]
             self._pending = ""
             return delta
-        keep = len(self._pending) if final else len(self._pending) - _partial_suffix(
-            self._pending, closing
+        keep = (
+            len(self._pending)
+            if final
+            else len(self._pending) - _partial_suffix(self._pending, closing)
         )
         delta, self._pending = self._pending[:keep], self._pending[keep:]
         return delta
