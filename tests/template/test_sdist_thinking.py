@@ -132,3 +132,19 @@ def test_a_response_format_after_the_thinking_on_the_real_binary(
     assert response.reasoning, response.raw
     assert "</think>" not in response.reasoning and "<think>" not in response.text
     assert isinstance(json.loads(response.text), dict), response.raw
+
+
+@pytest.mark.parametrize("name", ["LFM2.5-Instruct.jinja", "LFM2.5-8B-A1B.jinja"])
+def test_templates_that_never_write_reasoning_still_have_a_think_block_split(
+    setup_result: SetupResult, name: str
+) -> None:
+    """LFM2.5's templates cut "<think>...</think>" out of past turns but give no way to
+    write reasoning that llama-server uses: the block a model trained on them writes
+    first is read as reasoning all the same (the hand-written fallback)."""
+    written = f"<think>\n{REASONING}\n</think>\n\n{ANSWER}"
+    llm = LocalLLM(
+        transport=MockTransport(lambda request: _pieces(written, 2)),
+        chat_template=str(template_dir() / name),
+    )
+    response = llm.generate([QUESTION])
+    assert (response.reasoning, response.text) == (REASONING, ANSWER)

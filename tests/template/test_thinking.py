@@ -233,3 +233,19 @@ def test_a_budget_closes_the_block_as_the_template_writes_it(tmp_path: Path) -> 
         thinking.prompt + "<|START_THINKING|>I add two<|END_THINKING|><|START_TEXT|>"
     )
     assert (response.reasoning, response.text) == ("I add two", "It is 4.")
+
+
+# LFM2's shape: past turns' "<think>...</think>" is cut from their content, but the
+# template never writes reasoning itself (nothing to derive: the hand-written fallback)
+STRIPS = """\
+{%- for m in messages -%}<|im_start|>{{ m.role }}
+{% if m.role == 'assistant' %}{{ m.content.split('</think>')[-1] }}
+{%- else %}{{ m.content }}{% endif %}<|im_end|>
+{% endfor -%}{%- if add_generation_prompt -%}<|im_start|>assistant
+{% endif -%}"""
+
+
+def test_a_template_that_only_strips_think_blocks_still_has_them_split(tmp_path: Path) -> None:
+    assert fmt(STRIPS) is None
+    llm = llm_on(tmp_path, STRIPS, lambda request: pieces("<think>\nhmm\n</think>\n\nIt is 4."))
+    assert every_way(llm) == ("hmm", "It is 4.", "hmm", "It is 4.")
