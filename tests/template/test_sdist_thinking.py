@@ -148,3 +148,26 @@ def test_templates_that_never_write_reasoning_still_have_a_think_block_split(
     )
     response = llm.generate([QUESTION])
     assert (response.reasoning, response.text) == (REASONING, ANSWER)
+
+
+def test_gpt_oss_analysis_then_final_answer(setup_result: SetupResult) -> None:
+    """GPT-OSS's template reads reasoning from ``thinking`` (llama.cpp copies it there):
+    the probes find the analysis channel, its end, and the final channel's opening; the
+    turn's "<|end|>" after the analysis is no stop (harmony ends turns with
+    "<|return|>"/"<|call|>", as llama.cpp's vocabulary handling has it)."""
+    written = (
+        f"<|channel|>analysis<|message|>{REASONING}<|end|>"
+        f"<|start|>assistant<|channel|>final<|message|>{ANSWER}"
+    )
+    path = template_dir() / "openai-gpt-oss-120b.jinja"
+    requests = []
+
+    def handler(request: object) -> MockReply:
+        requests.append(request)
+        return _pieces(written, 4)
+
+    llm = LocalLLM(transport=MockTransport(handler), chat_template=str(path))
+    response = llm.generate([QUESTION])
+    assert (response.reasoning, response.text) == (REASONING, ANSWER)
+    stops = requests[0].stop_sequences  # type: ignore[attr-defined]
+    assert "<|end|>" not in stops and "<|return|>" in stops

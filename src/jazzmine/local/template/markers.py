@@ -19,6 +19,7 @@ _TURN_END_MARKERS = (
     "<|im_end|>",  # ChatML, Qwen
     "<|end|>",  # Phi 3, GPT-OSS
     "<|return|>",  # GPT-OSS
+    "<|call|>",  # GPT-OSS, a turn that calls
     "<|end_of_text|>",  # Granite
     "<|endoftext|>",
     "<|END_OF_TURN_TOKEN|>",  # Command R
@@ -40,7 +41,13 @@ def end_of_turn_markers(template: ChatTemplate) -> tuple[str, ...]:
 
     The known markers that the template writes, plus the EOS token.
     """
-    markers = [m for m in _TURN_END_MARKERS if m in template.source]
+    source = template.source
+    markers = [m for m in _TURN_END_MARKERS if m in source]
+    if "<|return|>" in source and "<|call|>" in source and "<|end|>" in markers:
+        # harmony (GPT-OSS): "<|end|>" ends a message within the turn (the analysis
+        # before the answer), "<|return|>" and "<|call|>" the turn; llama.cpp takes
+        # "<|end|>" off the end-of-generation list for such a vocabulary too
+        markers.remove("<|end|>")
     if template.eos_token and template.eos_token not in markers:
         markers.append(template.eos_token)
     return tuple(markers)

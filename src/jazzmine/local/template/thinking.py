@@ -20,11 +20,14 @@ never shows ``reasoning_content`` gives None (see ``think_fallback``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from ..errors import LLMInvalidRequestError
+from ..errors import DeadlineExceeded, LLMInvalidRequestError
 from ..types import MessagePart
 from .diff import common_prefix, common_suffix, segments
+from .engine.budget import TemplateLimitError, bounded_render, deadline_scope
 from .engine.cache import BoundedCache
+from .engine.jinja import compile_template
 from .engine.source import ChatTemplate
 from .markers import end_of_turn_markers
 
@@ -65,10 +68,14 @@ def thinking_format(template: ChatTemplate, deadline: float | None = None) -> Th
     cached = _formats.get(key)
     if cached is not None:
         return cached[0]
-    try:
-        found = _derive(template, deadline)
-    except LLMInvalidRequestError:
-        found = None  # a template that cannot render the probes shows no format
+    found = None
+    for field in ("reasoning_content", "thinking"):
+        try:
+            found = _derive(_Renderer(template, deadline, field))
+        except (LLMInvalidRequestError, TemplateLimitError):
+            found = None  # a template that cannot render the probes shows no format
+        if found is not None:
+            break
     _formats.put(key, (found,))
     return found
 
@@ -90,25 +97,53 @@ _CALL = {
 }
 
 
-def _render(
-    deadline: float | None,
-    template: ChatTemplate,
-    messages: list[MessagePart],
-    prompt: bool,
-    on: bool,
-    with_tools: bool = False,
-) -> str:
-    from .render import render  # render needs the capabilities, which need this module's peers
+class _Renderer:
+    """Renders the probes as llama-server would: ``render`` with the reasoning as
+    ``reasoning_content``; or, for ``field="thinking"``, the template run on messages
+    carrying it there (llama.cpp's GPT-OSS and LFM2 handlers copy it so)."""
 
-    return render(
-        template,
-        messages,
-        add_generation_prompt=prompt,
-        deadline=deadline,
-        prefill_final=False,
-        enable_thinking=on,
-        tools=[_TOOL] if with_tools else None,
-    )
+    def __init__(self, template: ChatTemplate, deadline: float | None, field: str) -> None:
+        self.template, self.deadline, self.field = template, deadline, field
+
+    def __call__(
+        self, messages: list[MessagePart], prompt: bool, on: bool, with_tools: bool = False
+    ) -> str:
+        from .render import render  # render needs the capabilities, which need this module
+
+        if self.field == "reasoning_content":
+            return render(
+                self.template,
+                messages,
+                add_generation_prompt=prompt,
+                deadline=self.deadline,
+                prefill_final=False,
+                enable_thinking=on,
+                tools=[_TOOL] if with_tools else None,
+            )
+        context: dict[str, Any] = {
+            "messages": [_as_dict(m, self.field) for m in messages],
+            "tools": [_TOOL] if with_tools else [],
+            "bos_token": self.template.bos_token,
+            "eos_token": self.template.eos_token,
+            "add_generation_prompt": prompt,
+            "enable_thinking": on,
+        }
+        with deadline_scope(self.deadline):
+            try:
+                return bounded_render(compile_template(self.template.source), context)
+            except (DeadlineExceeded, TemplateLimitError):
+                raise
+            except Exception as exc:
+                raise LLMInvalidRequestError(f"the template failed a probe: {exc}") from exc
+
+
+def _as_dict(message: MessagePart, field: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        out["tool_calls"] = message.tool_calls
+    if message.reasoning_content:
+        out[field] = message.reasoning_content
+    return out
 
 
 def _marker_start(text: str, pos: int) -> int:
@@ -124,26 +159,23 @@ def _last_marker(text: str) -> str:
     return marked[-1] if marked and text.rstrip().endswith(marked[-1]) else ""
 
 
-def _derive(template: ChatTemplate, deadline: float | None) -> ThinkingFormat | None:
+def _derive(render: _Renderer) -> ThinkingFormat | None:
+    template = render.template
     user = MessagePart("user", _USER)
     with_tools = False
-    turn = _render(
-        deadline,
-        template,
+    turn = render(
         [user, MessagePart("assistant", _ANSWER, reasoning_content=_REASONING)],
         False,
         True,
     )
-    plain = _render(deadline, template, [user, MessagePart("assistant", _ANSWER)], False, True)
+    plain = render([user, MessagePart("assistant", _ANSWER)], False, True)
     at_r, at_a = turn.find(_REASONING), turn.find(_ANSWER)
     if at_r < 0 or at_a < at_r:
         # some templates show reasoning only beside a call
         with_tools, at_a = True, -1
         call = MessagePart("assistant", "", reasoning_content=_REASONING, tool_calls=[_CALL])
-        turn = _render(deadline, template, [user, call], False, True, True)
-        plain = _render(
-            deadline,
-            template,
+        turn = render([user, call], False, True, True)
+        plain = render(
             [user, MessagePart("assistant", "", tool_calls=[_CALL])],
             False,
             True,
@@ -158,9 +190,9 @@ def _derive(template: ChatTemplate, deadline: float | None) -> ThinkingFormat | 
         between = _before_shared_tail(turn, plain, at_r + len(_REASONING))
     if not between.strip():
         return None  # nothing tells the reasoning from what follows
-    history = _render(deadline, template, [user], False, True, with_tools)
-    prompt_on = _render(deadline, template, [user], True, True, with_tools)
-    prompt_off = _render(deadline, template, [user], True, False, with_tools)
+    history = render([user], False, True, with_tools)
+    prompt_on = render([user], True, True, with_tools)
+    prompt_off = render([user], True, False, with_tools)
 
     # does the generation prompt (thinking on) already open the block?
     shared = _marker_start(turn, common_prefix(prompt_on, turn))
@@ -190,7 +222,7 @@ def _derive(template: ChatTemplate, deadline: float | None) -> ThinkingFormat | 
         return ThinkingFormat(
             start, between.strip(), opening, prompt_closes=closes, closing=between
         )
-    end, answer_start = _split_closing(between, plain)
+    end, answer_start = _split_closing(between)
     after = turn[at_a + len(_ANSWER) :]
     cut = len(after)
     for marker in end_of_turn_markers(template):
@@ -225,22 +257,24 @@ def _before_shared_tail(turn: str, plain: str, pos: int) -> str:
     return marked[0] if marked else ""
 
 
-def _split_closing(between: str, plain: str) -> tuple[str, str]:
+def _split_closing(between: str) -> tuple[str, str]:
     """(closing marker, answer opening) of the text between reasoning and answer.
 
-    What the plain turn (no reasoning) also writes right before its answer opens the
-    answer, unless the plain turn writes all of it (an empty block): then all of it
-    closes the block.
+    The block closes with the first marker there, taken with a name and a marker right
+    after it (Kimi K3's ``<|close|>think<|sep|>``); the rest opens the answer (GPT-OSS's
+    ``<|start|>assistant<|channel|>final<|message|>``). Text before any marker closes
+    the block all of it.
     """
-    before_answer = plain[: plain.find(_ANSWER)] if _ANSWER in plain else ""
     text = between.strip()
-    if before_answer.rstrip().endswith(text):
+    parts = segments(text)
+    if not parts or not parts[0][0]:
         return text, ""
-    for pos in range(1, len(text)):
-        opens = text[pos] in "<[" and before_answer.rstrip().endswith(text[pos:])
-        if opens and text[:pos].strip():
-            return text[:pos].strip(), text[pos:]
-    return text, ""
+    taken = 1
+    named = len(parts) >= 3 and not parts[1][0] and parts[2][0]
+    if named and not any(c.isspace() for c in parts[1][1]):
+        taken = 3
+    end = "".join(piece for _, piece in parts[:taken])
+    return end, text[len(end) :].strip()
 
 
 def clear_cache() -> None:
