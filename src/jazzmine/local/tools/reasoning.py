@@ -1,6 +1,7 @@
 """Separating a reply's reasoning (``<think>...</think>``) from its answer, piece by piece.
 
-Reasoning models write their thoughts between two markers before the answer. Where
+Reasoning models write their thoughts between two markers before the answer; which
+markers is the template's choice, learned from it (``template.thinking``). Where
 the block starts differs: most write the opening marker themselves, as the first thing
 in the reply; some templates write it at the end of the prompt (Qwen3 and DeepSeek R1
 style "opened" blocks), so the reply starts inside the reasoning and only the closing
