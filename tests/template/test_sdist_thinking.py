@@ -171,3 +171,16 @@ def test_gpt_oss_analysis_then_final_answer(setup_result: SetupResult) -> None:
     assert (response.reasoning, response.text) == (REASONING, ANSWER)
     stops = requests[0].stop_sequences  # type: ignore[attr-defined]
     assert "<|end|>" not in stops and "<|return|>" in stops
+
+
+def test_ministral_thinking_part(setup_result: SetupResult) -> None:
+    """Ministral 3 reads reasoning as a typed ``thinking`` content part (llama.cpp's
+    handler writes it so): the probes find ``[THINK]...[/THINK]``."""
+    written = f"[THINK]{REASONING}[/THINK]{ANSWER}"
+    path = template_dir() / "mistralai-Ministral-3-14B-Reasoning-2512.jinja"
+    llm = LocalLLM(
+        transport=MockTransport(lambda request: _pieces(written, 2)), chat_template=str(path)
+    )
+    events = list(llm.stream([QUESTION]).events())
+    assert "".join(str(t) for kind, t in events if kind == "reasoning") == REASONING
+    assert "".join(str(t) for kind, t in events if kind == "text") == ANSWER

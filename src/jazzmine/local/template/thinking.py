@@ -69,7 +69,7 @@ def thinking_format(template: ChatTemplate, deadline: float | None = None) -> Th
     if cached is not None:
         return cached[0]
     found = None
-    for field in ("reasoning_content", "thinking"):
+    for field in ("reasoning_content", "thinking", "thinking_part"):
         try:
             found = _derive(_Renderer(template, deadline, field))
         except (LLMInvalidRequestError, TemplateLimitError):
@@ -99,8 +99,9 @@ _CALL = {
 
 class _Renderer:
     """Renders the probes as llama-server would: ``render`` with the reasoning as
-    ``reasoning_content``; or, for ``field="thinking"``, the template run on messages
-    carrying it there (llama.cpp's GPT-OSS and LFM2 handlers copy it so)."""
+    ``reasoning_content``; or the template run on messages carrying it where llama.cpp's
+    own handlers put it: ``field="thinking"`` (GPT-OSS, LFM2), ``"thinking_part"`` (a
+    typed content part, Ministral 3)."""
 
     def __init__(self, template: ChatTemplate, deadline: float | None, field: str) -> None:
         self.template, self.deadline, self.field = template, deadline, field
@@ -141,7 +142,11 @@ def _as_dict(message: MessagePart, field: str) -> dict[str, Any]:
     out: dict[str, Any] = {"role": message.role, "content": message.content}
     if message.tool_calls:
         out["tool_calls"] = message.tool_calls
-    if message.reasoning_content:
+    if message.reasoning_content and field == "thinking_part":
+        # Ministral 3: a typed part before the text (llama.cpp's ministral3 handler)
+        thought = {"type": "thinking", "thinking": message.reasoning_content}
+        out["content"] = [thought, {"type": "text", "text": message.content}]
+    elif message.reasoning_content:
         out[field] = message.reasoning_content
     return out
 
@@ -218,11 +223,11 @@ def _derive(render: _Renderer) -> ThinkingFormat | None:
         if not closes:
             generation = prompt_on[len(history) :] if prompt_on.startswith(history) else ""
             opening = generation.strip() or start
-    if at_a < 0:
-        return ThinkingFormat(
-            start, between.strip(), opening, prompt_closes=closes, closing=between
-        )
     end, answer_start = _split_closing(between)
+    if not end:
+        return None
+    if at_a < 0:  # a call follows: what opens it is the call format's business
+        return ThinkingFormat(start, end, opening, prompt_closes=closes, closing=between)
     after = turn[at_a + len(_ANSWER) :]
     cut = len(after)
     for marker in end_of_turn_markers(template):
@@ -262,13 +267,13 @@ def _split_closing(between: str) -> tuple[str, str]:
 
     The block closes with the first marker there, taken with a name and a marker right
     after it (Kimi K3's ``<|close|>think<|sep|>``); the rest opens the answer (GPT-OSS's
-    ``<|start|>assistant<|channel|>final<|message|>``). Text before any marker closes
-    the block all of it.
+    ``<|start|>assistant<|channel|>final<|message|>``). ("", "") when the text does
+    not start with a marker (a template printing its messages as JSON, say).
     """
     text = between.strip()
     parts = segments(text)
     if not parts or not parts[0][0]:
-        return text, ""
+        return "", ""  # no marker: nothing a reader can look for
     taken = 1
     named = len(parts) >= 3 and not parts[1][0] and parts[2][0]
     if named and not any(c.isspace() for c in parts[1][1]):
