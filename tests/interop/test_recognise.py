@@ -195,7 +195,13 @@ def test_a_call_carries_the_parts_constraint_and_says_so(framework: None) -> Non
     reply = json.dumps({"short_summary": "s.", "long_summary": "l."})
     llm = LocalLLM(transport=scripted(reply, seen), prompt_format="flat", max_tokens=64)
     response = llm.generate(parts(SUMMARY, "<episode>\nUSER: hi\n</episode>"))
-    assert seen[-1].json_schema == shapes.SUMMARY and seen[-1].grammar is None
+    # the schema, compiled to compact JSON: one space at most between tokens
+    grammar = seen[-1].grammar
+    assert seen[-1].json_schema is None and grammar is not None
+    assert accepts(grammar, reply)
+    assert accepts(grammar, '{"short_summary":"s.","long_summary":"l."}')
+    assert not accepts(grammar, json.dumps({"short_summary": "s.", "long_summary": "l."}, indent=2))
+    assert not accepts(grammar, json.dumps({"short_summary": "s."}))
     assert seen[-1].max_tokens == 900  # the instance's 64 would cut the JSON short
     assert response.api_metrics is not None
     assert response.api_metrics["framework_part"] == "conversation_summarizer"
@@ -238,7 +244,8 @@ def test_the_shapes_can_be_turned_off(
     seen: list[GenerationRequest] = []
     llm = LocalLLM(transport=scripted("x", seen), prompt_format="flat", **instance)
     response = llm.generate(parts(ENHANCER, "x"), **call)
-    assert (seen[-1].json_schema == shapes.ENHANCER) is shaped
+    enhancer = shapes.Shape("message_enhancer", json_schema=shapes.ENHANCER).grammar_text()
+    assert (seen[-1].grammar == enhancer) is shaped
     assert response.api_metrics is not None
     assert ("framework_part" in response.api_metrics) is shaped
 

@@ -85,7 +85,7 @@ def prepare(
             messages, options.get("framework_shapes", instance.framework_shapes), may_flatten
         )
         if shape is not None:
-            json_schema, grammar = shape.json_schema, shape.grammar
+            json_schema, grammar = None, shape.grammar_text()
             shaped = {"framework_part": shape.part, "framework_constraint": shape.constraint}
             if "max_tokens" not in options and max_tokens is not None:
                 # The instance's limit is for free text; a cut JSON parses no better.

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ..tools.gbnf import Grammar
+
 
 @dataclass(frozen=True)
 class Shape:
@@ -32,6 +34,19 @@ class Shape:
     @property
     def constraint(self) -> str:
         return "json_schema" if self.json_schema is not None else "grammar"
+
+    def grammar_text(self) -> str:
+        """The GBNF the reply is held to. A JSON schema is compiled here, to compact JSON:
+        llama.cpp's own conversion lets the model indent, and the default model then
+        spends about 30% of an enhancer reply's tokens on new lines and spaces
+        (measured: 499 tokens instead of 702 over four replies, the same JSON)."""
+        if self.json_schema is None:
+            assert self.grammar is not None
+            return self.grammar
+        grammar = Grammar(compact=True)
+        root = grammar.schema(self.json_schema, "root")
+        text = grammar.text()
+        return text if root == "root" else f"root ::= {root}\n{text}"
 
 
 def _text(maximum: int, minimum: int = 0) -> dict[str, Any]:

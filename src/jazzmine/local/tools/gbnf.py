@@ -109,8 +109,11 @@ class Grammar:
     rules; primitives are emitted only when something refers to them.
     """
 
-    def __init__(self, deadline: float | None = None) -> None:
+    def __init__(self, deadline: float | None = None, *, compact: bool = False) -> None:
         self.rules: dict[str, str] = {}
+        # compact: JSON with at most one space between tokens, no new lines or indents
+        # (a small model spends a third of a JSON reply's tokens on its indentation)
+        self._primitives = {**PRIMITIVES, "ws": '" "?'} if compact else PRIMITIVES
         self._used: set[str] = set()
         self._deadline = deadline
         self._size = 0
@@ -157,7 +160,8 @@ class Grammar:
 
     def text(self) -> str:
         lines = [f"{name} ::= {body}" for name, body in self.rules.items()]
-        lines += [f"{name} ::= {PRIMITIVES[name]}" for name in PRIMITIVES if name in self._used]
+        primitives = self._primitives
+        lines += [f"{name} ::= {primitives[name]}" for name in primitives if name in self._used]
         return "\n".join(lines) + "\n"
 
     # ----- schemas -----
