@@ -39,9 +39,10 @@ from .engine import jinja as template_jinja
 from .engine.budget import MAX_TEXT, TemplateLimitError, deadline_scope
 from .engine.jinja import compile_template, run, strftime_now
 from .engine.source import CHATML_TEMPLATE, ChatTemplate, named_source
+from .handlers import handler, handler_continuation
 from .markers import end_of_turn_markers
-from .rewrite import continuation, prepare
-from .specialized import adjust_messages, adjust_prompt, handler
+from .rewrite import continuation, generation_prompt, prepare
+from .specialized import adjust_messages, adjust_prompt
 from .tools import template_tools, tool_template
 
 __all__ = [
@@ -170,9 +171,14 @@ def render(
         def apply(generation_prompt: bool) -> str:
             return _apply(compiled, used, msgs, generation_prompt, thinking, tool_list, now)
 
-        prompt = adjust_prompt(kind, apply(add_generation_prompt), add_generation_prompt)
+        rendered = apply(add_generation_prompt)
+        prompt = adjust_prompt(kind, rendered, add_generation_prompt)
         if prefill:
-            prompt += continuation(prompt, apply(True), caps, prefill)
+            generation = generation_prompt(rendered, apply(True))
+            how = handler_continuation(kind, used.source, prompt, generation, prefill.reasoning)
+            if how is None:
+                how = continuation(generation, caps)
+            prompt += how.text(prefill.reasoning, prefill.content)
         if len(prompt) > MAX_TEXT:
             # the prefill continuation is added outside the template's own output cap
             raise LLMInvalidRequestError(f"chat template output is over {MAX_TEXT} characters")

@@ -1,9 +1,7 @@
-"""The formats llama.cpp handles by hand, and what each changes in the prompt.
+"""What llama.cpp's hand-written formats change in the messages and the prompt.
 
-Before its template analysis, llama.cpp recognises a few templates by their source
-(``common_chat_try_specialized_template`` in ``common/chat.cpp``, the handlers in
-``common/parsers/``). Most of those handlers render the messages as they are; a few
-reshape them first, or touch the rendered prompt, and so change what the model sees:
+Most of the handlers ``handlers`` names render the messages as they are; a few reshape
+them first, or touch the rendered prompt, and so change what the model sees:
 
 - Ministral 3 / Magistral: a system or assistant message's content becomes a list of
   blocks, its reasoning a ``thinking`` block in front of the text (``ministral3.cpp``);
@@ -16,73 +14,17 @@ reshape them first, or touch the rendered prompt, and so change what the model s
   the ``tool_responses`` of the assistant turn that called (``convert_tool_responses_gemma4``);
   every Gemma 4 prompt ending on a closed turn gets the model's turn opened
   (``gemma4.cpp``).
-
-Which handler applies is decided in llama.cpp's order, so a template matching an
-earlier handler (which rewrites nothing) is left alone here too.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable
 from typing import Any
 
+from .handlers import DEEPSEEK_V4, GEMMA_4, GEMMA_4_OLD, GPT_OSS, LFM2, MINISTRAL_3
+
 Messages = list[dict[str, Any]]
-
-MINISTRAL_3 = "ministral-3"
-GPT_OSS = "gpt-oss"
-LFM2 = "lfm2"
-DEEPSEEK_V4 = "deepseek-v4"
-GEMMA_4 = "gemma-4"
-GEMMA_4_OLD = "gemma-4-old"
-
-
-def _all(*needles: str) -> Callable[[str], bool]:
-    return lambda source: all(needle in source for needle in needles)
-
-
-def _but(test: Callable[[str], bool], *absent: str) -> Callable[[str], bool]:
-    return lambda source: test(source) and not any(needle in source for needle in absent)
-
-
-def _deepseek_dsml(source: str) -> bool:
-    return _all("dsml_token", "DSML")(source) and (
-        "function_calls" in source or "tool_calls" in source
-    )
-
-
-# llama.cpp's hand-written handlers in the order it tries them, each with the source
-# test that picks it; None names one that changes nothing in the prompt
-_HANDLERS: tuple[tuple[str | None, Callable[[str], bool]], ...] = (
-    (MINISTRAL_3, _but(_all("[SYSTEM_PROMPT]", "[TOOL_CALLS]", "[ARGS]"), "[CALL_ID]")),
-    (GPT_OSS, _all("<|channel|>")),
-    (None, _all("<atem:function_calls>", "<|eom|>")),  # Muse Glimmer
-    (None, _all(">>>all", ">>>${recipient}")),  # Functionary v3.2
-    (None, _all("<|tool_calls_section_begin|>", "<|tool_call_begin|>")),  # Kimi K2
-    (None, _all("<|open|>", "<|close|>", "<|end_of_msg|>")),  # Kimi K3
-    (None, _all("<role>ASSISTANT</role>", "<arg_key>")),  # Ling 3
-    (None, _all("<|START_TEXT|>", "<|START_ACTION|>")),  # Cohere2 MoE
-    (LFM2, _all("<|tool_list_start|>", "<|tool_list_end|>")),
-    (LFM2, _but(_all("List of tools: ["), "<|tool_list_start|>")),  # LFM2.5
-    (None, _but(_all("<|role_sep|>", "<|message_sep|>"), "<|function_call|>")),  # GigaChat 3
-    (None, _all("]<]minimax[>[", "<tool_call>", "<invoke name=")),  # MiniMax M3
-    (DEEPSEEK_V4, _deepseek_dsml),  # (V3.2 is told apart below)
-    (GEMMA_4, _all("'<|tool_call>call:'")),
-)
-
-
-def handler(source: str) -> str | None:
-    """The hand-written handler llama.cpp renders ``source`` with, when it is one that
-    changes the prompt; None otherwise."""
-    for name, picks in _HANDLERS:
-        if picks(source):
-            if name == DEEPSEEK_V4 and "function_calls" in source:
-                return None  # V3.2 renders the messages as they are
-            if name == GEMMA_4 and "{#- OpenAI Chat Completions:" not in source:
-                return GEMMA_4_OLD
-            return name
-    return None
 
 
 def adjust_messages(name: str | None, msgs: Messages) -> Messages:
