@@ -6,8 +6,9 @@ base model, whose tokenizer adds a BOS), and every conversation of the tool test
 (test_template.py's TOOL_CONVERSATIONS, with and without TOOLS) plus assistant turns
 carrying ``reasoning_content`` is rendered with each thinking setting: render() must
 give the server's prompt, or refuse with the server's message where the server refuses.
-The conversations are batched per template, one test per template reporting every
-difference at once, so that the file runs in minutes.
+A trailing assistant message (its text, its reasoning, or both) is continued as the
+server continues it. The conversations are batched per template, one test per template
+reporting every difference at once, so that the file runs in minutes.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import httpx
 import pytest
 from helpers.sdist_templates import template_files
 from helpers.template_server import apply_template, difference_from_server, template_server
+from test_template import CONVERSATIONS as PLAIN
 from test_template import TOOL_CONVERSATIONS, TOOLS, WEATHER
 
 from jazzmine.local.gguf import reader as gguf
@@ -40,6 +42,18 @@ CONVERSATIONS: dict[str, list[M]] = {
         M("user", "Weather in Paris?"),
         M("assistant", "", tool_calls=[WEATHER], reasoning_content=REASONING),
         M("tool", "sunny", tool_call_id="call12345"),
+    ],
+}
+# a trailing assistant message is continued: its text, its reasoning, or both
+PREFILLS: dict[str, list[M]] = {
+    "text_prefill": PLAIN["assistant_prefill"],
+    "reasoning_prefill": [
+        M("user", "Weather in Paris?"),
+        M("assistant", "", reasoning_content="I"),
+    ],
+    "reasoning_and_text_prefill": [
+        M("user", "Weather in Paris?"),
+        M("assistant", "It is", reasoning_content=REASONING),
     ],
 }
 THINKING = (None, False, True)
@@ -70,15 +84,36 @@ def test_every_conversation_renders_as_llama_server_renders_it(
     server: tuple[Path, httpx.Client], model_tokens: gguf.TokenizerInfo
 ) -> None:
     path, client = server
-    template = ChatTemplate(
-        path.read_text(encoding="utf-8"),
-        model_tokens.bos_token,
-        model_tokens.eos_token,
-        model_tokens.add_bos,
-        model_tokens.add_eos,
-    )
+    differences = _differences(client, _template(path, model_tokens), CONVERSATIONS)
+    assert not differences, "\n".join(differences)
+
+
+def test_a_prefill_continues_as_llama_server_continues_it(
+    request: pytest.FixtureRequest,
+    server: tuple[Path, httpx.Client],
+    model_tokens: gguf.TokenizerInfo,
+) -> None:
+    path, client = server
+    if path.stem == "CohereForAI-c4ai-command-r7b-12-2024-tool_use":
+        # llama.cpp finds <|START_THINKING|> ... <|END_THINKING|> in this template's
+        # generation prompt; the reasoning analysis here (template/reasoning.py) does not
+        # yet, and a prefill is continued after the reasoning markers
+        request.applymarker(pytest.mark.xfail(strict=True, reason="reasoning markers"))
+    differences = _differences(client, _template(path, model_tokens), PREFILLS)
+    assert not differences, "\n".join(differences)
+
+
+def _template(path: Path, tokens: gguf.TokenizerInfo) -> ChatTemplate:
+    source = path.read_text(encoding="utf-8")
+    return ChatTemplate(source, tokens.bos_token, tokens.eos_token, tokens.add_bos, tokens.add_eos)
+
+
+def _differences(
+    client: httpx.Client, template: ChatTemplate, conversations: dict[str, list[M]]
+) -> list[str]:
+    """Every conversation, with and without tools, each thinking setting: what differs."""
     differences = []
-    for name, messages in CONVERSATIONS.items():
+    for name, messages in conversations.items():
         for tools in (TOOLS, None):
             for thinking in THINKING:
                 response = apply_template(client, messages, True, tools, thinking)
@@ -87,4 +122,4 @@ def test_every_conversation_renders_as_llama_server_renders_it(
                 if found is not None:
                     with_tools = "tools" if tools else "no tools"
                     differences.append(f"{name}, {with_tools}, thinking {thinking}: {found}")
-    assert not differences, "\n".join(differences)
+    return differences

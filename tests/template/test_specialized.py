@@ -145,3 +145,117 @@ def test_an_earlier_handler_in_llama_cpps_order_wins() -> None:
     assert "thinking" in _seen("<|channel|> List of tools: [", CALLED)[1]
     kimi = "<|tool_calls_section_begin|><|tool_call_begin|> List of tools: ["
     assert "thinking" not in _seen(kimi, CALLED)[1]
+
+
+# --- a prefilled assistant turn: each hand-written format continues it in its words ---
+
+QUESTION = M("user", "Weather?")
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def _continued(marker: str, prefill: M, body: str = CHATML) -> str:
+    """What follows the rendered question when ``prefill`` is continued."""
+    template = ChatTemplate("{#- " + marker + " -#}" + body, "", "")
+    prompt = render(template, [QUESTION, prefill])
+    question = render(template, [QUESTION], add_generation_prompt=False)
+    assert prompt.startswith(question)
+    return prompt[len(question) :]
+
+
+TEXT = M("assistant", "It is")
+BOTH = M("assistant", "It is", reasoning_content="Look it up.")
+REASONING_ONLY = M("assistant", "", reasoning_content="Look it")
+
+
+@pytest.mark.parametrize(
+    ("marker", "text", "both", "reasoning_only"),
+    [
+        (
+            "<|tool_list_start|><|tool_list_end|>",  # LFM2
+            "<|im_start|>assistant\n<think></think>It is",
+            "<|im_start|>assistant\n<think>Look it up.</think>It is",
+            "<|im_start|>assistant\n<think>Look it",
+        ),
+        (
+            "<|channel|>",  # GPT-OSS
+            "<|start|>assistant<|channel|>analysis<|message|>"
+            "<|end|><|start|>assistant<|channel|>final<|message|>It is",
+            "<|start|>assistant<|channel|>analysis<|message|>Look it up."
+            "<|end|><|start|>assistant<|channel|>final<|message|>It is",
+            "<|start|>assistant<|channel|>analysis<|message|>Look it",
+        ),
+        (
+            "dsml_token DSML tool_calls",  # DeepSeek V4: no reasoning, a closed block
+            "<｜Assistant｜></think>It is",
+            "<｜Assistant｜><think>Look it up.</think>It is",
+            "<｜Assistant｜><think>Look it",
+        ),
+        (
+            "dsml_token DSML function_calls",  # DeepSeek V3.2
+            "<｜Assistant｜><think></think>It is",
+            "<｜Assistant｜><think>Look it up.</think>It is",
+            "<｜Assistant｜><think>Look it",
+        ),
+        (
+            "<tool_call><function=<parameter=<think>",  # Qwen3-Coder's calls, thinking
+            "<|im_start|>assistant\n<think>\n\n</think>\n\nIt is",
+            "<|im_start|>assistant\n<think>\nLook it up.\n</think>\n\nIt is",
+            "<|im_start|>assistant\n<think>\nLook it",
+        ),
+        (
+            "<tool_call><function=<parameter=",  # Qwen3-Coder itself: no thinking
+            "<|im_start|>assistant\nIt is",
+            "<|im_start|>assistant\nIt is",
+            "<|im_start|>assistant\n",
+        ),
+        (
+            "[SYSTEM_PROMPT][TOOL_CALLS][ARGS]",  # Ministral 3
+            "[THINK][/THINK]It is",
+            "[THINK]Look it up.[/THINK]It is",
+            "[THINK]Look it",
+        ),
+    ],
+    ids=[
+        "lfm2",
+        "gpt-oss",
+        "deepseek-v4",
+        "deepseek-v3.2",
+        "qwen3-coder-think",
+        "qwen3-coder",
+        "ministral-3",
+    ],
+)
+def test_a_prefill_continues_in_the_formats_own_words(
+    marker: str, text: str, both: str, reasoning_only: str
+) -> None:
+    assert _continued(marker, TEXT) == text
+    assert _continued(marker, BOTH) == both
+    assert _continued(marker, REASONING_ONLY) == reasoning_only
+
+
+def test_gemma_4_continues_a_closed_turn_by_opening_the_models() -> None:
+    closed = "{% for m in messages %}{{ m.content }}<turn|>\n{% endfor %}"
+    marker = "'<|tool_call>call:'"
+    assert _continued(marker, BOTH, closed) == (
+        "<|turn>model\n<|channel>thought\nLook it up.<channel|>It is"
+    )
+    open_turn = "{% for m in messages %}{{ m.content }}{% endfor %}"
+    assert _continued(marker, REASONING_ONLY, open_turn) == "<|channel>thought\nLook it"
+
+
+def test_an_analysed_template_without_reasoning_continues_after_its_generation_prompt() -> None:
+    # no reasoning markers: the reasoning of a message that only reasons is not written
+    assert _continued("", TEXT) == "<|im_start|>assistant\nIt is"
+    assert _continued("", REASONING_ONLY) == "<|im_start|>assistant\n"
+    # an empty trailing assistant message is dropped, and nothing continues
+    assert _continued("", M("assistant", "")) == ""
+
+
+def test_stepfuns_trim_spares_the_prefilled_message() -> None:
+    marker = "You have access to the following functions in JSONSchema format"
+    spaced = [M("user", " Weather? "), M("assistant", " It is ")]
+    prompt = render(ChatTemplate("{#- " + marker + " -#}" + CHATML, "", ""), spaced)
+    assert prompt == "<|im_start|>user\nWeather?<|im_end|>\n<|im_start|>assistant\n It is "
