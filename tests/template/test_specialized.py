@@ -259,3 +259,22 @@ def test_stepfuns_trim_spares_the_prefilled_message() -> None:
     spaced = [M("user", " Weather? "), M("assistant", " It is ")]
     prompt = render(ChatTemplate("{#- " + marker + " -#}" + CHATML, "", ""), spaced)
     assert prompt == "<|im_start|>user\nWeather?<|im_end|>\n<|im_start|>assistant\n It is "
+
+
+def test_stepfuns_trim_takes_reasoning_too() -> None:
+    marker = "You have access to the following functions in JSONSchema format"
+    turns = [
+        M("user", "Hi"),
+        M("assistant", "Hello", reasoning_content="  greet \n"),
+        M("assistant", "Again", reasoning_content=" \n "),
+        M("user", "Bye"),
+    ]
+    seen = _seen(marker, turns)
+    assert seen[1]["reasoning_content"] == "greet"
+    assert "reasoning_content" not in seen[2]  # blank: written only when not empty
+
+
+def test_a_developer_message_is_a_system_message_except_for_gpt_oss() -> None:
+    turns = [M("developer", "Be brief."), M("user", "Hi")]
+    assert _seen("", turns)[0]["role"] == "system"
+    assert _seen("<|channel|>", turns)[0]["role"] == "developer"

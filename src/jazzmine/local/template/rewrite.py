@@ -2,7 +2,8 @@
 
 Mirrors ``common_chat_templates_apply_jinja`` in llama.cpp's ``common/chat.cpp``: the
 messages as ``render_message_to_json`` writes them (``tools``), its
-``workaround::trim_all_content`` (StepFun), ``workaround::system_message_not_supported``
+``workaround::trim_all_content`` (StepFun), ``workaround::map_developer_role_to_system``,
+``workaround::system_message_not_supported``
 and ``workaround::func_args_not_string``, and ``messages_inp_normalizer`` (content as
 typed parts); and the prefill: a trailing
 assistant message is continued rather than answered (``oaicompat_chat_params_parse``
@@ -25,6 +26,7 @@ from .handlers import Continuation
 from .tools import arguments_as_objects, message_dict
 
 _STEPFUN_MARKER = "You have access to the following functions in JSONSchema format"
+_GPT_OSS_MARKER = "<|channel|>"
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,16 @@ def prepare(
         # workaround::trim_all_content: leftover whitespace sends StepFun into loops
         for msg in msgs:
             msg["content"] = trim_ascii(msg["content"])
+            if "reasoning_content" in msg:
+                # (written only when it is not empty, as ever)
+                msg["reasoning_content"] = trim_ascii(msg["reasoning_content"])
+                if not msg["reasoning_content"]:
+                    del msg["reasoning_content"]
+    if _GPT_OSS_MARKER not in source:
+        # workaround::map_developer_role_to_system (GPT-OSS has a developer role)
+        for msg in msgs:
+            if msg["role"] == "developer":
+                msg["role"] = "system"
 
     # A trailing assistant message is a prefill: llama-server renders the rest and lets
     # the model continue that message (oaicompat_chat_params_parse, prefill_assistant).
