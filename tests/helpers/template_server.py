@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from jazzmine.local.errors import LLMInvalidRequestError
+from jazzmine.local.template.diff import common_prefix
 from jazzmine.local.template.render import ChatTemplate, render
 from jazzmine.local.types import MessagePart
 
@@ -85,6 +86,8 @@ def message_json(message: MessagePart) -> dict[str, Any]:
         found["tool_call_id"] = message.tool_call_id
     if message.name:
         found["name"] = message.name
+    if message.reasoning_content:
+        found["reasoning_content"] = message.reasoning_content
     return found
 
 
@@ -129,6 +132,42 @@ def same_as_server(
         assert theirs.startswith(_PARSER_WORDS)
     else:
         assert mine in theirs
+
+
+def difference_from_server(
+    response: httpx.Response,
+    template: ChatTemplate,
+    messages: list[MessagePart],
+    **options: Any,
+) -> str | None:
+    """What same_as_server checks, as a description of the difference (None: none), so
+    that one test can go through many conversations and report every one that differs.
+    Any other exception render() raises is a difference too."""
+    try:
+        mine: str | None = render(template, messages, **options)
+        error = ""
+    except LLMInvalidRequestError as exc:
+        mine, error = None, exc.message
+    except Exception as exc:
+        return f"render() crashed: {type(exc).__name__}: {exc}"
+    if response.status_code == 200:
+        theirs = response.json()["prompt"]
+        if mine is None:
+            return f"render() refused ({error}); the server rendered {theirs[:200]!r}"
+        if mine != theirs:
+            at = common_prefix(mine, theirs)
+            return f"differs at {at}: ours {mine[at:][:120]!r}, the server's {theirs[at:][:120]!r}"
+        return None
+    refusal = response.json()["error"]["message"]
+    if mine is not None:
+        return f"the server refused ({refusal}); render() gave {mine[:200]!r}"
+    if not error:
+        return "render() refused with an empty message"
+    if error.startswith(_PARSER_WORDS):
+        same = refusal.startswith(_PARSER_WORDS)
+    else:
+        same = error in refusal
+    return None if same else f"refused with {error!r}, the server with {refusal!r}"
 
 
 _PARSER_WORDS = "Failed to parse tool call arguments as JSON: "

@@ -22,6 +22,7 @@ from jinja2.exceptions import SecurityError
 
 from jazzmine.local.errors import LLMInvalidRequestError
 from jazzmine.local.gguf import reader as gguf
+from jazzmine.local.template.engine import budget
 from jazzmine.local.template.render import (
     CHATML_TEMPLATE,
     ChatTemplate,
@@ -286,6 +287,79 @@ def test_sandbox_escapes_are_refused_and_run_nothing(
         render(ChatTemplate(source, "", ""), [M("user", "x")])
     assert isinstance(caught.value.__cause__, SecurityError)
     assert not (tmp_path / "CANARY").exists()
+
+
+# llama.cpp's engine gives a template's lists append and pop (Kimi K2 queues its call
+# ids in one); jinja2's immutable sandbox refuses both on every list
+OWN_LIST = (
+    "{%- set queue = namespace(ids=[]) -%}"
+    "{%- for m in messages -%}{%- set _ = queue.ids.append(m.content) -%}{%- endfor -%}"
+    "{{- queue.ids.pop(0) }}|{{ queue.ids | join(',') }}|{{ [1, 2, 3].pop() }}"
+)
+
+
+def test_a_template_appends_to_and_pops_from_its_own_lists() -> None:
+    messages = [M("user", "a"), M("assistant", "b"), M("user", "c")]
+    assert render(ChatTemplate(OWN_LIST, "", ""), messages) == "a|b,c|3"
+    # the lists handed in are another matter: each rendering starts from the same
+    assert render(ChatTemplate(OWN_LIST, "", ""), messages) == "a|b,c|3"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ messages.pop() }}",
+        "{{ tools.append(1) }}",
+        "{{ tools.pop(0) }}",
+        "{% set m = messages %}{{ m.append(1) }}",
+        "{% set ns = namespace(m=messages) %}{{ ns.m.pop() }}",
+        "{{ messages[0].tool_calls.append(1) }}",
+        "{{ messages[0].get('tool_calls').pop() }}",
+        "{{ (tools|first).function.parameters.required.append('x') }}",
+        "{% for t in tools %}{{ t.function.parameters.required.pop() }}{% endfor %}",
+        "{{ messages.extend([1]) }}",
+        "{{ [1].extend([2]) }}",
+        "{{ [1].insert(0, 2) }}",
+        "{{ {'a': 1}.update(b=2) }}",
+    ],
+)
+def test_a_template_cannot_change_the_callers_messages_or_tools(source: str) -> None:
+    """Only append and pop, only on a list the template built: llama.cpp's engine has
+    no other method that changes a list or a dict."""
+    messages = [M("user", "x", tool_calls=[WEATHER])]
+    tools = [dict(TOOLS[0])]
+    with pytest.raises(LLMInvalidRequestError, match="unsafe") as caught:
+        render(ChatTemplate(source, "", ""), messages, tools=tools)
+    assert isinstance(caught.value.__cause__, SecurityError)
+    assert messages == [M("user", "x", tool_calls=[WEATHER])]
+    assert tools == [TOOLS[0]]
+
+
+GROWING = (
+    "{%- set ns = namespace(items=[]) -%}"
+    "{%- for i in range(n) -%}{%- set _ = ns.items.append(i) -%}{%- endfor -%}"
+    "{{ ns.items | length }}"
+)
+
+
+@pytest.mark.parametrize(
+    ("cap", "limit", "message"),
+    [
+        ("MAX_ITEMS", 1000, "a list of that many items"),
+        ("MAX_BUILT", 1000, "built more than 1000"),
+        ("MAX_STEPS", 1000, "more than 1000 steps"),
+    ],
+)
+def test_a_template_growing_its_own_list_is_held_to_the_budget(
+    cap: str, limit: int, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = "{% set n = messages[0].content | int %}" + GROWING
+    template = ChatTemplate(source, "", "")
+    assert render(template, [M("user", "800")]) == "800"
+    monkeypatch.setattr(budget, cap, limit)
+    assert render(template, [M("user", "200")]) == "200"
+    with pytest.raises(LLMInvalidRequestError, match=message):
+        render(template, [M("user", "5000")])
 
 
 def test_end_of_turn_markers() -> None:

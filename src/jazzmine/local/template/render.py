@@ -15,7 +15,8 @@ template comes from (the GGUF file, a file, text, or the ChatML fallback), check
 ``engine.jinja`` (the sandboxed engine), ``engine.strings`` (ASCII string methods),
 ``caps`` and ``engine.probe`` (capability probes), ``reasoning`` and
 ``diff`` (reasoning detection), ``rewrite`` (message rewrites and
-prefill), ``tools`` (tools, tool history, the tool-use variant),
+prefill), ``specialized`` (what llama.cpp's hand-written formats reshape),
+``tools`` (tools, tool history, the tool-use variant),
 ``markers`` (turn-end stop strings).
 """
 
@@ -38,8 +39,10 @@ from .engine import jinja as template_jinja
 from .engine.budget import MAX_TEXT, TemplateLimitError, deadline_scope
 from .engine.jinja import compile_template, run, strftime_now
 from .engine.source import CHATML_TEMPLATE, ChatTemplate, named_source
+from .handlers import handler, handler_continuation
 from .markers import end_of_turn_markers
-from .rewrite import continuation, prepare
+from .rewrite import continuation, generation_prompt, prepare
+from .specialized import adjust_messages, adjust_prompt
 from .tools import template_tools, tool_template
 
 __all__ = [
@@ -158,6 +161,9 @@ def render(
         thinking = default.thinking if enable_thinking is None else enable_thinking
         now = time.time()
         msgs, prefill = prepare(messages, used.source, caps, prefill_final=prefill_final)
+        # the hand-written formats of llama.cpp that reshape the messages or the prompt
+        kind = handler(used.source)
+        msgs = adjust_messages(kind, msgs)
         if prefill is not None:
             # the model continues the prefilled message instead of starting a new one
             add_generation_prompt = False
@@ -165,9 +171,14 @@ def render(
         def apply(generation_prompt: bool) -> str:
             return _apply(compiled, used, msgs, generation_prompt, thinking, tool_list, now)
 
-        prompt = apply(add_generation_prompt)
+        rendered = apply(add_generation_prompt)
+        prompt = adjust_prompt(kind, rendered, add_generation_prompt)
         if prefill:
-            prompt += continuation(prompt, apply(True), caps, prefill)
+            generation = generation_prompt(rendered, apply(True))
+            how = handler_continuation(kind, used.source, prompt, generation, prefill.reasoning)
+            if how is None:
+                how = continuation(generation, caps)
+            prompt += how.text(prefill.reasoning, prefill.content)
         if len(prompt) > MAX_TEXT:
             # the prefill continuation is added outside the template's own output cap
             raise LLMInvalidRequestError(f"chat template output is over {MAX_TEXT} characters")

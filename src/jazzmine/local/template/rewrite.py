@@ -2,32 +2,51 @@
 
 Mirrors ``common_chat_templates_apply_jinja`` in llama.cpp's ``common/chat.cpp``: the
 messages as ``render_message_to_json`` writes them (``tools``), its
-``workaround::trim_all_content`` (StepFun), ``workaround::system_message_not_supported``
+``workaround::trim_all_content`` (StepFun), ``workaround::map_developer_role_to_system``,
+``workaround::system_message_not_supported``
 and ``workaround::func_args_not_string``, and ``messages_inp_normalizer`` (content as
 typed parts); and the prefill: a trailing
 assistant message is continued rather than answered (``oaicompat_chat_params_parse``
-in ``tools/server/server-common.cpp``), with the generation prompt and an empty
-reasoning block in front of it (``peg_generator::generate_parser`` in
-``common/chat-auto-parser-generator.cpp``).
+in ``tools/server/server-common.cpp``), after the generation prompt and its reasoning
+(``peg_generator::generate_parser`` in ``common/chat-auto-parser-generator.cpp``; the
+hand-written formats continue in their own words, ``handlers``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import LLMInvalidRequestError
 from ..types import MessagePart
 from .caps import Caps
 from .diff import common_prefix, trim_ascii
+from .handlers import Continuation
 from .tools import arguments_as_objects, message_dict
 
 _STEPFUN_MARKER = "You have access to the following functions in JSONSchema format"
+_GPT_OSS_MARKER = "<|channel|>"
+
+
+@dataclass(frozen=True)
+class Prefill:
+    """A trailing assistant message the model continues: its text and its reasoning.
+
+    With neither, the message is only dropped: the prompt ends without a generation
+    prompt (llama.cpp continues no empty message).
+    """
+
+    content: str
+    reasoning: str
+
+    def __bool__(self) -> bool:
+        return bool(self.content or self.reasoning)
 
 
 def prepare(
     messages: Sequence[MessagePart], source: str, caps: Caps, *, prefill_final: bool = True
-) -> tuple[list[dict[str, Any]], str | None]:
+) -> tuple[list[dict[str, Any]], Prefill | None]:
     """The messages as the template gets them, and the prefill (None when there is none).
 
     ``prefill_final=False`` keeps a trailing assistant message as a turn the template
@@ -41,10 +60,20 @@ def prepare(
         # workaround::trim_all_content: leftover whitespace sends StepFun into loops
         for msg in msgs:
             msg["content"] = trim_ascii(msg["content"])
+            if "reasoning_content" in msg:
+                # (written only when it is not empty, as ever)
+                msg["reasoning_content"] = trim_ascii(msg["reasoning_content"])
+                if not msg["reasoning_content"]:
+                    del msg["reasoning_content"]
+    if _GPT_OSS_MARKER not in source:
+        # workaround::map_developer_role_to_system (GPT-OSS has a developer role)
+        for msg in msgs:
+            if msg["role"] == "developer":
+                msg["role"] = "system"
 
     # A trailing assistant message is a prefill: llama-server renders the rest and lets
     # the model continue that message (oaicompat_chat_params_parse, prefill_assistant).
-    prefill: str | None = None
+    prefill: Prefill | None = None
     if prefill_final and msgs and msgs[-1]["role"] == "assistant":
         if len(msgs) >= 2 and msgs[-2]["role"] == "assistant":
             raise LLMInvalidRequestError(
@@ -54,7 +83,10 @@ def prepare(
             raise LLMInvalidRequestError(
                 "Cannot continue an assistant message that contains tool calls."
             )
-        prefill = str(msgs.pop()["content"])
+        msgs.pop()
+        # the message as the caller gave it: llama.cpp's trims (StepFun) spare it
+        last = messages[-1]
+        prefill = Prefill(last.content or "", last.reasoning_content or "")
 
     if not caps.system_role:
         _merge_system_message(msgs)
@@ -67,20 +99,21 @@ def prepare(
     return msgs, prefill
 
 
-def continuation(prompt: str, with_prompt: str, caps: Caps, prefill: str) -> str:
-    """What follows ``prompt`` so that the model continues ``prefill``.
+def generation_prompt(prompt: str, with_prompt: str) -> str:
+    """What rendering with the generation prompt (``with_prompt``) adds to ``prompt``,
+    past their common prefix (common_chat_template_generation_prompt_impl)."""
+    return with_prompt[common_prefix(prompt, with_prompt) :]
 
-    peg_generator::generate_parser: the generation prompt (what rendering with it,
-    ``with_prompt``, adds past the common prefix), an empty reasoning block, then the
-    text so far.
-    """
-    generation = with_prompt[common_prefix(prompt, with_prompt) :]
-    if caps.reasoning_start:
-        cut = generation.find(caps.reasoning_start)
-        if cut >= 0:
-            generation = generation[:cut]
-        generation += caps.reasoning_start + caps.reasoning_end
-    return generation + prefill
+
+def continuation(generation: str, caps: Caps) -> Continuation:
+    """How an analysed template continues a prefill (peg_generator::generate_parser):
+    the generation prompt up to its reasoning opening, that opening, the reasoning so
+    far, and then, when the message has text, the reasoning's close and the text."""
+    if not caps.reasoning_start:
+        return Continuation(generation)
+    cut = generation.find(caps.reasoning_start)
+    opening = generation if cut < 0 else generation[:cut]
+    return Continuation(opening, caps.reasoning_start, caps.reasoning_end)
 
 
 def _merge_system_message(msgs: list[dict[str, Any]]) -> None:

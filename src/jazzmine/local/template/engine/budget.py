@@ -43,6 +43,7 @@ import jinja2
 from jinja2.exceptions import TemplateError
 
 from ...errors import DeadlineExceeded
+from .owned import callers_data
 
 # characters in one string the template builds, and in the rendered prompt
 MAX_TEXT = 64 * 1024 * 1024
@@ -118,10 +119,12 @@ def deadline_scope(deadline: float | None) -> Iterator[None]:
 
 
 def bounded_render(compiled: jinja2.Template, context: dict[str, Any]) -> str:
-    """``compiled.render(context)`` with a fresh budget under the current deadline."""
+    """``compiled.render(context)`` with a fresh budget under the current deadline, and
+    the lists of ``context`` kept from the template's changes (``owned``)."""
     token = _budget.set(Budget(_deadline.get()))
     try:
-        return compiled.render(context)
+        with callers_data(context):
+            return compiled.render(context)
     finally:
         _budget.reset(token)
 

@@ -6,7 +6,9 @@ a string is the string (``workaround_concat_null_with_str`` in ``runtime.cpp``);
 undefined values can be read through (``value_undefined`` in ``value.h``); the built-ins
 of ``template/engine/builtins.py`` (``value.cpp``); ASCII-only string methods (``string.cpp``,
 see ``template/engine/strings.py``); ``{% generation %}`` accepted and ignored
-(``parser.cpp``); blocks trimmed and the final newline dropped (``lexer.cpp``). Calls,
+(``parser.cpp``); blocks trimmed and the final newline dropped (``lexer.cpp``); append
+and pop on the lists a template built, never on the caller's (``value.cpp``, see
+``template/engine/owned.py``). Calls,
 ``+``, filters and output are checked against the caps of ``budget``.
 """
 
@@ -22,14 +24,15 @@ import jinja2.runtime
 from jinja2 import nodes
 from jinja2.exceptions import SecurityError
 from jinja2.ext import Extension, loopcontrols
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
 
-from .budget import built, step
+from .budget import built, check_items, current_budget, step
 from .builtins import lipsum, raise_exception, safe, strftime_now, string, tojson
 from .filters import metered_filter
 from .metering import add_metering_filters
 from .operators import check_binop, check_method, joined_items
 from .output import BufferedCodeGenerator, OutputBuffer, concat, finalize
+from .owned import may_change
 from .probe import is_string, selectattr
 from .shape import check_printable
 from .strings import STRING_FUNCTIONS, byte_length
@@ -92,6 +95,13 @@ class _Environment(ImmutableSandboxedEnvironment):
     output_buffer = staticmethod(OutputBuffer)
     code_generator_class = BufferedCodeGenerator
 
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        # llama.cpp's arrays have append and pop; a list the template built may use
+        # them, the caller's lists (messages, tools) stay immutable (owned.py)
+        if may_change(obj, attr):
+            return SandboxedEnvironment.is_safe_attribute(self, obj, attr, value)
+        return super().is_safe_attribute(obj, attr, value)
+
     def call_binop(
         self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any
     ) -> Any:
@@ -124,6 +134,12 @@ class _Environment(ImmutableSandboxedEnvironment):
             check_method(owner, name, args, kwargs)
             if name == "join" and isinstance(owner, (str, bytes)) and len(args) == 1:
                 args = (joined_items(owner, args[0]),)
+        elif isinstance(owner, list) and name == "append":
+            # a list grows one item at a time: capped and charged like a built one
+            check_items(len(owner) + 1)
+            budget = current_budget()
+            if budget is not None:
+                budget.build(1)
         elif __obj is raise_exception:
             check_printable(*args)  # its message is str() of the argument
         # str methods go through the byte-wise versions llama.cpp uses (template_strings)
