@@ -224,7 +224,12 @@ def resolve_agent(
         source = template.source if template is not None else None
         from ..tools.plan import plan_tools
 
-        plan = plan_tools(source, [t.as_template_tool() for t in checked], choice_dict(choice))
+        plan = plan_tools(
+            source,
+            [t.as_template_tool() for t in checked],
+            choice_dict(choice),
+            template=template,
+        )
         plan = dataclasses.replace(plan, parallel=parallel and plan.parallel) if plan else None
     budget = reasoning if think is not None and type(reasoning) is int else None
     return ResolvedAgent(plan, think, False if reasoning is False else None, budget, deadline)

@@ -29,6 +29,8 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .formats.shape import CallFormat
+
 PYTHON_TAG = "<|python_tag|>"
 
 
@@ -50,6 +52,21 @@ class Family:
     id_style: str = "openai"
     # the format carries a call id written by the model (Mistral's [CALL_ID], "id")
     model_ids: bool = False
+    # family "derived": the format learnt from the template (tools.formats)
+    format: CallFormat | None = None
+
+
+def derived_family(fmt: CallFormat) -> Family:
+    """The family of a format learnt from a template (``formats.derive``)."""
+    return Family(
+        "derived",
+        True,
+        fmt.trigger,
+        fmt.markers,
+        parallel=fmt.parallel,
+        model_ids=fmt.has_ids,
+        format=fmt,
+    )
 
 
 HERMES = Family("hermes", True, "<tool_call>", ("<tool_call>", "</tool_call>"))
@@ -146,6 +163,8 @@ def call_openings(family: Family, names: Sequence[str]) -> CallOpenings:
     start of a reply, llama3 and generic replies that open with "{" are read whole.)"""
     if family.trigger:
         return CallOpenings(words=(family.trigger,))
+    if family.format is not None:  # a call only at the reply's start (stream.py)
+        return CallOpenings()
     if family.name == "llama3":
         heads = ('{{"name":"{}"', '{{"type":"function","function":{{"name":"{}"')
         return CallOpenings((PYTHON_TAG,), tuple(h.format(n) for h in heads for n in names))

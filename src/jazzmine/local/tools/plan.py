@@ -14,7 +14,8 @@ A request with tools goes through four steps, each a pure function of its inputs
    or streamed; a call that cannot be used raises ``LLMToolCallError``.
 
 The modules behind it: ``spec`` (shapes, ids, the error), ``schema`` (JSON
-Schema to GBNF, validation), ``families``, ``grammar``, ``parse``;
+Schema to GBNF, validation), ``families``, ``formats`` (a template's own format,
+learnt by rendering it), ``grammar``, ``parse``;
 ``reasoning`` separates ``<think>`` blocks. The design is in ``docs/tools.md``.
 """
 
@@ -27,7 +28,8 @@ from typing import Any
 
 from ..errors import LLMToolCallError, OptionValueError
 from ..types import MessagePart
-from .families import FAMILIES, GENERIC, Family, detect_family
+from ..template.engine.source import ChatTemplate
+from .families import FAMILIES, GENERIC, Family, derived_family, detect_family
 from .gbnf import Grammar
 from .grammar import ToolGrammar, avoid, build_grammar
 from .parse import ParsedReply, parse_reply
@@ -98,12 +100,16 @@ class ToolPlan:
     choice: Choice
     parallel: bool = True
     think: Think | None = None
+    # the template prints a tool list (template/caps.py): it gets the tools even when
+    # its call format could not be learnt and the generic envelope reads the reply
+    template_reads_tools: bool = False
 
     @property
     def template_tools(self) -> list[dict[str, Any]] | None:
         """The template's ``tools`` variable: None means leave it undefined (llama.cpp
-        sets it only for a non-empty tool list, and generic templates never get it)."""
-        if not self.family.native or not self.tools:
+        sets it only for a non-empty tool list, and templates that print no tools
+        never get it)."""
+        if not (self.family.native or self.template_reads_tools) or not self.tools:
             return None
         return [tool.as_template_tool() for tool in self.tools]
 
@@ -165,6 +171,7 @@ def plan_tools(
     parallel: bool = True,
     think: Think | None = None,
     family: str | Family | None = None,
+    template: ChatTemplate | None = None,
 ) -> ToolPlan | None:
     """Check ``tools`` and ``tool_choice`` and plan the request; None without tools.
 
@@ -186,6 +193,15 @@ def plan_tools(
         chosen = FAMILIES[family]
     else:
         chosen = detect_family(template_source)
+    reads_tools = False
+    if template is not None:
+        from ..template.caps import capabilities
+        from .formats.derive import derive_format
+
+        reads_tools = capabilities(template).supports_tools
+        if reads_tools and chosen is GENERIC and family is None:
+            fmt = derive_format(template)
+            chosen = GENERIC if fmt is None else derived_family(fmt)
     if choice.mode == "none" and not chosen.native:
         chosen = GENERIC
-    return ToolPlan(chosen, checked, choice, parallel and chosen.parallel, think)
+    return ToolPlan(chosen, checked, choice, parallel and chosen.parallel, think, reads_tools)

@@ -1,0 +1,87 @@
+"""``CallFormat``: how a chat template writes its tool calls, as ``derive`` learnt it.
+
+A call section is ``open``, then one or more calls separated by ``separator``, then
+``close``. A call is a sequence of pieces: literal text and holes (the function's name,
+a call id the model writes, a call's index, the arguments). The arguments are either
+one JSON object or a list of parameters (``Params``: ``<parameter=k>v</parameter>``,
+``<arg_key>k</arg_key><arg_value>v</arg_value>``, ``k='v'``, ...), where a string value
+is raw text up to its closing markup and any other value is JSON.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# hole kinds in CallFormat.call
+NAME, CALL_ID, INDEX, ARGS = "name", "id", "index", "args"
+HOLES = (NAME, CALL_ID, INDEX, ARGS)
+
+
+@dataclass(frozen=True)
+class Params:
+    """Arguments written one parameter at a time:
+    ``key_open KEY string_open VALUE string_close`` for a string value and
+    ``key_open KEY value_open VALUE value_close`` for a JSON one, ``separator`` between."""
+
+    key_open: str
+    string_open: str
+    string_close: str
+    value_open: str
+    value_close: str
+    separator: str
+
+
+@dataclass(frozen=True)
+class CallFormat:
+    """A template's tool-call format (see the module docstring)."""
+
+    open: str
+    close: str
+    separator: str
+    # literal text (any string not in HOLES is literal) and holes, in order
+    call: tuple[tuple[str, str], ...]
+    # None: the arguments are one JSON object
+    params: Params | None = None
+    parallel: bool = True
+    # the text the template writes between the end of its generation prompt and the
+    # call section (a closed reasoning block: "</think>\n\n"); a reply may carry it
+    lead: str = ""
+
+    @property
+    def head(self) -> str:
+        """The literal text every call section starts with, up to its first hole."""
+        text = self.open
+        for kind, value in self.call:
+            if kind != "lit":
+                break
+            text += value
+        return text
+
+    @property
+    def trigger(self) -> str:
+        """The text that surely starts a call section ("" when it has no markup of
+        its own, as when a call starts with the function's name)."""
+        head = self.head.strip()
+        return head if re.search(r"[^\w\s]", head) else ""
+
+    @property
+    def markers(self) -> tuple[str, ...]:
+        """Markup that looks like special tokens (``<|...|>``, ``<｜...｜>``, ``[X]``)."""
+        texts = [self.open, self.close, *(v for k, v in self.call if k == "lit")]
+        if self.params is not None:
+            p = self.params
+            texts += [p.key_open, p.string_open, p.string_close, p.value_open, p.value_close]
+        found: list[str] = []
+        for text in texts:
+            for marker in _SPECIAL.findall(text):
+                if marker not in found:
+                    found.append(marker)
+        return tuple(found)
+
+    @property
+    def has_ids(self) -> bool:
+        return any(kind == CALL_ID for kind, _ in self.call)
+
+
+_SPECIAL = re.compile(r"<[|｜][^<>\s]*?[|｜]>|<\|[^<>\s]*>|<[^<>\s|]*\|>|\[[A-Z_]{3,}\]")
