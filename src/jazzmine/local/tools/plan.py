@@ -27,9 +27,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import LLMToolCallError, OptionValueError
-from ..types import MessagePart
 from ..template.engine.source import ChatTemplate
+from ..types import MessagePart
 from .families import FAMILIES, GENERIC, Family, derived_family, detect_family
+from .formats.shape import CallFormat, example_call
 from .gbnf import Grammar
 from .grammar import ToolGrammar, avoid, build_grammar
 from .parse import ParsedReply, parse_reply
@@ -91,6 +92,25 @@ def generic_instructions(tools: Sequence[Tool], choice: Choice, parallel: bool =
     return f"You can call these functions (their parameters are JSON Schema):\n{listed}\n\n{how}"
 
 
+def format_instructions(fmt: CallFormat, tools: Sequence[Tool], choice: Choice) -> str:
+    """The system message text for a template that writes calls in its own format but
+    prints no tool list: the tools, and how a call is written (an example)."""
+    listed = "\n".join(
+        json.dumps(
+            {"name": t.name, "description": t.description, "parameters": t.schema},
+            ensure_ascii=False,
+        )
+        for t in tools
+        if choice.mode != "named" or t.name == choice.name
+    )
+    chosen = next(t for t in tools if choice.mode != "named" or t.name == choice.name)
+    how = "Call a function" if choice.forces_call else "To call a function, reply"
+    return (
+        f"You can call these functions (their parameters are JSON Schema):\n{listed}\n\n"
+        f"{how} like this:\n{example_call(fmt, chosen.name, chosen.schema)}"
+    )
+
+
 @dataclass(frozen=True)
 class ToolPlan:
     """How one request with tools is prompted, constrained and read back."""
@@ -115,8 +135,15 @@ class ToolPlan:
 
     @property
     def system_text(self) -> str | None:
-        """For the generic family, the text to add to the system message."""
-        if self.family.native or not self.tools or self.choice.mode == "none":
+        """The text to add to the system message: for the generic family, the tools
+        and the envelope; for a learnt format whose template writes calls but prints
+        no tools, the tools and an example call in that format."""
+        if not self.tools or self.choice.mode == "none":
+            return None
+        fmt = self.family.format
+        if fmt is not None and not self.template_reads_tools:
+            return format_instructions(fmt, self.tools, self.choice)
+        if self.family.native:
             return None
         return generic_instructions(self.tools, self.choice, self.parallel)
 
@@ -198,8 +225,9 @@ def plan_tools(
         from ..template.caps import capabilities
         from .formats.derive import derive_format
 
-        reads_tools = capabilities(template).supports_tools
-        if reads_tools and chosen is GENERIC and family is None:
+        caps = capabilities(template)
+        reads_tools = caps.supports_tools
+        if chosen is GENERIC and family is None and caps.supports_tool_calls:
             fmt = derive_format(template)
             chosen = GENERIC if fmt is None else derived_family(fmt)
     if choice.mode == "none" and not chosen.native:

@@ -17,7 +17,7 @@ call after its generation prompt, or writes the probe's arguments in no shape th
 
 from __future__ import annotations
 
-import json
+import itertools
 from typing import Any
 
 from ...template.diff import common_prefix, common_suffix
@@ -162,7 +162,7 @@ def _holes(
         return None
     holes.append((*span, ARGS))
     holes.sort()
-    for (_, end, _), (start, _, _) in zip(holes, holes[1:]):
+    for (_, end, _), (start, _, _) in itertools.pairwise(holes):
         if start < end:
             return None  # overlapping: the name written inside the arguments
     return holes
@@ -179,7 +179,7 @@ def _params_span(text: str, key: str, value: str, params: Params) -> tuple[int, 
 def _pieces(text: str, holes: list[Hole]) -> list[tuple[str, str]]:
     """The call from its first hole to its last: holes and the literal text between."""
     out: list[tuple[str, str]] = []
-    for index, (start, end, kind) in enumerate(holes):
+    for index, (start, _, kind) in enumerate(holes):
         if index:
             out.append(("lit", text[holes[index - 1][1] : start]))
         out.append((kind, ""))
@@ -192,7 +192,7 @@ def _indexed(call: list[tuple[str, str]], second: list[tuple[str, str]]) -> list
     if [k for k, _ in call] != [k for k, _ in second]:
         return call
     out: list[tuple[str, str]] = []
-    for (kind, a), (_, b) in zip(call, second):
+    for (kind, a), (_, b) in zip(call, second, strict=True):
         if kind != "lit" or a == b:
             out.append((kind, a))
             continue
@@ -253,8 +253,3 @@ def _reads_back(fmt: CallFormat, text: str) -> bool:
         return False
     wanted = [(P.NAME_ONE, {P.KEY_ONE: P.VALUE_ONE})]
     return [(c.name, c.arguments) for c in calls] == wanted
-
-
-def describe(fmt: CallFormat) -> dict[str, Any]:
-    """The format as plain data (for docs and debugging)."""
-    return json.loads(json.dumps(fmt, default=lambda o: o.__dict__))

@@ -127,7 +127,9 @@ def read_calls(
     return start, calls, pos
 
 
-def split_calls(raw: str, fmt: CallFormat, schemas: Schemas) -> tuple[str, list[str], list[RawCall]]:
+def split_calls(
+    raw: str, fmt: CallFormat, schemas: Schemas
+) -> tuple[str, list[str], list[RawCall]]:
     """The text before the first call section, the texts after each section, the calls."""
     start, calls, end = read_calls(raw, fmt, schemas)
     if start < 0:
@@ -168,16 +170,26 @@ def _parameters(text: str, pos: int, p: Params, schema: Any) -> tuple[dict[str, 
             return arguments, pos
         name = found.group("key")
         string = _is_string(properties.get(name))
-        for opening, closing, as_string in variants if string else variants[::-1]:
-            opened = re.compile(literal(opening, exact_tail=True)).match(text, found.end())
-            if opened is not None:
-                break
-        else:
+        chosen = _variant(text, found.end(), variants if string else variants[::-1])
+        if chosen is None:
             raise UnreadableCall(f"parameter {name!r} is not written as the template writes one")
+        opened, closing, as_string = chosen
         keep_text = as_string and (string or name not in properties)
-        arguments[name], pos = _value(text, opened.end(), closing, keep_text)
+        arguments[name], pos = _value(text, opened, closing, keep_text)
         if not found.end() < pos:
             return arguments, pos
+
+
+def _variant(
+    text: str, pos: int, variants: Sequence[tuple[str, str, bool]]
+) -> tuple[int, str, bool] | None:
+    """The first (opening, closing, string) way of writing a value that the text takes
+    at ``pos``: where the value starts, its closing, whether it is a string one."""
+    for opening, closing, as_string in variants:
+        opened = re.compile(literal(opening, exact_tail=True)).match(text, pos)
+        if opened is not None:
+            return opened.end(), closing, as_string
+    return None
 
 
 def _value(text: str, pos: int, closing: str, string: bool) -> tuple[Any, int]:

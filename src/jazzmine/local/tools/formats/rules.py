@@ -40,18 +40,13 @@ def section_rule(
     strip_first = from_trigger and not opening
 
     def calls(strip: bool) -> str:
-        bodies = [
-            " ".join(p for p in _call(g, fmt, tool, avoid, strip) if p) for tool in tools
-        ]
-        named = [g.add(f"call-{tool.name}", body) for tool, body in zip(tools, bodies)]
+        bodies = [" ".join(p for p in _call(g, fmt, tool, avoid, strip) if p) for tool in tools]
+        named = [g.add(f"call-{tool.name}", body) for tool, body in zip(tools, bodies, strict=True)]
         return named[0] if len(named) == 1 else g.add("call", " | ".join(named))
 
     one = calls(False)
     first = calls(True) if strip_first else one
-    if parallel:
-        body = f"{first} ( {_lit(fmt.separator)} {one} )*"
-    else:
-        body = first
+    body = f"{first} ( {_lit(fmt.separator)} {one} )*" if parallel else first
     return g.add("calls", " ".join(p for p in (_lit(opening), body, _lit(fmt.close)) if p))
 
 

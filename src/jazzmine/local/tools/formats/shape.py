@@ -10,8 +10,10 @@ is raw text up to its closing markup and any other value is JSON.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from typing import Any
 
 # hole kinds in CallFormat.call
 NAME, CALL_ID, INDEX, ARGS = "name", "id", "index", "args"
@@ -67,7 +69,8 @@ class CallFormat:
 
     @property
     def markers(self) -> tuple[str, ...]:
-        """Markup that looks like special tokens (``<|...|>``, ``<｜...｜>``, ``[X]``)."""
+        """Markup that looks like special tokens (``<|...|>``, its full-width twin,
+        ``[X]``)."""
         texts = [self.open, self.close, *(v for k, v in self.call if k == "lit")]
         if self.params is not None:
             p = self.params
@@ -85,3 +88,18 @@ class CallFormat:
 
 
 _SPECIAL = re.compile(r"<[|｜][^<>\s]*?[|｜]>|<\|[^<>\s]*>|<[^<>\s|]*\|>|\[[A-Z_]{3,}\]")
+
+
+def example_call(fmt: CallFormat, name: str, schema: Any) -> str:
+    """A call to ``name`` written in ``fmt``, with placeholders for the values."""
+    properties = schema.get("properties") if isinstance(schema, dict) else None
+    keys = list(properties or {})
+    if fmt.params is None:
+        args = json.dumps({key: f"<{key}>" for key in keys})
+    else:
+        p = fmt.params
+        units = [f"{p.key_open}{key}{p.string_open}<{key}>{p.string_close}" for key in keys]
+        args = p.separator.join(units)
+    holes = {NAME: name, CALL_ID: "abcdefghi", INDEX: "0", ARGS: args}
+    call = "".join(value if kind == "lit" else holes[kind] for kind, value in fmt.call)
+    return f"{fmt.open}{call}{fmt.close}".strip()
