@@ -24,12 +24,14 @@ _NAME = r"[\w.\-]+"
 
 
 def literal(text: str, exact_tail: bool = False) -> str:
-    """A regex for markup ``text`` whose whitespace runs match any run (``exact_tail``:
+    """A regex for markup ``text``, after any whitespace, whose whitespace runs match
+    any run (``exact_tail``:
     trailing whitespace is matched as written or not at all, so a value after it keeps
     its own leading spaces)."""
     stripped = text.rstrip() if exact_tail else text
     out = [r"\s*" if part.isspace() else re.escape(part) for part in re.split(r"(\s+)", stripped)]
-    pattern = "".join(out)
+    # whitespace may come before any markup (a model's newline after a value)
+    pattern = "".join(out) if not stripped or stripped[0].isspace() else r"\s*" + "".join(out)
     if exact_tail and stripped != text:
         pattern += f"(?:{re.escape(text[len(stripped) :])})?"
     return pattern

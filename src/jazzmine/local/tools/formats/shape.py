@@ -62,10 +62,10 @@ class CallFormat:
 
     @property
     def trigger(self) -> str:
-        """The text that surely starts a call section ("" when it has no markup of
-        its own, as when a call starts with the function's name)."""
-        head = self.head.strip()
-        return head if re.search(r"[^\w\s]", head) else ""
+        """The text that surely starts a call section: its first word of markup (""
+        when it has none of its own, as when a call starts with the function's name)."""
+        words = self.head.split()
+        return words[0] if words and re.search(r"[^\w\s]", words[0]) else ""
 
     @property
     def markers(self) -> tuple[str, ...]:
