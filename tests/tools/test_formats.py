@@ -5,6 +5,7 @@ templates use (XML parameters, Python calls, numbered markers)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -220,3 +221,45 @@ def written(calls: str) -> str:
 
 def _pieces(text: str, size: int) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def test_a_further_call_cut_off_is_an_error_not_text() -> None:
+    made = plan(NUMBERED_CALLS)
+    cut = NUMBERED_REPLY.replace(
+        "<|tool_calls_section_end|>", "<|tool_call_begin|>functions.get_wea"
+    )
+    with pytest.raises(LLMToolCallError, match="cut off"):
+        made.parse(cut, complete=False)
+
+
+def test_numbered_calls_start_at_zero_in_the_grammar() -> None:
+    grammar = plan(NUMBERED_CALLS, "required").grammar()
+    assert grammar is not None
+    reply = written(NUMBERED_CALLS)
+    assert ":0<|tool_call_argument_begin|>" in reply
+    assert accepts(grammar.grammar, reply)
+    assert not accepts(grammar.grammar, reply.replace(":0<", ":7<"))
+
+
+def test_reasoning_off_lets_no_thinking_before_a_forced_call() -> None:
+    """reasoning=False with a thinking template (Qwen3): the forced call's grammar has
+    no reasoning block in front (the default model would think to max_tokens)."""
+    path = Path(__file__).parent.parent / "fixtures" / "templates" / "Qwen-Qwen3-0.6B.jinja"
+    grammars: list[str] = []
+
+    def reply(request: Any) -> MockReply:
+        grammars.append(request.grammar)
+        return MockReply(['<tool_call>\n{"name": "get_weather", "arguments": {"city": "X"}}'])
+
+    ask = [MessagePart("user", "Weather?")]
+    for reasoning in (False, True):
+        llm = LocalLLM(
+            transport=MockTransport(reply),
+            chat_template=str(path),
+            tools=TOOLS,
+            tool_choice="required",
+            reasoning=reasoning,
+        )
+        assert llm.generate(ask).tool_calls
+    assert "<think>" not in grammars[0]
+    assert "<think>" in grammars[1]

@@ -125,3 +125,63 @@ def test_two_calls_are_read_back(written: dict[str, tuple[Path, Written]]) -> No
             failures[name] = why
     assert tried >= 20
     assert not failures, failures
+
+
+# One template per shape of learnt format: XML parameters, arg_key/arg_value, DSML,
+# numbered markers with JSON arguments, Python calls, a name marker with JSON.
+GRAMMAR_TEMPLATES = [
+    "Qwen3-Coder.jinja",
+    "GLM-4.6.jinja",
+    "deepseek-ai-DeepSeek-V3.2.jinja",
+    "moonshotai-Kimi-K2.jinja",
+    "LFM2.5-8B-A1B.jinja",
+    "meetkai-functionary-medium-v3.1.jinja",
+]
+# bounded, so that the tiny default model cannot repeat itself up to max_tokens
+SEARCH = {
+    "type": "function",
+    "function": {
+        "name": "search",
+        "description": "Search the web",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "query": {"type": "string", "enum": ["weather Paris", "news"]},
+                "limit": {"type": "integer", "minimum": 1, "maximum": 9},
+            },
+            "required": ["query", "limit"],
+        },
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(GRAMMAR_TEMPLATES))
+def test_the_default_model_calls_in_the_template_s_format(
+    completion_bin: str, model_path: str, name: str
+) -> None:
+    """The 135M default model, given the template and tool_choice "required", writes
+    a call in that template's own format (the grammar holds it there), which reads back:
+    the learnt format's reader takes nothing else, and no markup reaches the text."""
+    from helpers.sdist_templates import template_dir
+
+    llm = LocalLLM(
+        binary_path=completion_bin,
+        model=model_path,
+        chat_template=str(template_dir() / name),
+        tools=[SEARCH],
+        tool_choice="required",
+        parallel_tool_calls=False,  # the tiny model would repeat its call to the end
+        reasoning=False,
+        temperature=0.0,
+        max_tokens=120,
+    )
+    stream = llm.stream([MessagePart("user", "Search the weather in Paris.")])
+    seen = [str(value) for kind, value in stream.events() if kind == "text"]
+    response = stream.response
+    assert response.api_metrics is not None
+    assert response.api_metrics["tool_family"] == "derived"
+    (call,) = response.tool_calls
+    assert call.name == "search"
+    assert call.arguments["query"] in ("weather Paris", "news")
+    assert 1 <= call.arguments["limit"] <= 9
+    assert response.text == "" and "".join(seen) == ""

@@ -73,7 +73,10 @@ class ResolvedAgent:
         if self.think is None:
             return self
         think = dataclasses.replace(self.think, opened=opened_in_prompt(prompt, self.think.start))
-        tools = None if self.tools is None else dataclasses.replace(self.tools, think=think)
+        # reasoning=False and a prompt that leaves the block closed: a forced call's
+        # grammar lets no thinking come first (a small model would think to the end)
+        tool_think = None if self.enable_thinking is False and not think.opened else think
+        tools = None if self.tools is None else dataclasses.replace(self.tools, think=tool_think)
         return dataclasses.replace(self, think=think, tools=tools)
 
     def shaped_by(self, json_schema: dict[str, Any] | None, grammar: str | None) -> ResolvedAgent:

@@ -60,6 +60,7 @@ class _Compiled:
     separator: re.Pattern[str]
     close: re.Pattern[str]
     rest: str  # what a reply may stop inside of after the arguments
+    opening: str  # the first word of a call's own markup ("" without one)
 
 
 @functools.lru_cache(maxsize=64)
@@ -75,6 +76,7 @@ def _compiled(fmt: CallFormat) -> _Compiled:
         re.compile(literal(fmt.separator)),
         re.compile(literal(fmt.close)),
         (tail_text + fmt.close).strip(),
+        next(iter(head[0][1].split()), "") if head and head[0][0] == "lit" else "",
     )
 
 
@@ -117,8 +119,11 @@ def read_calls(
             raise UnreadableCall(f"the call to {name!r} is not closed as the template closes it")
         calls.append(RawCall(name, arguments, ident))
         separated = parts.separator.match(text, pos)
-        following = parts.head.match(text, separated.end() if separated else pos)
+        at = separated.end() if separated else pos
+        following = parts.head.match(text, at)
         if following is None or following.end() == pos:
+            if parts.opening and text[at:].lstrip().startswith(parts.opening):
+                raise UnreadableCall("a further call was started and not finished")
             break
         match = following
     closing = parts.close.match(text, pos)

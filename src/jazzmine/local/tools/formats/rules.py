@@ -39,18 +39,24 @@ def section_rule(
     opening = fmt.open.lstrip() if from_trigger else fmt.open
     strip_first = from_trigger and not opening
 
-    def calls(strip: bool) -> str:
-        bodies = [" ".join(p for p in _call(g, fmt, tool, avoid, strip) if p) for tool in tools]
+    def calls(strip: bool, index: str) -> str:
+        bodies = [
+            " ".join(p for p in _call(g, fmt, tool, avoid, strip, index) if p) for tool in tools
+        ]
         named = [g.add(f"call-{tool.name}", body) for tool, body in zip(tools, bodies, strict=True)]
         return named[0] if len(named) == 1 else g.add("call", " | ".join(named))
 
-    one = calls(False)
-    first = calls(True) if strip_first else one
+    one = calls(False, "[1-9] [0-9]?")
+    # the first call is number 0 where calls are numbered
+    numbered = any(kind == INDEX for kind, _ in fmt.call)
+    first = calls(strip_first, '"0"') if strip_first or numbered else one
     body = f"{first} ( {_lit(fmt.separator)} {one} )*" if parallel else first
     return g.add("calls", " ".join(p for p in (_lit(opening), body, _lit(fmt.close)) if p))
 
 
-def _call(g: Grammar, fmt: CallFormat, tool: Tool, avoid: Avoid, strip: bool) -> list[str]:
+def _call(
+    g: Grammar, fmt: CallFormat, tool: Tool, avoid: Avoid, strip: bool, index: str
+) -> list[str]:
     parts: list[str] = []
     for kind, value in fmt.call:
         if kind == "lit":
@@ -62,7 +68,7 @@ def _call(g: Grammar, fmt: CallFormat, tool: Tool, avoid: Avoid, strip: bool) ->
         elif kind == CALL_ID:
             parts.append("[a-zA-Z0-9]{9}")
         elif kind == INDEX:
-            parts.append("[0-9]{1,3}")
+            parts.append(index)
         elif kind == ARGS:
             if fmt.params is None:
                 parts.append(g.schema(tool.schema, f"{tool.name}-args"))
