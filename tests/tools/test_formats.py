@@ -263,3 +263,14 @@ def test_reasoning_off_lets_no_thinking_before_a_forced_call() -> None:
         assert llm.generate(ask).tool_calls
     assert "<think>" not in grammars[0]
     assert "<think>" in grammars[1]
+
+
+def test_jazzmine_models_names_a_learnt_format(tmp_path: Path) -> None:
+    from helpers.gguf_files import write_gguf
+
+    from jazzmine.local.models.describe import describe
+
+    path = tmp_path / "coder.gguf"
+    pairs = [("general.architecture", 8, "qwen2"), ("qwen2.context_length", 4, 4096)]
+    write_gguf(path, [*pairs, ("tokenizer.chat_template", 8, template(XML_CALLS).source)])
+    assert describe(str(path))["template"] == "derived"
