@@ -39,15 +39,9 @@ NOT_READ = {
     "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja",
     "llama-cpp-deepseek-r1.jinja",
     "unsloth-Apriel-1.5.jinja",
-    # markup the derivation cannot learn: MiniMax M3's "]<]minimax[>[" around every
-    # tag (llama.cpp writes this one by hand too), Hy3's typed argument tags, and
-    # muse-glimmer's recipient written before the call's own markup
+    # MiniMax M3 writes "]<]minimax[>[" around every tag, which the derivation does
+    # not learn (llama.cpp writes this one by hand too)
     "MiniMax-M3.jinja",
-    "tencent-Hy3.jinja",
-    "muse-glimmer.jinja",
-    # the call's index is written before its name ("tool_call_id": "0") and the turn
-    # opens with an empty <|START_THINKING|><|END_THINKING|> block
-    "CohereForAI-c4ai-command-r7b-12-2024-tool_use.jinja",
 }
 
 

@@ -18,6 +18,7 @@ call after its generation prompt, or writes the probe's arguments in no shape th
 from __future__ import annotations
 
 import itertools
+import re
 from typing import Any
 
 from ...template.diff import common_prefix, common_suffix
@@ -31,6 +32,9 @@ Hole = tuple[int, int, str]  # start, end, kind
 # a 1-tuple, so that "cannot be learnt" is cached too
 _cache: BoundedCache[tuple[str, str, str], tuple[CallFormat | None]] = BoundedCache()
 _OPENERS = " \t\r\n<[{(\"',"
+# an empty reasoning block the template writes before a call (Command R7B's
+# "<|START_THINKING|><|END_THINKING|>"): the reasoning splitter takes it, not the call
+_THINKING = re.compile(r"(?:\s*<[^<>]*think[^<>]*>)+\s*", re.IGNORECASE)
 
 
 def derive_format(template: ChatTemplate) -> CallFormat | None:
@@ -63,6 +67,7 @@ def _derive(template: ChatTemplate) -> CallFormat | None:
     before, after = s1[:first], s1[last:]
     call = _pieces(s1, holes1)
     head, tail, separator = "", "", ""
+    head_pieces: list[tuple[str, str]] = []
     two = P.call(P.NAME_TWO, {P.KEY_ONE: P.VALUE_TWO}, P.ID_TWO)
     double = P.reply(template, P.calls_turn(one, two))
     parallel = False
@@ -74,14 +79,16 @@ def _derive(template: ChatTemplate) -> CallFormat | None:
         holes_b = _holes(s2[end_a:], P.NAME_TWO, P.ID_TWO, P.KEY_ONE, P.VALUE_TWO, params)
         if holes_a and holes_b:
             mid = s2[end_a : end_a + holes_b[0][0]]
-            head = _from_boundary(before[len(before) - common_suffix(before, mid) :])
+            head = _from_boundary(before[len(before) - _suffix(before, mid) :])
             rest = mid[: len(mid) - len(head)]
+            head_pieces = _numbered(head, mid)
             tail = _to_boundary(rest[: common_prefix(rest, after)])
             separator = rest[len(tail) :]
             parallel = True
             call = _indexed(call, _pieces(s2[end_a:], holes_b))
     if not parallel:
         head, tail = before, after
+        head_pieces = [("lit", head)]
     close = after[len(tail) :]
     if plain is not None:  # what every turn ends with is no part of the calls
         kept = close[: len(close) - common_suffix(close, plain)]
@@ -89,11 +96,13 @@ def _derive(template: ChatTemplate) -> CallFormat | None:
         if opening >= 0 and ">" not in kept[opening:] and ">" in close[opening:]:
             kept = close[: close.index(">", opening) + 1]  # not into a marker
         close = kept
+    opening = before[: len(before) - len(head)]
+    thinking = _THINKING.match(opening)
     fmt = CallFormat(
-        open=before[: len(before) - len(head)],
+        open=opening[thinking.end() :] if thinking else opening,
         close=close,
         separator=separator,
-        call=(("lit", head), *call, ("lit", tail)),
+        call=(*head_pieces, *call, ("lit", tail)),
         params=params,
         parallel=parallel,
         lead=single[:lead],
@@ -109,13 +118,47 @@ def _lead(plain: str | None, single: str) -> int:
     opening = max(single.rfind("<", 0, shared), single.rfind("[", 0, shared))
     if opening >= 0 and not any(c in single[opening:shared] for c in ">]"):
         shared = opening
+    elif 0 < shared < len(single) and not single[shared - 1].isspace():
+        if single[shared - 1] not in ">]":
+            # inside a word (" to=user" / " to=NAME"): the word belongs to the call
+            word = max(single.rfind(c, 0, shared) for c in " \n\t>]")
+            shared = word + 1
     return shared
+
+
+def _suffix(before: str, mid: str) -> int:
+    """The common suffix of the first call's opening and what precedes the second,
+    where a digit may stand for another (the call's number: ``"tool_call_id": "0"``)."""
+    n = 0
+    while n < min(len(before), len(mid)):
+        a, b = before[-1 - n], mid[-1 - n]
+        if a != b and not (a.isdigit() and b.isdigit()):
+            break
+        n += 1
+    return n
+
+
+def _numbered(head: str, mid: str) -> list[tuple[str, str]]:
+    """``head`` as pieces, with an index hole where the second call's number differs."""
+    other = mid[len(mid) - len(head) :]
+    pieces: list[tuple[str, str]] = []
+    text = ""
+    for a, b in zip(head, other, strict=True):
+        if a == b:
+            text += a
+        elif not (pieces and pieces[-1][0] == INDEX and not text):  # one number
+            pieces += [("lit", text), (INDEX, "")]
+            text = ""
+    return [*pieces, ("lit", text)]
 
 
 def _from_boundary(text: str) -> str:
     """``text`` from where markup may start (a common suffix may begin mid-marker)."""
     if not text or text[0] in _OPENERS:
         return text
+    first = text.find("<")
+    if first > 0 and ">" in text[:first]:
+        return text[text.index(">") + 1 :]  # the end of the marker before it
     cut = min((text.find(c) for c in _OPENERS if c in text), default=len(text))
     return text[cut:] if cut <= 3 else text
 
