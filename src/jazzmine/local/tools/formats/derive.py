@@ -96,10 +96,10 @@ def _derive(template: ChatTemplate) -> CallFormat | None:
         if opening >= 0 and ">" not in kept[opening:] and ">" in close[opening:]:
             kept = close[: close.index(">", opening) + 1]  # not into a marker
         close = kept
-    opening = before[: len(before) - len(head)]
-    thinking = _THINKING.match(opening)
+    section_open = before[: len(before) - len(head)]
+    thinking = _THINKING.match(section_open)
     fmt = CallFormat(
-        open=opening[thinking.end() :] if thinking else opening,
+        open=section_open[thinking.end() :] if thinking else section_open,
         close=close,
         separator=separator,
         call=(*head_pieces, *call, ("lit", tail)),
@@ -118,11 +118,10 @@ def _lead(plain: str | None, single: str) -> int:
     opening = max(single.rfind("<", 0, shared), single.rfind("[", 0, shared))
     if opening >= 0 and not any(c in single[opening:shared] for c in ">]"):
         shared = opening
-    elif 0 < shared < len(single) and not single[shared - 1].isspace():
-        if single[shared - 1] not in ">]":
-            # inside a word (" to=user" / " to=NAME"): the word belongs to the call
-            word = max(single.rfind(c, 0, shared) for c in " \n\t>]")
-            shared = word + 1
+    elif 0 < shared < len(single) and single[shared - 1] not in " \t\r\n>]":
+        # inside a word (" to=user" / " to=NAME"): the word belongs to the call
+        word = max(single.rfind(c, 0, shared) for c in " \n\t>]")
+        shared = word + 1
     return shared
 
 
