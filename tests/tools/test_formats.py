@@ -274,3 +274,31 @@ def test_jazzmine_models_names_a_learnt_format(tmp_path: Path) -> None:
     pairs = [("general.architecture", 8, "qwen2"), ("qwen2.context_length", 4, 4096)]
     write_gguf(path, [*pairs, ("tokenizer.chat_template", 8, template(XML_CALLS).source)])
     assert describe(str(path))["template"] == "derived"
+
+
+def test_the_eager_auto_grammar_takes_prose_or_prose_then_a_call() -> None:
+    grammar = plan(XML_CALLS).grammar()
+    assert grammar is not None and not grammar.lazy
+    call = written(XML_CALLS)
+    assert accepts(grammar.grammar, "It is sunny.")
+    assert accepts(grammar.grammar, "Let me look.\n" + call)
+    assert not accepts(grammar.grammar, "Let me look.\n<tool_call>\nnot a call")
+
+
+def test_a_named_function_holds_the_grammar_to_it() -> None:
+    other = {"type": "function", "function": {"name": "clock", "parameters": {}}}
+    t = template(PYTHON_CALLS)
+    named = {"type": "function", "function": {"name": "clock"}}
+    made = plan_tools(t.source, [WEATHER, other], named, template=t)
+    assert made is not None
+    grammar = made.grammar()
+    assert grammar is not None
+    assert accepts(grammar.grammar, "<|tool_call_start|>[clock()]<|tool_call_end|>")
+    assert not accepts(grammar.grammar, PYTHON_REPLY)
+    with pytest.raises(LLMToolCallError, match="names 'clock'"):
+        made.parse(PYTHON_REPLY)
+
+
+def test_tool_choice_none_drops_a_call_written_anyway() -> None:
+    parsed = plan(NUMBERED_CALLS, "none").parse("Sure.\n" + NUMBERED_REPLY)
+    assert (parsed.text, parsed.tool_calls, parsed.dropped) == ("Sure.", (), 1)
