@@ -17,6 +17,7 @@ call after its generation prompt, or writes the probe's arguments in no shape th
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 from typing import Any
@@ -107,6 +108,10 @@ def _derive(template: ChatTemplate) -> CallFormat | None:
         parallel=parallel,
         lead=single[:lead],
     )
+    tag = fmt.leading_tag
+    if tag and tag != fmt.trigger and plain is not None and tag not in plain:
+        # a tag only calls write starts them alone (a model's special token)
+        fmt = dataclasses.replace(fmt, start=tag)
     return fmt if _reads_back(fmt, s1) else None
 
 

@@ -49,6 +49,8 @@ class CallFormat:
     # the text the template writes between the end of its generation prompt and the
     # call section (a closed reasoning block: "</think>\n\n"); a reply may carry it
     lead: str = ""
+    # the trigger, when shorter than the first word of markup (a tag of its own)
+    start: str = ""
 
     @property
     def head(self) -> str:
@@ -62,20 +64,30 @@ class CallFormat:
 
     @property
     def trigger(self) -> str:
-        """The text that surely starts a call section: its first word of markup (""
+        """The text that surely starts a call section: ``start`` when derivation set
+        it, else its first word of markup (""
         when it has none of its own, as when a call starts with the function's name)."""
+        if self.start:
+            return self.start
         words = self.head.split()
         return words[0] if words and re.search(r"[^\w\s]", words[0]) else ""
 
     @property
+    def leading_tag(self) -> str:
+        """The tag the trigger starts with ("" without one)."""
+        tag = _SPECIAL.match(self.trigger)
+        return tag.group(0) if tag else ""
+
+    @property
     def markers(self) -> tuple[str, ...]:
-        """Markup that looks like special tokens (``<|...|>``, its full-width twin,
-        ``[X]``)."""
+        """Markup that may be special tokens: the trigger, tags (``<|...|>``,
+        ``<tool_call>``) and ``[X]``."""
         texts = [self.open, self.close, *(v for k, v in self.call if k == "lit")]
         if self.params is not None:
             p = self.params
             texts += [p.key_open, p.string_open, p.string_close, p.value_open, p.value_close]
-        found: list[str] = []
+        # the trigger too: llama-server refuses a one-token trigger it may not print
+        found: list[str] = [self.trigger] if self.trigger else []
         for text in texts:
             for marker in _SPECIAL.findall(text):
                 if marker not in found:
@@ -87,7 +99,9 @@ class CallFormat:
         return any(kind == CALL_ID for kind, _ in self.call)
 
 
-_SPECIAL = re.compile(r"<[|｜][^<>\s]*?[|｜]>|<\|[^<>\s]*>|<[^<>\s|]*\|>|\[[A-Z_]{3,}\]")
+# tags and bracketed words, which tokenizers often hold as one special token
+# (llama-server keeps only those that are one token: the rest cost nothing)
+_SPECIAL = re.compile(r"<[^<>\s]+>|\[[A-Z_]{3,}\]")
 
 
 def example_call(fmt: CallFormat, name: str, schema: Any) -> str:
