@@ -106,7 +106,6 @@ def _derive(template: ChatTemplate) -> CallFormat | None:
         call=(*head_pieces, *call, ("lit", tail)),
         params=params,
         parallel=parallel,
-        lead=single[:lead],
     )
     tag = fmt.leading_tag
     if tag and tag != fmt.trigger and plain is not None and tag not in plain:

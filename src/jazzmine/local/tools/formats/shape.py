@@ -46,9 +46,6 @@ class CallFormat:
     # None: the arguments are one JSON object
     params: Params | None = None
     parallel: bool = True
-    # the text the template writes between the end of its generation prompt and the
-    # call section (a closed reasoning block: "</think>\n\n"); a reply may carry it
-    lead: str = ""
     # the trigger, when shorter than the first word of markup (a tag of its own)
     start: str = ""
 
