@@ -19,8 +19,15 @@ llama3         ``{"name": N, "parameters": {...}}`` as the whole reply      Llam
 mistral_nemo   ``[TOOL_CALLS][{"name": N, "arguments": {...}, "id": I}]``  Mistral Nemo
 mistral        ``[TOOL_CALLS]N[CALL_ID]I[ARGS]{...}`` (``[CALL_ID]`` only   Mistral Small
                when the template has it)                                   3.2, Devstral
+derived        whatever the template writes, learnt by rendering it       templates that
+               (``formats``; ``derived_family``)                           write calls and
+                                                                           match none above
 generic        the JSON envelope of docs/tools.md                         anything else
 =============  =========================================================  ===============
+
+The four hand-written families stay because they read more than their template
+writes (key order, OpenAI's wrapper, Llama 3's bare objects and built-ins, Mistral's
+older JSON list); a learnt format reads what its template writes.
 """
 
 from __future__ import annotations
