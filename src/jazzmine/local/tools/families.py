@@ -5,8 +5,9 @@ llama.cpp (``common/chat.cpp`` and its differential "autoparser",
 message with and without a tool call and reading the difference. The families it finds
 for the templates jazzmine ships fixtures of are few and recognisable from the template
 source by the markup that template prints around a call, so they are matched here by
-that markup. A template none of them matches gets the "generic" family: the tool list
-goes into the system message as text and the model answers with a JSON envelope that
+that markup. A template none of them matches has its own format learnt (``formats``)
+when it writes calls; else it gets the "generic" family: the tool list goes into the
+system message as text and the model answers with a JSON envelope that
 a grammar holds it to (see ``docs/tools.md``).
 
 =============  =========================================================  ===============
