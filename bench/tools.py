@@ -10,7 +10,10 @@ bounded integer), on the default model, for two tool-call families:
 
 * generic: the model's own chat template (ChatML without tools), which LocalLLM answers
   with its JSON envelope;
-* hermes: the Qwen 2.5 fixture template (ChatML that prints the tools, ``<tool_call>``).
+* hermes: the Qwen 2.5 fixture template (ChatML that prints the tools, ``<tool_call>``);
+* qwen3-coder, glm, lfm2.5 (``--families``): llama.cpp's own Qwen3-Coder, GLM-4.6 and
+  LFM2.5 templates from the cached sdist, formats LocalLLM learns from the template
+  (XML parameters, arg_key/arg_value, Python calls), beside llama-server's own parsing.
 
 Three sides per family, same model, template, tools and sampling (temperature 0, one
 seed, the same max_tokens and context, one call per reply: ``parallel_tool_calls`` off
@@ -318,7 +321,25 @@ def server_call(server: Server, prompt: str, expected: str, choice: Any) -> Outc
 # --- the run --------------------------------------------------------------------------
 
 SIDES = ("LocalLLM per call", "LocalLLM warm", "llama-server /v1/chat/completions")
+
+
+def sdist_template(name: str) -> Path:
+    """One of llama.cpp's own templates, from the cached sdist (tests/helpers)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from helpers.sdist_templates import template_dir
+
+    return template_dir() / name
+
+
+# Formats learnt from the template (tools/formats): the sdist's templates, on the
+# default model; llama-server reads the same replies with its own autoparser.
+LEARNT = {
+    "qwen3-coder": "Qwen3-Coder.jinja",  # <function=N><parameter=k>v</parameter>
+    "glm": "GLM-4.6.jinja",  # <tool_call>N<arg_key>k</arg_key><arg_value>v</arg_value>
+    "lfm2.5": "LFM2.5-8B-A1B.jinja",  # <|tool_call_start|>[N(k='v')]<|tool_call_end|>
+}
 FAMILY_TEMPLATES: dict[str, Path | None] = {"generic": None, "hermes": HERMES_TEMPLATE}
+FAMILY_TEMPLATES |= {family: sdist_template(name) for family, name in LEARNT.items()}
 
 
 @contextlib.contextmanager
@@ -441,7 +462,9 @@ def report(results: dict[str, Any]) -> str:
         f"temperature 0, seed {SEED}, max_tokens {MAX_TOKENS}, n_ctx {N_CTX}, one call per "
         "reply (`parallel_tool_calls` off on every side), sides interleaved prompt by prompt. "
         "generic: the model's own ChatML template (no tools in it); hermes: the Qwen 2.5 "
-        "fixture template (`<tool_call>`). llama-server is the pinned build with `--jinja` "
+        "fixture template (`<tool_call>`); qwen3-coder, glm, lfm2.5: the sdist's "
+        "Qwen3-Coder, GLM-4.6 and LFM2.5 templates, whose formats LocalLLM learns by "
+        "rendering them. llama-server is the pinned build with `--jinja` "
         "and the same template; its calls are validated here with `tools.validate.validate`.",
         "",
         *(

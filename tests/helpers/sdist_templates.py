@@ -18,7 +18,7 @@ from typing import Any
 
 from jazzmine.local import defaults
 from jazzmine.local.errors import LLMInvalidRequestError
-from jazzmine.local.template.diff import common_prefix
+from jazzmine.local.template.diff import common_prefix, common_suffix
 from jazzmine.local.template.engine.source import ChatTemplate
 from jazzmine.local.template.markers import end_of_turn_markers
 from jazzmine.local.template.render import render
@@ -144,6 +144,20 @@ def written_call(template: ChatTemplate) -> Written | None:
     written = _turn_after_prompt(template, [QUESTION], turn, tools=TOOLS)
     if written is None or "get_weather" not in written.reply or "Paris" not in written.reply:
         return None
+    # What a plain answer's turn ends with too is the end of the turn, where the model
+    # stops, when the turn-end table does not know the marker (MiniMax's "[e~[",
+    # Nemotron Nano v2's "<SPECIAL_12>"): no part of the reply.
+    plain = _turn_after_prompt(template, [QUESTION], M("assistant", ANSWER), tools=TOOLS)
+    if plain is not None and not plain.reply.endswith(ANSWER):
+        reply = written.reply
+        shared = common_suffix(reply, plain.reply[plain.reply.rfind(ANSWER) + len(ANSWER) :])
+        last = max(reply.rfind("Paris"), reply.rfind("get_weather"))
+        cut = len(reply) - shared
+        opening = reply.rfind("<", 0, cut)
+        if opening >= 0 and ">" not in reply[opening:cut] and ">" in reply[cut:]:
+            cut = reply.index(">", cut) + 1  # not inside a marker
+        if shared and cut > last:
+            written = Written(written.prompt, reply[:cut])
     return written
 
 

@@ -1150,3 +1150,22 @@ def test_llama_server_takes_each_familys_lazy_tool_grammar(server: str) -> None:
     broken = {**built.server_fields(), "grammar": "root ::= undefined-rule\n"}
     status, _ = _post(server, {"prompt": "x", "n_predict": 1, **broken})
     assert status == 400
+
+
+def test_llama_server_takes_a_learnt_format_s_lazy_grammar(server: str) -> None:
+    """Learnt formats (tools/formats) on llama-server: the lazy grammar, its trigger
+    and preserved tokens are accepted, and what the model writes parses."""
+    from helpers.sdist_templates import chat_template, template_dir
+
+    for name in ("Qwen3-Coder.jinja", "moonshotai-Kimi-K2.jinja", "LFM2.5-8B-A1B.jinja"):
+        template = chat_template(template_dir() / name)
+        made = plan_tools(template.source, BOUNDED_TOOLS, "auto", template=template)
+        assert made is not None and made.family.name == "derived", name
+        built = made.grammar(lazy=True)
+        assert built is not None and built.lazy and built.triggers
+        prompt = "<|im_start|>user\nWeather in Rome?<|im_end|>\n<|im_start|>assistant\n"
+        status, answer = _post(
+            server, {"prompt": prompt, "n_predict": 40, "temperature": 0, **built.server_fields()}
+        )
+        assert status == 200, (name, answer)
+        made.parse(answer["content"], complete=answer.get("stop_type") != "limit")

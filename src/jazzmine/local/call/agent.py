@@ -73,7 +73,10 @@ class ResolvedAgent:
         if self.think is None:
             return self
         think = dataclasses.replace(self.think, opened=self.think.opened_by(prompt))
-        tools = None if self.tools is None else dataclasses.replace(self.tools, think=think)
+        # reasoning=False and a prompt that leaves the block closed: a forced call's
+        # grammar lets no thinking come first (a small model would think to the end)
+        tool_think = None if self.enable_thinking is False and not think.opened else think
+        tools = None if self.tools is None else dataclasses.replace(self.tools, think=tool_think)
         return dataclasses.replace(self, think=think, tools=tools)
 
     def shaped_by(self, json_schema: dict[str, Any] | None, grammar: str | None) -> ResolvedAgent:
@@ -218,7 +221,12 @@ def resolve_agent(
         source = template.source if template is not None else None
         from ..tools.plan import plan_tools
 
-        plan = plan_tools(source, [t.as_template_tool() for t in checked], choice_dict(choice))
+        plan = plan_tools(
+            source,
+            [t.as_template_tool() for t in checked],
+            choice_dict(choice),
+            template=template,
+        )
         plan = dataclasses.replace(plan, parallel=parallel and plan.parallel) if plan else None
     budget = reasoning if think is not None and type(reasoning) is int else None
     return ResolvedAgent(plan, think, False if reasoning is False else None, budget, deadline)

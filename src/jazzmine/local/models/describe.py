@@ -34,6 +34,13 @@ def describe(path: str) -> dict[str, Any]:
 
     info["template"] = detect_family(source).name
     with contextlib.suppress(Exception):  # a template that does not parse: unknown
-        caps = capabilities(ChatTemplate(patch_source(source), "", ""))
+        template = ChatTemplate(patch_source(source), "", "")
+        caps = capabilities(template)
         info.update(tools=caps.supports_tools, thinking=caps.thinking)
+        if info["template"] == "generic" and caps.supports_tool_calls:
+            from ..tools.formats.derive import derive_format
+
+            # the call format learnt from the template itself (docs/tools.md)
+            if derive_format(template) is not None:
+                info["template"] = "derived"
     return info

@@ -5,8 +5,9 @@ llama.cpp (``common/chat.cpp`` and its differential "autoparser",
 message with and without a tool call and reading the difference. The families it finds
 for the templates jazzmine ships fixtures of are few and recognisable from the template
 source by the markup that template prints around a call, so they are matched here by
-that markup. A template none of them matches gets the "generic" family: the tool list
-goes into the system message as text and the model answers with a JSON envelope that
+that markup. A template none of them matches has its own format learnt (``formats``)
+when it writes calls; else it gets the "generic" family: the tool list goes into the
+system message as text and the model answers with a JSON envelope that
 a grammar holds it to (see ``docs/tools.md``).
 
 =============  =========================================================  ===============
@@ -19,8 +20,15 @@ llama3         ``{"name": N, "parameters": {...}}`` as the whole reply      Llam
 mistral_nemo   ``[TOOL_CALLS][{"name": N, "arguments": {...}, "id": I}]``  Mistral Nemo
 mistral        ``[TOOL_CALLS]N[CALL_ID]I[ARGS]{...}`` (``[CALL_ID]`` only   Mistral Small
                when the template has it)                                   3.2, Devstral
+derived        whatever the template writes, learnt by rendering it       templates that
+               (``formats``; ``derived_family``)                           write calls and
+                                                                           match none above
 generic        the JSON envelope of docs/tools.md                         anything else
 =============  =========================================================  ===============
+
+The four hand-written families stay because they read more than their template
+writes (key order, OpenAI's wrapper, Llama 3's bare objects and built-ins, Mistral's
+older JSON list); a learnt format reads what its template writes.
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from .formats.shape import CallFormat
 
 PYTHON_TAG = "<|python_tag|>"
 
@@ -50,6 +60,21 @@ class Family:
     id_style: str = "openai"
     # the format carries a call id written by the model (Mistral's [CALL_ID], "id")
     model_ids: bool = False
+    # family "derived": the format learnt from the template (tools.formats)
+    format: CallFormat | None = None
+
+
+def derived_family(fmt: CallFormat) -> Family:
+    """The family of a format learnt from a template (``formats.derive``)."""
+    return Family(
+        "derived",
+        True,
+        fmt.trigger,
+        fmt.markers,
+        parallel=fmt.parallel,
+        model_ids=fmt.has_ids,
+        format=fmt,
+    )
 
 
 HERMES = Family("hermes", True, "<tool_call>", ("<tool_call>", "</tool_call>"))
@@ -146,6 +171,8 @@ def call_openings(family: Family, names: Sequence[str]) -> CallOpenings:
     start of a reply, llama3 and generic replies that open with "{" are read whole.)"""
     if family.trigger:
         return CallOpenings(words=(family.trigger,))
+    if family.format is not None:  # a call only at the reply's start (stream.py)
+        return CallOpenings()
     if family.name == "llama3":
         heads = ('{{"name":"{}"', '{{"type":"function","function":{{"name":"{}"')
         return CallOpenings((PYTHON_TAG,), tuple(h.format(n) for h in heads for n in names))

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .families import Family
+from .formats.rules import section_rule
 from .gbnf import Grammar, gbnf_char, gbnf_literal
 from .reasoning import Think
 from .spec import Choice, Tool
@@ -82,8 +83,10 @@ def build_grammar(
         tools = [tool for tool in tools if tool.name == choice.name]
     parallel = parallel and family.parallel and choice.mode != "named"
     g = Grammar(deadline)
-    calls = _calls(g, family, tools, parallel)
     preserved = family.markers
+    if family.format is not None:
+        return _learnt(g, family, tools, choice, parallel, lazy, think)
+    calls = _calls(g, family, tools, parallel)
     if family.name == "generic":
         prefix = _think_prefix(g, think)
         body = calls
@@ -111,6 +114,34 @@ def build_grammar(
         # reply is prose, which therefore must not start that way
         prose = g.add("prose", '( [^{<\\x09\\x0A\\x0D\\x20] | "<" [^|] ) [^\\x00]* | "<"')
         g.rules["root"] = f'( "<|python_tag|>" )? {calls} | ( {prose} )?'
+    return ToolGrammar(_root_first(g), preserved_tokens=preserved)
+
+
+def _learnt(
+    g: Grammar,
+    family: Family,
+    tools: Sequence[Tool],
+    choice: Choice,
+    parallel: bool,
+    lazy: bool,
+    think: Think | None,
+) -> ToolGrammar:
+    """The grammar of a format learnt from the template (``formats``)."""
+    assert family.format is not None
+    fmt, preserved = family.format, family.markers
+    if choice.forces_call:
+        section = section_rule(g, fmt, tools, parallel, avoid)
+        g.rules["root"] = f"{_think_prefix(g, think)}{section}"
+        return ToolGrammar(_root_first(g), preserved_tokens=preserved)
+    if lazy and family.trigger:
+        g.rules["root"] = section_rule(g, fmt, tools, parallel, avoid, from_trigger=True)
+        return ToolGrammar(_root_first(g), True, (("word", family.trigger),), preserved)
+    section = section_rule(g, fmt, tools, parallel, avoid)
+    if family.trigger:
+        g.rules["root"] = f"{avoid(g, family.trigger, 'prose')} {section}?"
+    else:
+        # calls that open with the function's name: the reply is a call or any text
+        g.rules["root"] = f"{section} | [^\\x00]*"
     return ToolGrammar(_root_first(g), preserved_tokens=preserved)
 
 

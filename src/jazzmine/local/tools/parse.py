@@ -20,6 +20,7 @@ from typing import Any
 
 from ..errors import LLMToolCallError
 from .families import PYTHON_TAG, Family, call_openings
+from .formats.read import split_calls
 from .json_read import (
     RawCall,
     UnreadableCall,
@@ -63,11 +64,10 @@ def parse_reply(
     choice = choice or Choice("auto")
     if not tools:
         return ParsedReply(raw)
-    names = tuple(tool.name for tool in tools)
     if choice.mode == "none":
-        return _without_calls(raw, family, names, complete)
+        return _without_calls(raw, family, tools, complete)
     try:
-        text, raw_calls = _split(raw, family, names, complete)
+        text, raw_calls = _split(raw, family, tools, complete)
     except UnreadableCall as bad:
         cut = "" if complete else " (the reply was cut off by max_tokens)"
         raise LLMToolCallError(
@@ -120,12 +120,13 @@ def _checked(
     return ToolCall(ident, call.name, arguments)
 
 
-def _without_calls(raw: str, family: Family, names: Sequence[str], complete: bool) -> ParsedReply:
+def _without_calls(raw: str, family: Family, tools: Sequence[Tool], complete: bool) -> ParsedReply:
     """tool_choice "none": the reply's text with any call the model wrote anyway left
     out (never checked, never returned); one that cannot be read takes the rest of the
     reply with it, as markup that was never closed would."""
+    names = [tool.name for tool in tools]
     try:
-        text, calls = _split(raw, family, names, complete)
+        text, calls = _split(raw, family, tools, complete)
     except UnreadableCall:
         # llama3 and generic replies that open with a call are read whole
         whole = {"llama3": ("{", PYTHON_TAG), "generic": ("{",)}.get(family.name, ())
@@ -137,8 +138,13 @@ def _without_calls(raw: str, family: Family, names: Sequence[str], complete: boo
 
 
 def _split(
-    raw: str, family: Family, names: Sequence[str], complete: bool
+    raw: str, family: Family, tools: Sequence[Tool], complete: bool
 ) -> tuple[str, list[RawCall]]:
+    names = [tool.name for tool in tools]
+    if family.format is not None:
+        schemas = {tool.name: tool.schema for tool in tools}
+        before, tail, calls = split_calls(raw, family.format, schemas)
+        return (_join(before, tail), calls) if calls else (raw, [])
     if family.name == "llama3":
         return _split_llama3(raw, family, names)
     if family.name == "generic":

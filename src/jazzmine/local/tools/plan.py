@@ -14,7 +14,8 @@ A request with tools goes through four steps, each a pure function of its inputs
    or streamed; a call that cannot be used raises ``LLMToolCallError``.
 
 The modules behind it: ``spec`` (shapes, ids, the error), ``schema`` (JSON
-Schema to GBNF, validation), ``families``, ``grammar``, ``parse``;
+Schema to GBNF, validation), ``families``, ``formats`` (a template's own format,
+learnt by rendering it), ``grammar``, ``parse``;
 ``reasoning`` separates ``<think>`` blocks. The design is in ``docs/tools.md``.
 """
 
@@ -26,8 +27,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import LLMToolCallError, OptionValueError
+from ..template.engine.source import ChatTemplate
 from ..types import MessagePart
-from .families import FAMILIES, GENERIC, Family, detect_family
+from .families import FAMILIES, GENERIC, Family, derived_family, detect_family
+from .formats.shape import CallFormat, example_call
 from .gbnf import Grammar
 from .grammar import ToolGrammar, avoid, build_grammar
 from .parse import ParsedReply, parse_reply
@@ -89,6 +92,25 @@ def generic_instructions(tools: Sequence[Tool], choice: Choice, parallel: bool =
     return f"You can call these functions (their parameters are JSON Schema):\n{listed}\n\n{how}"
 
 
+def format_instructions(fmt: CallFormat, tools: Sequence[Tool], choice: Choice) -> str:
+    """The system message text for a template that writes calls in its own format but
+    prints no tool list: the tools, and how a call is written (an example)."""
+    listed = "\n".join(
+        json.dumps(
+            {"name": t.name, "description": t.description, "parameters": t.schema},
+            ensure_ascii=False,
+        )
+        for t in tools
+        if choice.mode != "named" or t.name == choice.name
+    )
+    chosen = next(t for t in tools if choice.mode != "named" or t.name == choice.name)
+    how = "Call a function" if choice.forces_call else "To call a function, reply"
+    return (
+        f"You can call these functions (their parameters are JSON Schema):\n{listed}\n\n"
+        f"{how} like this:\n{example_call(fmt, chosen.name, chosen.schema)}"
+    )
+
+
 @dataclass(frozen=True)
 class ToolPlan:
     """How one request with tools is prompted, constrained and read back."""
@@ -98,19 +120,30 @@ class ToolPlan:
     choice: Choice
     parallel: bool = True
     think: Think | None = None
+    # the template prints a tool list (template/caps.py): it gets the tools even when
+    # its call format could not be learnt and the generic envelope reads the reply
+    template_reads_tools: bool = False
 
     @property
     def template_tools(self) -> list[dict[str, Any]] | None:
         """The template's ``tools`` variable: None means leave it undefined (llama.cpp
-        sets it only for a non-empty tool list, and generic templates never get it)."""
-        if not self.family.native or not self.tools:
+        sets it only for a non-empty tool list, and templates that print no tools
+        never get it)."""
+        if not (self.family.native or self.template_reads_tools) or not self.tools:
             return None
         return [tool.as_template_tool() for tool in self.tools]
 
     @property
     def system_text(self) -> str | None:
-        """For the generic family, the text to add to the system message."""
-        if self.family.native or not self.tools or self.choice.mode == "none":
+        """The text to add to the system message: for the generic family, the tools
+        and the envelope; for a learnt format whose template writes calls but prints
+        no tools, the tools and an example call in that format."""
+        if not self.tools or self.choice.mode == "none":
+            return None
+        fmt = self.family.format
+        if fmt is not None and not self.template_reads_tools:
+            return format_instructions(fmt, self.tools, self.choice)
+        if self.family.native:
             return None
         return generic_instructions(self.tools, self.choice, self.parallel)
 
@@ -165,6 +198,7 @@ def plan_tools(
     parallel: bool = True,
     think: Think | None = None,
     family: str | Family | None = None,
+    template: ChatTemplate | None = None,
 ) -> ToolPlan | None:
     """Check ``tools`` and ``tool_choice`` and plan the request; None without tools.
 
@@ -186,6 +220,16 @@ def plan_tools(
         chosen = FAMILIES[family]
     else:
         chosen = detect_family(template_source)
+    reads_tools = False
+    if template is not None:
+        from ..template.caps import capabilities
+        from .formats.derive import derive_format
+
+        caps = capabilities(template)
+        reads_tools = caps.supports_tools
+        if chosen is GENERIC and family is None and caps.supports_tool_calls:
+            fmt = derive_format(template)
+            chosen = GENERIC if fmt is None else derived_family(fmt)
     if choice.mode == "none" and not chosen.native:
         chosen = GENERIC
-    return ToolPlan(chosen, checked, choice, parallel and chosen.parallel, think)
+    return ToolPlan(chosen, checked, choice, parallel and chosen.parallel, think, reads_tools)

@@ -84,6 +84,15 @@ class ToolStreamSplitter:
         body = self.raw.lstrip()
         if not body:
             return "start"
+        if self.family.format is not None:
+            # a format without markup of its own: a reply that opens with a tool's
+            # name (then what the template writes after it) is a call
+            names = [tool.name for tool in self.tools]
+            if any(name.startswith(body) for name in names):
+                return "start"
+            if any(body.startswith(name) for name in names):
+                return "held"
+            return "text"
         if self.family.name == "llama3":
             if body.startswith(("{", PYTHON_TAG)):
                 return "held"
