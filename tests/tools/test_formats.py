@@ -302,3 +302,30 @@ def test_a_named_function_holds_the_grammar_to_it() -> None:
 def test_tool_choice_none_drops_a_call_written_anyway() -> None:
     parsed = plan(NUMBERED_CALLS, "none").parse("Sure.\n" + NUMBERED_REPLY)
     assert (parsed.text, parsed.tool_calls, parsed.dropped) == ("Sure.", (), 1)
+
+
+# A template whose instructions mention <tool_call> (the hand-written hermes family's
+# markup) while its own call turn writes a JSON list in <tool_calls> (Apriel 1.5).
+LISTED_CALLS = """
+<tool_calls>[{%- for tc in m.tool_calls %}{"name": "{{ tc.function.name }}", "arguments": {{
+  tc.function.arguments|tojson }}}{% if not loop.last %}, {% endif %}{% endfor %}]</tool_calls>"""
+MENTIONS_HERMES = "{#- a model once trained on <tool_call> -#}"
+
+
+def test_a_family_matched_by_mention_gives_way_to_the_templates_own_call_turn() -> None:
+    t = template(LISTED_CALLS)
+    t = ChatTemplate(MENTIONS_HERMES + t.source, t.bos_token, t.eos_token)
+    made = plan_tools(t.source, TOOLS, "auto", template=t)
+    assert made is not None and made.family.name == "derived"
+    assert made.family.trigger.startswith("<tool_calls>")
+    reply = '<tool_calls>[{"name": "get_weather", "arguments": {"city": "Oslo"}}]</tool_calls>'
+    parsed = made.parse(reply)
+    assert [(c.name, c.arguments) for c in parsed.tool_calls] == [("get_weather", {"city": "Oslo"})]
+    assert parsed.text == ""
+    # a template whose call turn is the family's own keeps the hand-written family
+    hermes = """
+{%- for tc in m.tool_calls %}
+<tool_call>
+{"name": "{{ tc.function.name }}", "arguments": {{ tc.function.arguments|tojson }}}
+</tool_call>{%- endfor %}"""
+    assert plan(hermes).family.name == "hermes"

@@ -30,15 +30,6 @@ from jazzmine.local.types import MessagePart
 # Templates that write a call this project does not read back yet, and why. The test
 # checks that each still fails, so a fix shows up here.
 NOT_READ = {
-    # the generation prompt opens "<think>" and the written call has no "</think>":
-    # the reasoning splitter (tools/reasoning.py) takes the whole reply as reasoning
-    "MiniMax-M2.jinja",
-    "NVIDIA-Nemotron-Nano-v2.jinja",
-    "Bielik-11B-v3.0-Instruct.jinja",
-    "Qwen-QwQ-32B.jinja",
-    "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja",
-    "llama-cpp-deepseek-r1.jinja",
-    "unsloth-Apriel-1.5.jinja",
     # MiniMax M3 writes "]<]minimax[>[" around every tag, which the derivation does
     # not learn (llama.cpp writes this one by hand too)
     "MiniMax-M3.jinja",

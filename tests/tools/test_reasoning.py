@@ -152,3 +152,31 @@ def test_think_builds_its_splitter_and_knows_a_prompt_that_opens_it() -> None:
     opened = Think("<think>", "</think>", opened=True, maybe_open=True).splitter()
     opened.feed("a</think>b")
     assert (opened.reasoning, opened.answer) == ("a", "b")
+
+
+@pytest.mark.parametrize("size", [1, 3, 1000])
+def test_a_call_first_in_a_block_the_prompt_opened_skips_the_thinking(size: int) -> None:
+    # the templates' own call turns are written so: the prompt opens <think>, the turn
+    # is the call, and no </think> ever comes
+    reply = '\n<tool_call>\n{"name": "f", "arguments": {}}\n</tool_call>'
+    splitter = Think(opened=True).splitter(skipped_by=("<tool_call>",))
+    reasoning, answer = _feed(splitter, reply, size)
+    assert reasoning == "" and answer == reply.lstrip()
+    assert not splitter.truncated
+    # reasoning first: a call written inside the thinking stays reasoning
+    splitter = Think(opened=True).splitter(skipped_by=("<tool_call>",))
+    musing = "I could write <tool_call> here.</think>The answer."
+    assert _feed(splitter, musing, size) == ("I could write <tool_call> here.", "The answer.")
+    # without the trigger, an unclosed block is reasoning cut short, as before
+    splitter = Think(opened=True).splitter()
+    assert _feed(splitter, reply, size) == (reply.strip(), "")
+    assert splitter.truncated
+
+
+def _feed(splitter: ReasoningSplitter, text: str, size: int) -> tuple[str, str]:
+    reasoning, answer = "", ""
+    for at in range(0, len(text), size):
+        r, a = splitter.feed(text[at : at + size])
+        reasoning, answer = reasoning + r, answer + a
+    r, a = splitter.finish()
+    return reasoning + r, answer + a

@@ -164,12 +164,14 @@ class ResolvedAgent:
         )
 
     def reply_parts(self) -> ReplyParts:
-        thinking = None
-        if self.think is not None:
-            thinking = self.think.splitter()
         # tool_choice "none" reads the reply with the tools too: a call the model writes
         # anyway is left out of the text (and counted), unless the caller shaped it
         tools = None if self.shaped else self.tools
+        thinking = None
+        if self.think is not None:
+            # a reply that opens with a call has skipped the thinking the prompt opened
+            trigger = tools.family.trigger if tools is not None else ""
+            thinking = self.think.splitter(skipped_by=(trigger,) if trigger else ())
         if tools is None:
             return ReplyParts(None, thinking)
         return _CheckedInTime(tools, thinking, self.deadline)

@@ -227,9 +227,14 @@ def plan_tools(
 
         caps = capabilities(template)
         reads_tools = caps.supports_tools
-        if chosen is GENERIC and family is None and caps.supports_tool_calls:
+        if family is None and caps.supports_tool_calls and (chosen is GENERIC or chosen.trigger):
             fmt = derive_format(template)
-            chosen = GENERIC if fmt is None else derived_family(fmt)
+            if chosen is GENERIC:
+                chosen = GENERIC if fmt is None else derived_family(fmt)
+            elif fmt is not None and fmt.trigger != chosen.trigger:
+                # the family was matched by markup the template mentions, but its own
+                # call turn opens otherwise (Apriel's <tool_calls> beside <tool_call>)
+                chosen = derived_family(fmt)
     if choice.mode == "none" and not chosen.native:
         chosen = GENERIC
     return ToolPlan(chosen, checked, choice, parallel and chosen.parallel, think, reads_tools)

@@ -45,7 +45,7 @@ class Think:
     # and whitespace ("\n</think>\n\n"); "" when not known
     closing: str = ""
 
-    def splitter(self) -> ReasoningSplitter:
+    def splitter(self, *, skipped_by: tuple[str, ...] = ()) -> ReasoningSplitter:
         return ReasoningSplitter(
             self.start,
             self.end,
@@ -53,6 +53,7 @@ class Think:
             answer_start=self.answer_start,
             answer_end=self.answer_end,
             maybe_open=self.maybe_open and not self.opened,
+            skipped_by=skipped_by,
         )
 
     def opened_by(self, prompt: str) -> bool:
@@ -96,6 +97,7 @@ class ReasoningSplitter:
         answer_start: str = "",
         answer_end: str = "",
         maybe_open: bool = False,
+        skipped_by: tuple[str, ...] = (),
     ) -> None:
         if not end.strip():
             raise ValueError("the reasoning end marker must not be empty")
@@ -106,6 +108,10 @@ class ReasoningSplitter:
         # a reply not opening the block may still be inside one: it is held until the
         # end marker shows (then it was reasoning) or the reply ends (it was the answer)
         self._maybe_open = maybe_open
+        # words that, first in a block the prompt opened, say the model skipped its
+        # thinking: a tool call's trigger (the templates' own call turns are written so,
+        # with the block the prompt opened left unclosed)
+        self._skipped_by = tuple(word for word in (w.strip() for w in skipped_by) if word)
         # "start": is there a block at all?  "reasoning", then "answer".
         self._state = "reasoning" if opened or not self.start else "start"
         self._pending = ""
@@ -184,6 +190,11 @@ class ReasoningSplitter:
                 return "", False
             if not self._pending:
                 return "", False
+            if any(self._pending.startswith(word) for word in self._skipped_by):
+                self._state = "answer"  # no thinking: the reply is the call
+                return "", True
+            if any(word.startswith(self._pending) for word in self._skipped_by):
+                return "", False  # may still become a call's trigger
             self._fresh = False
         found = self._pending.find(self.end)
         if found >= 0:
