@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from jazzmine.local import defaults
 from jazzmine.local.errors import LLMInvalidRequestError
+from jazzmine.local.setup.build import download_sdist
 from jazzmine.local.template.diff import common_prefix, common_suffix
 from jazzmine.local.template.engine.source import ChatTemplate
 from jazzmine.local.template.markers import end_of_turn_markers
@@ -72,7 +74,10 @@ def template_dir() -> Path:
         return target
     archive = sdist_archive()
     if not archive.is_file():
-        raise FileNotFoundError(f"{archive} is missing: run `bash dev.sh setup` first")
+        # a build cached from an earlier set-up, its download since removed: set-up
+        # fetches it again (the set-up's network, not the tests')
+        with tempfile.TemporaryDirectory() as work:
+            archive = download_sdist(Path(work), lambda line: None)
     prefix = f"llama_cpp_python-{version}/vendor/llama.cpp/models/templates/"
     target.mkdir(parents=True, exist_ok=True)
     with tarfile.open(archive) as tar:

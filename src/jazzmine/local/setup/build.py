@@ -124,6 +124,22 @@ def patched(source: Path) -> list[tuple[str, str]]:
 
 
 def _fetch_source(work: Path, report: Report) -> Path:
+    archive = download_sdist(work, report)
+    version = defaults.LLAMA_CPP_PYTHON_VERSION
+    report("llama.cpp: unpacking vendor/llama.cpp")
+    prefix = f"llama_cpp_python-{version}/vendor/llama.cpp/"
+    with tarfile.open(archive) as tar:
+        members = [m for m in tar.getmembers() if m.name.startswith(prefix)]
+        if sys.version_info >= (3, 12):
+            tar.extractall(work, members=members, filter="data")
+        else:
+            tar.extractall(work, members=members)
+    return work / prefix
+
+
+def download_sdist(work: Path, report: Report) -> Path:
+    """The pinned llama-cpp-python source distribution, downloaded once into the cache
+    (``work`` holds the download's log)."""
     version = defaults.LLAMA_CPP_PYTHON_VERSION
     downloads = defaults.cache_root() / "sdist"
     downloads.mkdir(parents=True, exist_ok=True)
@@ -154,15 +170,7 @@ def _fetch_source(work: Path, report: Report) -> Path:
         archives = list(downloads.glob(f"llama_cpp_python-{version}.tar.gz"))
     if not archives:
         raise RuntimeError(f"pip did not produce llama_cpp_python-{version}.tar.gz in {downloads}")
-    report("llama.cpp: unpacking vendor/llama.cpp")
-    prefix = f"llama_cpp_python-{version}/vendor/llama.cpp/"
-    with tarfile.open(archives[0]) as archive:
-        members = [m for m in archive.getmembers() if m.name.startswith(prefix)]
-        if sys.version_info >= (3, 12):
-            archive.extractall(work, members=members, filter="data")
-        else:
-            archive.extractall(work, members=members)
-    return work / prefix
+    return archives[0]
 
 
 def _count_build_steps(build: Path, build_argv: list[str], log_path: Path) -> int | None:
