@@ -56,6 +56,15 @@ NUMBERED_CALLS = """
 {%- set a = tc.function.arguments %}{{ a if a is string else a|tojson }}<|tool_call_end|>
 {%- endfor %}<|tool_calls_section_end|>"""
 
+# MiniMax M3's shape: a fixed prefix before every tag, each parameter a tag named by
+# its key ("]<]ns[>[<city>Paris]<]ns[>[</city>")
+KEYED_CALLS = """
+{%- set ns = ']<]ns[>[' %}{{ ns }}<tool_call>
+{% for tc in m.tool_calls %}{{ ns }}<invoke name="{{ tc.function.name }}">
+{%- for k, v in tc.function.arguments|items %}{{ ns }}<{{ k }}>
+{{- v if v is string else v|tojson }}{{ ns }}</{{ k }}>{% endfor %}{{ ns }}</invoke>
+{% endfor %}{{ ns }}</tool_call>"""
+
 
 def template(calls: str, print_tools: bool = True) -> ChatTemplate:
     source = _TURNS.replace("CALLS", calls)
@@ -85,8 +94,13 @@ NUMBERED_REPLY = (
     '<|tool_call_argument_begin|>{"city": "New York", "days": 3}<|tool_call_end|>'
     "<|tool_calls_section_end|>"
 )
+KEYED_REPLY = (
+    ']<]ns[>[<tool_call>\n]<]ns[>[<invoke name="get_weather">]<]ns[>[<city>New York]<]ns[>[</city>'
+    "]<]ns[>[<days>3]<]ns[>[</days>]<]ns[>[</invoke>\n]<]ns[>[</tool_call>"
+)
 CASES = {
     "xml": (XML_CALLS, XML_REPLY),
+    "keyed": (KEYED_CALLS, KEYED_REPLY),
     "python": (PYTHON_CALLS, PYTHON_REPLY),
     "numbered": (NUMBERED_CALLS, NUMBERED_REPLY),
 }
@@ -122,6 +136,32 @@ def test_a_numbered_call_has_an_index_hole() -> None:
     assert fmt is not None and fmt.params is None
     assert "index" in [kind for kind, _ in fmt.call]
     assert fmt.close == "<|tool_calls_section_end|>"
+
+
+def test_parameters_named_by_their_key_and_a_prefix_before_every_tag_are_learnt() -> None:
+    fmt = derive_format(template(KEYED_CALLS))
+    assert fmt is not None and fmt.params is not None
+    assert fmt.trigger == "]<]ns[>[<tool_call>"
+    assert fmt.tag_prefix == "]<]ns[>["
+    assert fmt.params.key_open == "]<]ns[>[<"
+    assert fmt.params.string_end("city") == "]<]ns[>[</city>"
+    assert fmt.params.value_end("days") == "]<]ns[>[</days>"
+    assert fmt.params.separator == ""
+    assert fmt.markers[:2] == ("]<]ns[>[<tool_call>", "]<]ns[>[")
+    assert "<tool_call>" in fmt.markers and "</tool_call>" in fmt.markers
+    assert not any("\x00" in marker for marker in fmt.markers)
+
+
+def test_two_calls_with_keyed_parameters_and_a_value_holding_markup() -> None:
+    made = plan(KEYED_CALLS)
+    one = ']<]ns[>[<invoke name="get_weather">]<]ns[>[<city>{}]<]ns[>[</city>]<]ns[>[</invoke>\n'
+    reply = "]<]ns[>[<tool_call>\n" + one.format("Paris <b>") + one.format("Rome")
+    parsed = made.parse(reply + "]<]ns[>[</tool_call>")
+    assert [c.arguments["city"] for c in parsed.tool_calls] == ["Paris <b>", "Rome"]
+    assert parsed.text == ""
+    # a closing named by another key does not close the value
+    with pytest.raises(LLMToolCallError, match="never closed"):
+        made.parse("]<]ns[>[<tool_call>\n" + one.format("Paris").replace("</city>", "</town>"))
 
 
 def test_a_template_that_writes_no_calls_has_no_format() -> None:
@@ -329,3 +369,59 @@ def test_a_family_matched_by_mention_gives_way_to_the_templates_own_call_turn() 
 {"name": "{{ tc.function.name }}", "arguments": {{ tc.function.arguments|tojson }}}
 </tool_call>{%- endfor %}"""
     assert plan(hermes).family.name == "hermes"
+
+
+# A thinking template of MiniMax M3's shape: a turn without reasoning starts with the
+# block's closing marker alone ("</mm:think>"), and calls are keyed as above.
+M3_LIKE = (
+    _TURNS.replace(
+        "{%- if m.tool_calls %}",
+        "{%- if m.role == 'assistant' %}\n{% if m.reasoning_content %}<mm:think>"
+        "{{ m.reasoning_content }}{% endif %}</mm:think>{% endif %}{%- if m.tool_calls %}",
+    )
+    .replace("CALLS", KEYED_CALLS)
+    .replace("{%- else %}\n{{ m.content }}", "{%- else %}{{ m.content }}")
+)
+
+
+def _m3_llm(tmp_path: Path, reply: str, choice: str, grammars: list[str]) -> LocalLLM:
+    path = tmp_path / "m3.jinja"
+    path.write_text(M3_LIKE)
+
+    def answer(request: Any) -> MockReply:
+        grammars.append(request.grammar)
+        return MockReply(_pieces(reply, 3))
+
+    return LocalLLM(
+        transport=MockTransport(answer), chat_template=str(path), tools=TOOLS, tool_choice=choice
+    )
+
+
+@pytest.mark.parametrize(
+    "reply",
+    ["</mm:think>It is sunny.", "<mm:think>Look it up.</mm:think>It is sunny."],
+)
+def test_a_bare_closing_marker_first_is_an_empty_thinking_block(tmp_path: Path, reply: str) -> None:
+    grammars: list[str] = []
+    llm = _m3_llm(tmp_path, reply, "auto", grammars)
+    ask = [MessagePart("user", "Weather?")]
+    result = llm.generate(ask)
+    assert result.text == "It is sunny."
+    assert result.reasoning == ("Look it up." if "<mm:think>" in reply else None)
+    streamed = "".join(str(v) for k, v in llm.stream(ask).events() if k == "text")
+    assert streamed == "It is sunny."
+
+
+def test_a_forced_call_after_a_bare_closing_marker(tmp_path: Path) -> None:
+    grammars: list[str] = []
+    reply = "</mm:think>" + KEYED_REPLY
+    llm = _m3_llm(tmp_path, reply, "required", grammars)
+    result = llm.generate([MessagePart("user", "Weather?")])
+    assert result.text == ""
+    assert [(c.name, c.arguments) for c in result.tool_calls] == [
+        ("get_weather", {"city": "New York", "days": 3})
+    ]
+    # the grammar takes the closing marker alone, as the template writes it, and a block
+    assert accepts(grammars[0], reply)
+    assert accepts(grammars[0], "<mm:think>Hm.</mm:think>" + KEYED_REPLY)
+    assert not accepts(grammars[0], "</mm:think></mm:think>" + KEYED_REPLY)

@@ -192,7 +192,7 @@ def detect_family(source: str | None) -> Family:
             return MISTRAL_WITH_IDS if has("[CALL_ID]") else MISTRAL
         return MISTRAL_NEMO
     # Qwen3-Coder, MiniMax and GLM also print <tool_call> but put XML-like tags for the
-    # function and its arguments inside; those formats are not covered (generic).
+    # function and its arguments inside: those formats are learnt (derived_family).
     if has("<tool_call>") and not any(
         needle in source for needle in ("<function=", "<invoke", "<arg_key>", "<parameter=")
     ):

@@ -203,7 +203,9 @@ def _think_prefix(g: Grammar, think: Think | None) -> str:
     block = f"{inner} {gbnf_literal(think.end)} [ \\t\\r\\n]{{0,8}}"
     if think.opened or not think.start:
         return g.add("think", block) + " "
-    return g.add("think", f"( {gbnf_literal(think.start)} {block} )?") + " "
+    # or the closing alone: an empty block (MiniMax M3 writes "</mm:think>" so)
+    bare = f"{gbnf_literal(think.end)} [ \\t\\r\\n]{{0,8}}"
+    return g.add("think", f"( {gbnf_literal(think.start)} {block} | {bare} )?") + " "
 
 
 def _calls(g: Grammar, family: Family, tools: Sequence[Tool], parallel: bool) -> str:

@@ -167,7 +167,12 @@ class ReasoningSplitter:
             self._pending = body[len(self.start) :]
             self._state = "reasoning"
             return True
-        if not body or self.start.startswith(body):
+        if body.startswith(self.end):
+            # an empty block written as its closing alone (MiniMax M3's "</mm:think>")
+            self._pending = body[len(self.end) :]
+            self._state, self._fresh = "answer", True
+            return True
+        if not body or self.start.startswith(body) or self.end.startswith(body):
             return False
         if self._maybe_open:
             found = self._pending.find(self.end)

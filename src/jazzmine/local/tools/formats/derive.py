@@ -6,7 +6,9 @@ name, id and arguments land in the text are the holes of the call; what the rend
 share around them is its markup: the text before the first call and after the last is
 the section's opening and closing, what stands between two calls is one call's end,
 the separator and the next call's start, and what stands between two parameters is
-one parameter's end, a separator and the next one's start. The differences are cut
+one parameter's end, a separator and the next one's start (``params``; a parameter's
+end may repeat its key, ``<city>Paris</city>``). Text written before every tag
+(MiniMax M3's ``]<]minimax[>[``) is kept as a marker of its own. The differences are cut
 at markup boundaries (``<...>``) so that a marker is never split. llama.cpp learns the
 same things the same way (``common/chat-diff-analyzer.cpp``); this is our own reading.
 
@@ -27,12 +29,14 @@ from ...template.engine.cache import BoundedCache
 from ...template.engine.source import ChatTemplate
 from ..json_read import UnreadableCall, json_at
 from . import probe as P
+from .params import from_boundary, learn_params, params_span, to_boundary
 from .shape import ARGS, CALL_ID, INDEX, NAME, CallFormat, Params
 
 Hole = tuple[int, int, str]  # start, end, kind
 # a 1-tuple, so that "cannot be learnt" is cached too
 _cache: BoundedCache[tuple[str, str, str], tuple[CallFormat | None]] = BoundedCache()
-_OPENERS = " \t\r\n<[{(\"',"
+# a tag with a name: "<tool_call>", "</invoke>", '<invoke name="x">'
+_TAG = re.compile(r"<[/\w][^<>]*>")
 # an empty reasoning block the template writes before a call (Command R7B's
 # "<|START_THINKING|><|END_THINKING|>"): the reasoning splitter takes it, not the call
 _THINKING = re.compile(r"(?:\s*<[^<>]*think[^<>]*>)+\s*", re.IGNORECASE)
@@ -58,7 +62,7 @@ def _derive(template: ChatTemplate) -> CallFormat | None:
     s1 = single[lead:]
     params = None
     if _json_args(s1, {P.KEY_ONE: P.VALUE_ONE}) is None:
-        params = _params(template, lead, s1)
+        params = learn_params(template, lead, s1)
         if params is None:
             return None
     holes1 = _holes(s1, P.NAME_ONE, P.ID_ONE, P.KEY_ONE, P.VALUE_ONE, params)
@@ -80,10 +84,10 @@ def _derive(template: ChatTemplate) -> CallFormat | None:
         holes_b = _holes(s2[end_a:], P.NAME_TWO, P.ID_TWO, P.KEY_ONE, P.VALUE_TWO, params)
         if holes_a and holes_b:
             mid = s2[end_a : end_a + holes_b[0][0]]
-            head = _from_boundary(before[len(before) - _suffix(before, mid) :])
+            head = from_boundary(before[len(before) - _suffix(before, mid) :])
             rest = mid[: len(mid) - len(head)]
             head_pieces = _numbered(head, mid)
-            tail = _to_boundary(rest[: common_prefix(rest, after)])
+            tail = to_boundary(rest[: common_prefix(rest, after)])
             separator = rest[len(tail) :]
             parallel = True
             call = _indexed(call, _pieces(s2[end_a:], holes_b))
@@ -106,12 +110,13 @@ def _derive(template: ChatTemplate) -> CallFormat | None:
         call=(*head_pieces, *call, ("lit", tail)),
         params=params,
         parallel=parallel,
+        tag_prefix=_tag_prefix(s1),
     )
     tag = fmt.leading_tag
     if tag and tag != fmt.trigger and plain is not None and tag not in plain:
         # a tag only calls write starts them alone (a model's special token)
         fmt = dataclasses.replace(fmt, start=tag)
-    return fmt if _reads_back(fmt, s1) else None
+    return fmt if _reads_back(fmt, template, lead, s1) else None
 
 
 def _lead(plain: str | None, single: str) -> int:
@@ -127,6 +132,18 @@ def _lead(plain: str | None, single: str) -> int:
         word = max(single.rfind(c, 0, shared) for c in " \n\t>]")
         shared = word + 1
     return shared
+
+
+def _tag_prefix(call: str) -> str:
+    """The text written before every tag of ``call`` (MiniMax M3's "]<]minimax[>["),
+    or "" when the tags share none."""
+    starts = [m.start() for m in _TAG.finditer(call)]
+    if len(starts) < 2:
+        return ""
+    prefix = call[: starts[0]]
+    for at in starts[1:]:
+        prefix = prefix[len(prefix) - common_suffix(prefix, call[:at]) :]
+    return prefix if len(prefix) >= 3 and not any(c.isspace() for c in prefix) else ""
 
 
 def _suffix(before: str, mid: str) -> int:
@@ -153,25 +170,6 @@ def _numbered(head: str, mid: str) -> list[tuple[str, str]]:
             pieces += [("lit", text), (INDEX, "")]
             text = ""
     return [*pieces, ("lit", text)]
-
-
-def _from_boundary(text: str) -> str:
-    """``text`` from where markup may start (a common suffix may begin mid-marker)."""
-    if not text or text[0] in _OPENERS:
-        return text
-    first = text.find("<")
-    if first > 0 and ">" in text[:first]:
-        return text[text.index(">") + 1 :]  # the end of the marker before it
-    cut = min((text.find(c) for c in _OPENERS if c in text), default=len(text))
-    return text[cut:] if cut <= 3 else text
-
-
-def _to_boundary(text: str) -> str:
-    """``text`` up to where markup ends (a common prefix may stop mid-marker)."""
-    opening = text.rfind("<")
-    if opening >= 0 and ">" not in text[opening:]:
-        return text[:opening]
-    return text
 
 
 def _json_args(text: str, arguments: dict[str, Any]) -> tuple[int, int] | None:
@@ -203,7 +201,7 @@ def _holes(
     if params is None:
         span = _json_args(text, {key: value})
     else:
-        span = _params_span(text, key, value, params)
+        span = params_span(text, key, value, params)
     if span is None:
         return None
     holes.append((*span, ARGS))
@@ -212,14 +210,6 @@ def _holes(
         if start < end:
             return None  # overlapping: the name written inside the arguments
     return holes
-
-
-def _params_span(text: str, key: str, value: str, params: Params) -> tuple[int, int] | None:
-    at = text.find(key + params.string_open + value + params.string_close)
-    if at < 0 or not text[:at].endswith(params.key_open):
-        return None
-    end = at + len(key + params.string_open + value + params.string_close)
-    return at - len(params.key_open), end
 
 
 def _pieces(text: str, holes: list[Hole]) -> list[tuple[str, str]]:
@@ -251,51 +241,23 @@ def _indexed(call: list[tuple[str, str]], second: list[tuple[str, str]]) -> list
     return out
 
 
-def _params(template: ChatTemplate, lead: int, s1: str) -> Params | None:
-    """Parameters written one by one: learnt from two string parameters and a number."""
-    both = {P.KEY_ONE: P.VALUE_ONE, P.KEY_TWO: P.VALUE_TWO}
-    two = P.reply(template, P.calls_turn(P.call(P.NAME_ONE, both, P.ID_ONE)))
-    number = P.reply(template, P.calls_turn(P.call(P.NAME_ONE, {P.KEY_NUM: P.NUMBER}, P.ID_ONE)))
-    if two is None or number is None:
-        return None
-    s2, sn = two[lead:], number[lead:]
-    named = s2.find(P.NAME_ONE) + len(P.NAME_ONE)
-    k1 = s2.find(P.KEY_ONE, named)
-    v1 = s2.find(P.VALUE_ONE, k1)
-    k2 = s2.find(P.KEY_TWO, v1)
-    v2 = s2.find(P.VALUE_TWO, k2)
-    if min(named, k1, v1, k2, v2) < 0 or named < len(P.NAME_ONE):
-        return None
-    pre, string_open = s2[named:k1], s2[k1 + len(P.KEY_ONE) : v1]
-    between, post = s2[v1 + len(P.VALUE_ONE) : k2], s2[v2 + len(P.VALUE_TWO) :]
-    key_open = _from_boundary(pre[len(pre) - common_suffix(pre, between) :])
-    rest = between[: len(between) - len(key_open)]
-    string_close = _to_boundary(rest[: common_prefix(rest, post)])
-    separator = rest[len(string_close) :]
-    # a number: the text around it, and what follows the single string value in s1
-    kn = sn.find(P.KEY_NUM)
-    vn = sn.find(str(P.NUMBER), kn)
-    v_one = s1.find(P.VALUE_ONE)
-    if kn < 0 or vn < 0 or v_one < 0:
-        return None
-    value_open = sn[kn + len(P.KEY_NUM) : vn]
-    after_number = sn[vn + len(str(P.NUMBER)) :]
-    follows = s1[v_one + len(P.VALUE_ONE) + len(string_close) :]
-    value_close = string_close
-    if after_number.endswith(follows):
-        value_close = after_number[: len(after_number) - len(follows)]
-    if not string_open and not string_close:
-        return None  # a string value would have no end
-    return Params(key_open, string_open, string_close, value_open, value_close, separator)
-
-
-def _reads_back(fmt: CallFormat, text: str) -> bool:
-    """The learnt format reads the probe's own call back."""
+def _reads_back(fmt: CallFormat, template: ChatTemplate, lead: int, text: str) -> bool:
+    """The learnt format reads the probe's own calls back: the one call, and where
+    the arguments are parameters, the calls with two of them and with a number."""
     from .read import read_calls
 
-    try:
-        _, calls, _ = read_calls(text, fmt, P.PROBE_SCHEMAS)
-    except UnreadableCall:
-        return False
-    wanted = [(P.NAME_ONE, {P.KEY_ONE: P.VALUE_ONE})]
-    return [(c.name, c.arguments) for c in calls] == wanted
+    probes: list[tuple[str, dict[str, Any]]] = [(text, {P.KEY_ONE: P.VALUE_ONE})]
+    if fmt.params is not None:
+        for arguments in P.PARAMS_PROBES:
+            written = P.reply(template, P.calls_turn(P.call(P.NAME_ONE, arguments, P.ID_ONE)))
+            if written is None:
+                return False
+            probes.append((written[lead:], arguments))
+    for written, arguments in probes:
+        try:
+            _, calls, _ = read_calls(written, fmt, P.PROBE_SCHEMAS)
+        except UnreadableCall:
+            return False
+        if [(c.name, c.arguments) for c in calls] != [(P.NAME_ONE, arguments)]:
+            return False
+    return True

@@ -18,6 +18,8 @@ ID_ONE, ID_TWO = "probeid01", "probeid02"  # nine alphanumerics: Mistral's rule
 KEY_ONE, KEY_TWO, KEY_NUM = "arg_one", "arg_two", "arg_num"
 VALUE_ONE, VALUE_TWO, NUMBER = "VAL_ONE", "VAL_TWO", 42
 TEXT = "PROBE_TEXT"
+# the arguments parameters are learnt from: two strings, a number
+PARAMS_PROBES = ({KEY_ONE: VALUE_ONE, KEY_TWO: VALUE_TWO}, {KEY_NUM: NUMBER})
 
 
 def _tool(name: str) -> dict[str, Any]:

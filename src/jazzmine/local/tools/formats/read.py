@@ -168,7 +168,6 @@ def _parameters(text: str, pos: int, p: Params, schema: Any) -> tuple[dict[str, 
     properties = schema.get("properties", {}) if isinstance(schema, dict) else {}
     key = re.compile(literal(p.key_open) + f"(?P<key>{_NAME})")
     separator = re.compile(literal(p.separator))
-    variants = ((p.string_open, p.string_close, True), (p.value_open, p.value_close, False))
     arguments: dict[str, Any] = {}
     while True:
         separated = separator.match(text, pos) if p.separator.strip() else None
@@ -176,6 +175,10 @@ def _parameters(text: str, pos: int, p: Params, schema: Any) -> tuple[dict[str, 
         if found is None:
             return arguments, pos
         name = found.group("key")
+        variants = (
+            (p.string_open, p.string_end(name), True),
+            (p.value_open, p.value_end(name), False),
+        )
         string = _is_string(properties.get(name))
         chosen = _variant(text, found.end(), variants if string else variants[::-1])
         if chosen is None:

@@ -84,17 +84,18 @@ def _params(g: Grammar, p: Params, tool: Tool, avoid: Avoid) -> str:
     required = set(schema.get("required") or []) if isinstance(schema, dict) else set()
     units: list[tuple[str, bool]] = []
     for key, sub in properties.items():
-        if _is_string(sub) and p.string_close.strip():
+        closing = p.string_end(key)
+        if _is_string(sub) and closing.strip():
             enum = sub.get("enum")
             if isinstance(enum, list) and enum and all(isinstance(e, str) for e in enum):
                 value = g.add(f"{tool.name}-{key}-enum", " | ".join(map(gbnf_literal, enum)))
             else:
-                value = avoid(g, p.string_close.strip(), f"{tool.name}-{key}-text")
-            unit = f"{gbnf_literal(p.key_open + key + p.string_open)} {value}"
-            unit += f" {_lit(p.string_close)}"
+                value = avoid(g, closing.strip(), f"{tool.name}-{key}-text")
+            unit = f"{gbnf_literal(p.key_open + key + p.string_open)} {value} {_lit(closing)}"
         else:
             value = g.schema(sub, f"{tool.name}-{key}")
-            unit = f"{gbnf_literal(p.key_open + key + p.value_open)} {value} {_lit(p.value_close)}"
+            unit = f"{gbnf_literal(p.key_open + key + p.value_open)} {value}"
+            unit += f" {_lit(p.value_end(key))}"
         units.append((unit, key in required))
     if not units:
         return '""'

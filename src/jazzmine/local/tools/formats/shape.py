@@ -4,8 +4,9 @@ A call section is ``open``, then one or more calls separated by ``separator``, t
 ``close``. A call is a sequence of pieces: literal text and holes (the function's name,
 a call id the model writes, a call's index, the arguments). The arguments are either
 one JSON object or a list of parameters (``Params``: ``<parameter=k>v</parameter>``,
-``<arg_key>k</arg_key><arg_value>v</arg_value>``, ``k='v'``, ...), where a string value
-is raw text up to its closing markup and any other value is JSON.
+``<arg_key>k</arg_key><arg_value>v</arg_value>``, ``k='v'``, ``<k>v</k>``, ...), where a
+string value is raw text up to its closing markup and any other value is JSON. A
+closing may name the parameter (``</k>``): ``KEY_SLOT`` stands for its key there.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from typing import Any
 # hole kinds in CallFormat.call
 NAME, CALL_ID, INDEX, ARGS = "name", "id", "index", "args"
 HOLES = (NAME, CALL_ID, INDEX, ARGS)
+# where a parameter's closing repeats its key (MiniMax M3's ``<city>Paris</city>``); a
+# character no template writes
+KEY_SLOT = "\x00"
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,14 @@ class Params:
     value_open: str
     value_close: str
     separator: str
+
+    def string_end(self, key: str) -> str:
+        """The closing of the string value of parameter ``key``."""
+        return self.string_close.replace(KEY_SLOT, key)
+
+    def value_end(self, key: str) -> str:
+        """The closing of the JSON value of parameter ``key``."""
+        return self.value_close.replace(KEY_SLOT, key)
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,9 @@ class CallFormat:
     parallel: bool = True
     # the trigger, when shorter than the first word of markup (a tag of its own)
     start: str = ""
+    # text the template writes before every tag (MiniMax M3's "]<]minimax[>["): a
+    # marker of its own, likely one special token
+    tag_prefix: str = ""
 
     @property
     def head(self) -> str:
@@ -85,8 +100,12 @@ class CallFormat:
             texts += [p.key_open, p.string_open, p.string_close, p.value_open, p.value_close]
         # the trigger too: llama-server refuses a one-token trigger it may not print
         found: list[str] = [self.trigger] if self.trigger else []
+        if self.tag_prefix:
+            found.append(self.tag_prefix)
         for text in texts:
-            for marker in _SPECIAL.findall(text):
+            if self.tag_prefix:
+                text = text.replace(self.tag_prefix, " ")
+            for marker in _SPECIAL.findall(text.replace(KEY_SLOT, " ")):
                 if marker not in found:
                     found.append(marker)
         return tuple(found)
@@ -109,7 +128,7 @@ def example_call(fmt: CallFormat, name: str, schema: Any) -> str:
         args = json.dumps({key: f"<{key}>" for key in keys})
     else:
         p = fmt.params
-        units = [f"{p.key_open}{key}{p.string_open}<{key}>{p.string_close}" for key in keys]
+        units = [f"{p.key_open}{key}{p.string_open}<{key}>{p.string_end(key)}" for key in keys]
         args = p.separator.join(units)
     holes = {NAME: name, CALL_ID: "abcdefghi", INDEX: "0", ARGS: args}
     call = "".join(value if kind == "lit" else holes[kind] for kind, value in fmt.call)
