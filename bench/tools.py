@@ -1,7 +1,7 @@
 """Tool calls: LocalLLM against llama-server's own /v1/chat/completions, in one run.
 
     nice -n 10 .venv/bin/python bench/tools.py [--quick] [--families generic,hermes]
-        [--paired N] [--out NAME]
+        [--paired N] [--max-tokens N] [--out NAME]
     .venv/bin/python bench/tools.py --merge NAME NAME   (runs of one family each -> --out)
 
 Twenty fixed prompts that each clearly call for one of four tools (weather, currency
@@ -555,9 +555,16 @@ def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def main() -> None:
+    global MAX_TOKENS
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="4 prompts, 1 probe")
     parser.add_argument("--families", default="generic,hermes")
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        default=MAX_TOKENS,
+        help="the reply cap on every side (the learnt XML formats need about 100 for a call)",
+    )
     parser.add_argument("--out", default="tools", help="name of the files under bench/results")
     parser.add_argument(
         "--paired", type=int, default=8, help='prompts that also get "none" (timing)'
@@ -569,6 +576,7 @@ def main() -> None:
         help="no run: join earlier runs' bench/results/NAME.json (one family each) into --out",
     )
     args = parser.parse_args()
+    MAX_TOKENS = args.max_tokens
     if args.merge:
         merged = merge([json.loads((RESULTS / f"{name}.json").read_text()) for name in args.merge])
         save(args.out, merged, report(merged))
