@@ -199,13 +199,15 @@ def plan_tools(
     think: Think | None = None,
     family: str | Family | None = None,
     template: ChatTemplate | None = None,
+    deadline: float | None = None,
 ) -> ToolPlan | None:
     """Check ``tools`` and ``tool_choice`` and plan the request; None without tools.
 
     ``template_source`` is the chat template in use (None: no template, so the generic
     family). ``family`` overrides the detection by name. ``think`` describes the
     template's reasoning block when the reply may start with one (used by forced
-    grammars so that the model may still think first).
+    grammars so that the model may still think first). Learning ``template``'s own call
+    format renders it within ``deadline`` (past it, DeadlineExceeded).
     """
     checked = check_tools(tools)
     choice = check_tool_choice(tool_choice, checked)
@@ -228,7 +230,7 @@ def plan_tools(
         caps = capabilities(template)
         reads_tools = caps.supports_tools
         if family is None and caps.supports_tool_calls and (chosen is GENERIC or chosen.trigger):
-            fmt = derive_format(template)
+            fmt = derive_format(template, deadline)
             if chosen is GENERIC:
                 chosen = GENERIC if fmt is None else derived_family(fmt)
             elif fmt is not None and fmt.trigger != chosen.trigger:

@@ -38,27 +38,28 @@ _OPENERS = " \t\r\n<[{(\"',"
 _THINKING = re.compile(r"(?:\s*<[^<>]*think[^<>]*>)+\s*", re.IGNORECASE)
 
 
-def derive_format(template: ChatTemplate) -> CallFormat | None:
-    """The call format ``template`` writes, or None when it cannot be learnt."""
+def derive_format(template: ChatTemplate, deadline: float | None = None) -> CallFormat | None:
+    """The call format ``template`` writes, or None when it cannot be learnt. The probes
+    render within ``deadline`` (past it, DeadlineExceeded propagates, nothing cached)."""
     key = (template.source, template.bos_token, template.eos_token)
     found = _cache.get(key)
     if found is None:
-        found = (_derive(template),)
+        found = (_derive(template, deadline),)
         _cache.put(key, found)
     return found[0]
 
 
-def _derive(template: ChatTemplate) -> CallFormat | None:
+def _derive(template: ChatTemplate, deadline: float | None) -> CallFormat | None:
     one = P.call(P.NAME_ONE, {P.KEY_ONE: P.VALUE_ONE}, P.ID_ONE)
-    single = P.reply(template, P.calls_turn(one))
+    single = P.reply(template, P.calls_turn(one), deadline)
     if single is None or P.NAME_ONE not in single:
         return None
-    plain = P.reply(template, P.text_turn())
+    plain = P.reply(template, P.text_turn(), deadline)
     lead = _lead(plain, single)
     s1 = single[lead:]
     params = None
     if _json_args(s1, {P.KEY_ONE: P.VALUE_ONE}) is None:
-        params = _params(template, lead, s1)
+        params = _params(template, lead, s1, deadline)
         if params is None:
             return None
     holes1 = _holes(s1, P.NAME_ONE, P.ID_ONE, P.KEY_ONE, P.VALUE_ONE, params)
@@ -70,7 +71,7 @@ def _derive(template: ChatTemplate) -> CallFormat | None:
     head, tail, separator = "", "", ""
     head_pieces: list[tuple[str, str]] = []
     two = P.call(P.NAME_TWO, {P.KEY_ONE: P.VALUE_TWO}, P.ID_TWO)
-    double = P.reply(template, P.calls_turn(one, two))
+    double = P.reply(template, P.calls_turn(one, two), deadline)
     parallel = False
     if double is not None and P.NAME_TWO in double:
         s2 = double[_lead(plain, double) :]
@@ -251,11 +252,12 @@ def _indexed(call: list[tuple[str, str]], second: list[tuple[str, str]]) -> list
     return out
 
 
-def _params(template: ChatTemplate, lead: int, s1: str) -> Params | None:
+def _params(template: ChatTemplate, lead: int, s1: str, deadline: float | None) -> Params | None:
     """Parameters written one by one: learnt from two string parameters and a number."""
     both = {P.KEY_ONE: P.VALUE_ONE, P.KEY_TWO: P.VALUE_TWO}
-    two = P.reply(template, P.calls_turn(P.call(P.NAME_ONE, both, P.ID_ONE)))
-    number = P.reply(template, P.calls_turn(P.call(P.NAME_ONE, {P.KEY_NUM: P.NUMBER}, P.ID_ONE)))
+    two = P.reply(template, P.calls_turn(P.call(P.NAME_ONE, both, P.ID_ONE)), deadline)
+    numbered = P.calls_turn(P.call(P.NAME_ONE, {P.KEY_NUM: P.NUMBER}, P.ID_ONE))
+    number = P.reply(template, numbered, deadline)
     if two is None or number is None:
         return None
     s2, sn = two[lead:], number[lead:]

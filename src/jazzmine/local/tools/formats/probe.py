@@ -41,18 +41,22 @@ def call(name: str, arguments: dict[str, Any], ident: str) -> dict[str, Any]:
     return {"id": ident, "type": "function", "function": function}
 
 
-def reply(template: ChatTemplate, turn: MessagePart) -> str | None:
+def reply(template: ChatTemplate, turn: MessagePart, deadline: float | None = None) -> str | None:
     """What ``turn`` adds after the generation prompt, up to the end of the turn; None
-    when the template refuses the conversation or writes the turn elsewhere."""
+    when the template refuses the conversation or writes the turn elsewhere. Past
+    ``deadline``, DeadlineExceeded."""
     history = [MessagePart("user", "Probe question")]
     try:
-        prompt = render(template, history, add_generation_prompt=True, tools=PROBE_TOOLS)
+        prompt = render(
+            template, history, add_generation_prompt=True, tools=PROBE_TOOLS, deadline=deadline
+        )
         full = render(
             template,
             [*history, turn],
             add_generation_prompt=False,
             prefill_final=False,
             tools=PROBE_TOOLS,
+            deadline=deadline,
         )
     except LLMError:
         return None
