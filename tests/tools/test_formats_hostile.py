@@ -15,6 +15,7 @@ from jazzmine.local.mock import MockReply, MockTransport
 from jazzmine.local.template.engine.source import ChatTemplate
 from jazzmine.local.template.render import render
 from jazzmine.local.tools.formats import probe
+from jazzmine.local.tools.plan import plan_tools
 from jazzmine.local.types import MessagePart
 
 # work the template does on every call turn of the format probes (about a second,
@@ -51,3 +52,23 @@ def test_learning_the_call_format_stays_inside_the_call_s_deadline(tmp_path: Pat
         llm.generate([MessagePart("user", "Weather?")])
     # the probes stop at the deadline; unbounded, they render several spinning turns
     assert time.monotonic() - started < 0.2 + one_render
+
+
+@pytest.mark.parametrize("key", ["my key", "a/b", "x:y", "日本", "a", "ab"])
+def test_a_parameter_named_outside_word_characters_reads_back(key: str) -> None:
+    """The forced grammar writes any property name the schema has; the reader takes
+    the same names (else every forced call to such a tool fails)."""
+    properties = {key: {"type": "string"}, "a" if key == "ab" else "z": {"type": "string"}}
+    tool = {
+        "type": "function",
+        "function": {"name": "odd", "parameters": {"type": "object", "properties": properties}},
+    }
+    xml = template(XML_CALLS)
+    made = plan_tools(xml.source, [tool], "required", template=xml)
+    assert made is not None
+    arguments = dict.fromkeys(properties, "v")
+    turn = probe.calls_turn(probe.call("odd", arguments, probe.ID_ONE))
+    written = probe.reply(xml, turn)
+    assert written is not None and f"<parameter={key}>" in written
+    (call,) = made.parse(written).tool_calls
+    assert call.arguments == arguments

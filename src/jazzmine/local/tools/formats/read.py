@@ -166,7 +166,7 @@ def _is_string(schema: Any) -> bool:
 
 def _parameters(text: str, pos: int, p: Params, schema: Any) -> tuple[dict[str, Any], int]:
     properties = schema.get("properties", {}) if isinstance(schema, dict) else {}
-    key = re.compile(literal(p.key_open) + f"(?P<key>{_NAME})")
+    key = re.compile(literal(p.key_open) + f"(?P<key>{_key_names(properties)})")
     separator = re.compile(literal(p.separator))
     variants = ((p.string_open, p.string_close, True), (p.value_open, p.value_close, False))
     arguments: dict[str, Any] = {}
@@ -185,6 +185,14 @@ def _parameters(text: str, pos: int, p: Params, schema: Any) -> tuple[dict[str, 
         arguments[name], pos = _value(text, opened, closing, keep_text)
         if not found.end() < pos:
             return arguments, pos
+
+
+def _key_names(properties: Any) -> str:
+    """A regex for a parameter's name: the schema's own names, which the grammar writes
+    whatever their characters (longest first, none cut short: "a" is not read in "ab"),
+    else a name of word characters."""
+    names = sorted((k for k in properties if isinstance(k, str) and k), key=len, reverse=True)
+    return "|".join([*(re.escape(k) + r"(?![\w.\-])" for k in names), _NAME])
 
 
 def _variant(
