@@ -7,10 +7,10 @@ import time
 from pathlib import Path
 
 import pytest
-from test_formats import TOOLS, XML_CALLS, template
+from test_formats import NUMBERED_CALLS, NUMBERED_REPLY, TOOLS, XML_CALLS, XML_REPLY, template
 
 from jazzmine.local import LocalLLM
-from jazzmine.local.errors import LLMTimeoutError
+from jazzmine.local.errors import LLMTimeoutError, LLMToolCallError
 from jazzmine.local.mock import MockReply, MockTransport
 from jazzmine.local.template.engine.source import ChatTemplate
 from jazzmine.local.template.render import render
@@ -72,3 +72,60 @@ def test_a_parameter_named_outside_word_characters_reads_back(key: str) -> None:
     assert written is not None and f"<parameter={key}>" in written
     (call,) = made.parse(written).tool_calls
     assert call.arguments == arguments
+
+
+def test_nested_values_the_template_prints_as_python_read_back() -> None:
+    """Seed-OSS and MiniCPM 5 print a parameter's value with ``{{ v }}``: an object or
+    a list comes out as Python (single quotes, True/None), which a model trained on
+    them writes; read as llama.cpp reads it, as the JSON it stands for."""
+    printed = XML_CALLS.replace("{{ v if v is string else v|tojson }}", "{{ v }}")
+    xml = template(printed)
+    schema = {
+        "type": "object",
+        "properties": {
+            "when": {"type": "object"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "flags": {"type": "array"},
+        },
+    }
+    tool = {"type": "function", "function": {"name": "book", "parameters": schema}}
+    made = plan_tools(xml.source, [tool], "required", template=xml)
+    assert made is not None and made.family.name == "derived"
+    arguments = {
+        "when": {"from": "2026-01-01", "nights": 2, "note": 'it\'s "fine"'},
+        "tags": ["a", "b c"],
+        "flags": [True, None, 1.5],
+    }
+    turn = probe.calls_turn(probe.call("book", arguments, probe.ID_ONE))
+    written = probe.reply(xml, turn)
+    assert written is not None and "{'from': '2026-01-01'" in written
+    (call,) = made.parse(written).tool_calls
+    assert call.arguments == arguments
+
+
+_DEEP = "[" * 100_000
+NESTED_REPLIES = {
+    "hermes": '<tool_call>{"name": "get_weather", "arguments": ' + _DEEP,
+    "hermes string": '<tool_call>{"name": "get_weather", "arguments": "' + _DEEP + '"}</tool_call>',
+    "generic": '{"tool_calls": ' + _DEEP,
+    "numbered": NUMBERED_REPLY.replace('{"city": "New York", "days": 3}', _DEEP),
+    "xml value": XML_REPLY.replace("\n3\n", f"\n{_DEEP}\n"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NESTED_REPLIES))
+def test_a_reply_nested_past_the_decoder_is_a_tool_call_error(case: str) -> None:
+    """A model looping on "[" writes JSON deeper than Python's decoder goes: the call
+    fails as an unreadable call, never with a RecursionError."""
+    reply = NESTED_REPLIES[case]
+    if case.startswith("hermes"):
+        made = plan_tools(None, TOOLS, "required", family="hermes")
+    elif case == "generic":
+        made = plan_tools(None, TOOLS, "required")
+    else:
+        calls = NUMBERED_CALLS if case == "numbered" else XML_CALLS
+        made = plan_tools(template(calls).source, TOOLS, "required", template=template(calls))
+    assert made is not None
+    for complete in (True, False):
+        with pytest.raises(LLMToolCallError):
+            made.parse(reply, complete=complete)

@@ -9,6 +9,7 @@ of a parameter is the raw text up to its closing markup; any other value is JSON
 
 from __future__ import annotations
 
+import ast
 import functools
 import json
 import re
@@ -224,7 +225,14 @@ def _value(text: str, pos: int, closing: str, string: bool) -> tuple[Any, int]:
 
 
 def _json_or_text(raw: str) -> Any:
+    """JSON; else a Python literal standing for JSON (a template printing an object with
+    ``{{ v }}`` writes ``{'a': True}``, as llama.cpp's reader also accepts); else the text."""
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
+        pass
+    try:
+        # the JSON round trip refuses what JSON has no value for (sets, bytes, ...)
+        return json.loads(json.dumps(ast.literal_eval(raw.strip())))
+    except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
         return raw
