@@ -22,7 +22,7 @@ import itertools
 import re
 from typing import Any
 
-from ...template.diff import common_prefix, common_suffix
+from ...template.diff import common_prefix, common_suffix, marker_start
 from ...template.engine.cache import BoundedCache
 from ...template.engine.source import ChatTemplate
 from ..json_read import UnreadableCall, json_at
@@ -120,8 +120,8 @@ def _lead(plain: str | None, single: str) -> int:
     if plain is None:
         return 0
     shared = common_prefix(plain, single)
-    opening = max(single.rfind("<", 0, shared), single.rfind("[", 0, shared))
-    if opening >= 0 and not any(c in single[opening:shared] for c in ">]"):
+    opening = marker_start(single, shared)
+    if opening < shared:
         shared = opening
     elif 0 < shared < len(single) and single[shared - 1] not in " \t\r\n>]":
         # inside a word (" to=user" / " to=NAME"): the word belongs to the call

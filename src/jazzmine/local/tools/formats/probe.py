@@ -9,7 +9,7 @@ from typing import Any
 from ...errors import LLMError
 from ...template.diff import common_prefix
 from ...template.engine.source import ChatTemplate
-from ...template.markers import end_of_turn_markers
+from ...template.markers import before_end_of_turn
 from ...template.render import render
 from ...types import MessagePart
 
@@ -72,12 +72,7 @@ def reply(template: ChatTemplate, turn: MessagePart, deadline: float | None = No
         if shared < len(prompt.rstrip()) - 40:
             return None
         text = full[shared:]
-    cut = len(text)
-    for marker in end_of_turn_markers(template):
-        at = text.find(marker)
-        if 0 <= at < cut:
-            cut = at
-    return text[:cut]
+    return before_end_of_turn(text, template)
 
 
 def calls_turn(*calls: dict[str, Any]) -> MessagePart:
