@@ -7,7 +7,15 @@ import time
 from pathlib import Path
 
 import pytest
-from test_formats import NUMBERED_CALLS, NUMBERED_REPLY, TOOLS, XML_CALLS, XML_REPLY, template
+from test_formats import (
+    NUMBERED_CALLS,
+    NUMBERED_REPLY,
+    PYTHON_CALLS,
+    TOOLS,
+    XML_CALLS,
+    XML_REPLY,
+    template,
+)
 
 from jazzmine.local import LocalLLM
 from jazzmine.local.errors import LLMTimeoutError, LLMToolCallError
@@ -129,3 +137,30 @@ def test_a_reply_nested_past_the_decoder_is_a_tool_call_error(case: str) -> None
     for complete in (True, False):
         with pytest.raises(LLMToolCallError):
             made.parse(reply, complete=complete)
+
+
+def test_a_python_list_in_a_python_call_reads_back() -> None:
+    """LFM2.5 prints a list argument with ``{{ v }}`` inside its Python-style call:
+    ``tags=['a', 'b c']``, which a model trained on it writes."""
+    printed = PYTHON_CALLS.replace("{{ v|tojson }}", "{{ v }}")
+    python = template(printed)
+    schema = {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string"},
+            "tags": {"type": "array"},
+            "more": {"type": "object"},
+            "ok": {"type": "boolean"},
+        },
+    }
+    tool = {"type": "function", "function": {"name": "book", "parameters": schema}}
+    made = plan_tools(python.source, [tool], "auto", template=python)
+    assert made is not None and made.family.name == "derived"
+    arguments = {"city": "Paris", "tags": ["a", "b, c)", []], "more": {"k": [1]}, "ok": False}
+    turn = probe.calls_turn(probe.call("book", arguments, probe.ID_ONE))
+    written = probe.reply(python, turn)
+    assert written is not None and "tags=['a', 'b, c)', []]" in written
+    (call,) = made.parse(written).tool_calls
+    assert call.arguments == arguments
+    with pytest.raises(LLMToolCallError):
+        made.parse(written.replace("[]]", "[]"))

@@ -212,7 +212,7 @@ def _value(text: str, pos: int, closing: str, string: bool) -> tuple[Any, int]:
     """One parameter's value from ``pos``: raw text up to ``closing``, or JSON."""
     mark = closing.strip()
     if not mark:
-        return json_at(text, pos)
+        return _literal_at(text, pos)
     at = text.find(mark, pos)
     if at < 0:
         raise UnreadableCall(f"a parameter value is never closed with {mark!r}")
@@ -224,15 +224,61 @@ def _value(text: str, pos: int, closing: str, string: bool) -> tuple[Any, int]:
     return (raw if string else _json_or_text(raw)), (end.end() if end else at + len(mark))
 
 
-def _json_or_text(raw: str) -> Any:
-    """JSON; else a Python literal standing for JSON (a template printing an object with
-    ``{{ v }}`` writes ``{'a': True}``, as llama.cpp's reader also accepts); else the text."""
+def _literal_at(text: str, pos: int) -> tuple[Any, int]:
+    """A value with no closing markup of its own: JSON, else a Python literal up to the
+    first "," or closing bracket outside it (LFM2.5 prints ``tags=['a', 'b']``)."""
     try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):
-        pass
+        return json_at(text, pos)
+    except UnreadableCall:
+        end = _literal_end(text, pos)
+        value = _python(text[pos:end])
+        if value is _NOT_PYTHON:
+            raise
+    return value, end
+
+
+def _literal_end(text: str, pos: int) -> int:
+    depth, quote, at = 0, "", pos
+    while at < len(text):
+        char = text[at]
+        if quote:
+            if char == "\\":
+                at += 1
+            elif char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            if depth == 0:
+                break
+            depth -= 1
+        elif char == "," and depth == 0:
+            break
+        at += 1
+    return at
+
+
+_NOT_PYTHON = object()
+
+
+def _python(raw: str) -> Any:
+    """The JSON value a Python literal stands for (``{'a': True}``), as llama.cpp's
+    reader also takes one; _NOT_PYTHON when ``raw`` is none."""
     try:
         # the JSON round trip refuses what JSON has no value for (sets, bytes, ...)
         return json.loads(json.dumps(ast.literal_eval(raw.strip())))
     except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
-        return raw
+        return _NOT_PYTHON
+
+
+def _json_or_text(raw: str) -> Any:
+    """JSON; else a Python literal standing for JSON (a template printing an object with
+    ``{{ v }}`` writes ``{'a': True}``); else the text."""
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        pass
+    value = _python(raw)
+    return raw if value is _NOT_PYTHON else value
