@@ -18,7 +18,7 @@ from test_formats import (
 )
 
 from jazzmine.local import LocalLLM
-from jazzmine.local.errors import LLMTimeoutError, LLMToolCallError
+from jazzmine.local.errors import LLMInvalidRequestError, LLMTimeoutError, LLMToolCallError
 from jazzmine.local.mock import MockReply, MockTransport
 from jazzmine.local.template.engine.source import ChatTemplate
 from jazzmine.local.template.render import render
@@ -164,3 +164,25 @@ def test_a_python_list_in_a_python_call_reads_back() -> None:
     assert call.arguments == arguments
     with pytest.raises(LLMToolCallError):
         made.parse(written.replace("[]]", "[]"))
+
+
+@pytest.mark.parametrize(
+    "arguments", ["[" * 100_000, "[" * 100_000 + "]" * 100_000, "[" * 960 + "]" * 960]
+)
+def test_call_arguments_nested_past_the_decoder_in_the_history_are_a_request_error(
+    arguments: str,
+) -> None:
+    """The arguments of a past call come from the caller's history: nested deeper than
+    Python's decoder goes, they are an invalid request, not a bare RecursionError."""
+    qwen3 = Path(__file__).parent.parent / "fixtures" / "templates" / "Qwen-Qwen3-0.6B.jinja"
+    call = {"id": "call12345", "type": "function"}
+    call["function"] = {"name": "get_weather", "arguments": arguments}
+    history = [MessagePart("user", "Weather?"), MessagePart("assistant", "", tool_calls=[call])]
+    history.append(MessagePart("tool", "sunny", tool_call_id="call12345"))
+    llm = LocalLLM(
+        transport=MockTransport(lambda request: MockReply(["hi"])),
+        chat_template=str(qwen3),
+        tools=TOOLS,
+    )
+    with pytest.raises(LLMInvalidRequestError):
+        llm.generate(history)
