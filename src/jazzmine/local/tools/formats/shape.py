@@ -17,7 +17,6 @@ from typing import Any
 
 # hole kinds in CallFormat.call
 NAME, CALL_ID, INDEX, ARGS = "name", "id", "index", "args"
-HOLES = (NAME, CALL_ID, INDEX, ARGS)
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,7 @@ class CallFormat:
     open: str
     close: str
     separator: str
-    # literal text (any string not in HOLES is literal) and holes, in order
+    # ("lit", text) pieces and holes (NAME, CALL_ID, INDEX, ARGS paired with ""), in order
     call: tuple[tuple[str, str], ...]
     # None: the arguments are one JSON object
     params: Params | None = None
