@@ -186,3 +186,33 @@ def test_call_arguments_nested_past_the_decoder_in_the_history_are_a_request_err
     )
     with pytest.raises(LLMInvalidRequestError):
         llm.generate(history)
+
+
+# Every turn ends "<|close|>message<|sep|>" before the end-of-message stop (Kimi K3)
+_CLOSED_TURNS = """{%- for m in messages %}<|open|>{{ m.role }}<|sep|>
+{%- if m.tool_calls %}<|open|>tools<|sep|>{% for tc in m.tool_calls %}<|invoke|>
+{{- tc.function.name }}<|args|>{{ tc.function.arguments | tojson }}<|close|>call<|sep|>
+{%- endfor %}<|close|>tools<|sep|>{% else %}{{ m.content }}{% endif -%}
+<|close|>message<|sep|><|end_of_msg|>{% endfor %}
+{%- if add_generation_prompt %}<|open|>assistant<|sep|>{% endif %}"""
+
+
+@pytest.mark.parametrize("step", [0, 1])
+def test_what_ends_every_turn_after_a_call_is_no_text(step: int, tmp_path: Path) -> None:
+    """A template whose turns all close with markup before the stop marker: after a
+    call the model writes that closing too, and it is not the reply's text."""
+    path = tmp_path / "closed.jinja"
+    path.write_text(_CLOSED_TURNS)
+    turn = probe.calls_turn(probe.call("get_weather", {"city": "Paris"}, probe.ID_ONE))
+    written = probe.reply(ChatTemplate(_CLOSED_TURNS, "", ""), turn)
+    assert written is not None and written.endswith("<|close|>message<|sep|>")
+    pieces = [written[i : i + step] for i in range(0, len(written), step)] if step else [written]
+    llm = LocalLLM(
+        transport=MockTransport(lambda request: MockReply(pieces)),
+        chat_template=str(path),
+        tools=TOOLS,
+    )
+    stream = llm.stream([MessagePart("user", "Weather?")])
+    shown = "".join(str(value) for kind, value in stream.events() if kind == "text")
+    assert [call.arguments for call in stream.response.tool_calls] == [{"city": "Paris"}]
+    assert stream.response.text == shown == ""

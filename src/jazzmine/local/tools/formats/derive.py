@@ -92,12 +92,13 @@ def _derive(template: ChatTemplate, deadline: float | None) -> CallFormat | None
         head, tail = before, after
         head_pieces = [("lit", head)]
     close = after[len(tail) :]
+    turn_end = ""
     if plain is not None:  # what every turn ends with is no part of the calls
         kept = close[: len(close) - common_suffix(close, plain)]
         opening = kept.rfind("<")
         if opening >= 0 and ">" not in kept[opening:] and ">" in close[opening:]:
             kept = close[: close.index(">", opening) + 1]  # not into a marker
-        close = kept
+        close, turn_end = kept, close[len(kept) :]
     section_open = before[: len(before) - len(head)]
     thinking = _THINKING.match(section_open)
     fmt = CallFormat(
@@ -107,6 +108,7 @@ def _derive(template: ChatTemplate, deadline: float | None) -> CallFormat | None
         call=(*head_pieces, *call, ("lit", tail)),
         params=params,
         parallel=parallel,
+        turn_end=turn_end,
     )
     tag = fmt.leading_tag
     if tag and tag != fmt.trigger and plain is not None and tag not in plain:

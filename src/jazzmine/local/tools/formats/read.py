@@ -60,6 +60,7 @@ class _Compiled:
     tail: re.Pattern[str]  # a call after its arguments
     separator: re.Pattern[str]
     close: re.Pattern[str]
+    turn_end: re.Pattern[str]
     rest: str  # what a reply may stop inside of after the arguments
     opening: str  # the first word of a call's own markup ("" without one)
 
@@ -76,6 +77,7 @@ def _compiled(fmt: CallFormat) -> _Compiled:
         re.compile(_pattern(tail)),
         re.compile(literal(fmt.separator)),
         re.compile(literal(fmt.close)),
+        re.compile(literal(fmt.turn_end)),
         (tail_text + fmt.close).strip(),
         next(iter(head[0][1].split()), "") if head and head[0][0] == "lit" else "",
     )
@@ -127,11 +129,12 @@ def read_calls(
                 raise UnreadableCall("a further call was started and not finished")
             break
         match = following
-    closing = parts.close.match(text, pos)
-    if closing is not None and fmt.close.strip():
-        pos = closing.end()
-    elif text[pos:].strip() and fmt.close.strip().startswith(text[pos:].strip()):
-        pos = len(text)
+    for ending, written in ((parts.close, fmt.close), (parts.turn_end, fmt.turn_end)):
+        closing = ending.match(text, pos)
+        if closing is not None and written.strip():
+            pos = closing.end()
+        elif text[pos:].strip() and written.strip().startswith(text[pos:].strip()):
+            pos = len(text)
     return start, calls, pos
 
 

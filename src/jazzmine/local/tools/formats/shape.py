@@ -47,6 +47,10 @@ class CallFormat:
     parallel: bool = True
     # the trigger, when shorter than the first word of markup (a tag of its own)
     start: str = ""
+    # what the template closes every turn with after ``close`` (Kimi K3's
+    # "<|close|>message<|sep|>"): no part of the calls, so no grammar asks for it, but a
+    # model writes it before its stop, and the reader takes it when it is there
+    turn_end: str = ""
 
     @property
     def head(self) -> str:
