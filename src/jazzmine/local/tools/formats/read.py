@@ -129,8 +129,8 @@ def read_calls(
                 raise UnreadableCall("a further call was started and not finished")
             break
         match = following
-    for ending, written in ((parts.close, fmt.close), (parts.turn_end, fmt.turn_end)):
-        closing = ending.match(text, pos)
+    for pattern, written in ((parts.close, fmt.close), (parts.turn_end, fmt.turn_end)):
+        closing = pattern.match(text, pos)
         if closing is not None and written.strip():
             pos = closing.end()
         elif text[pos:].strip() and written.strip().startswith(text[pos:].strip()):
