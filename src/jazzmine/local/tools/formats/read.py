@@ -2,9 +2,12 @@
 
 Markup is matched as the template writes it, except that a run of whitespace in it
 may be any run (a model drops or doubles newlines) and a closing that the reply does
-not reach (generation stopped on it, or was cut) is taken as written. A string value
-of a parameter is the raw text up to its closing markup; any other value is JSON
-(a number written as text is read as JSON too).
+not reach (generation stopped on it, or was cut) is taken as written, and so is what
+the template closes every turn with after the calls. A string value of a parameter is
+the raw text up to its closing markup; any other value is JSON (a number written as
+text is read as JSON too), or a Python literal standing for JSON (``{'a': True}``,
+``['x']``: what a template printing the value with ``{{ v }}`` writes, and so a model
+trained on it).
 """
 
 from __future__ import annotations
