@@ -78,6 +78,16 @@ def test_gemma_4_results_beyond_the_calls_are_named_by_their_id() -> None:
     assert "content" not in seen[1]
 
 
+def test_a_gemma_4_tool_result_nested_past_the_decoder_stays_text() -> None:
+    """A tool's result is outside text (a web page, a file): JSON nested deeper than
+    Python's decoder goes is handed to the template as the text, not a RecursionError."""
+    deep = "[" * 100_000
+    messages = [M("user", "Weather?"), M("assistant", "", tool_calls=[WEATHER])]
+    messages.append(M("tool", deep, tool_call_id="call1"))
+    prompt = render(ChatTemplate("{#- '<|tool_call>call:' -#}" + DUMP, "", ""), messages)
+    assert deep in prompt
+
+
 def test_the_current_gemma_4_template_gets_the_messages_as_they_are() -> None:
     seen = _seen("'<|tool_call>call:'\n{#- OpenAI Chat Completions:", CALLED)
     assert [m["role"] for m in seen] == [m.role for m in CALLED]

@@ -249,3 +249,20 @@ def test_a_template_that_only_strips_think_blocks_still_has_them_split(tmp_path:
     assert fmt(STRIPS) is None
     llm = llm_on(tmp_path, STRIPS, lambda request: pieces("<think>\nhmm\n</think>\n\nIt is 4."))
     assert every_way(llm) == ("hmm", "It is 4.", "hmm", "It is 4.")
+
+
+def test_clearing_the_template_caches_forgets_the_learnt_formats(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from jazzmine.local.template import thinking
+    from jazzmine.local.template.render import clear_cache
+
+    learnt: list[object] = []
+    monkeypatch.setattr(thinking, "_derive", lambda render: learnt.append(render))
+    template = ChatTemplate("{{ messages[0].content }} cleared", "", "")
+    thinking_format(template)
+    thinking_format(template)
+    assert len(learnt) == 3  # once for each field the reasoning may be in, then cached
+    clear_cache()
+    thinking_format(template)
+    assert len(learnt) == 6

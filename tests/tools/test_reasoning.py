@@ -180,3 +180,45 @@ def _feed(splitter: ReasoningSplitter, text: str, size: int) -> tuple[str, str]:
         reasoning, answer = reasoning + r, answer + a
     r, a = splitter.finish()
     return reasoning + r, answer + a
+
+
+HARMONY = Think(
+    "<|channel|>analysis<|message|>",
+    "<|end|>",
+    answer_start="<|start|>assistant<|channel|>final<|message|>",
+    answer_end="<|end|>",
+)
+MUSE = Think("to=self<|message|>", "<|eom|>", answer_start="<|start|>assistant to=user<|message|>")
+
+
+@pytest.mark.parametrize("size", [1, 3, 1000])
+@pytest.mark.parametrize(
+    ("think", "reply", "answer"),
+    [
+        (
+            HARMONY,
+            "<|channel|>analysis<|message|>R<|end|><|start|>assistant to=functions.f<|channel|>x",
+            "to=functions.f<|channel|>x",
+        ),
+        (
+            HARMONY,
+            "<|channel|>analysis<|message|>R<|end|><|start|>assistant<|channel|>final<|message|>A<|end|>",
+            "A",
+        ),
+        (
+            MUSE,
+            " to=self<|message|>R<|eom|><|start|>assistant to=f<|message|>x",
+            "to=f<|message|>x",
+        ),
+        (MUSE, " to=self<|message|>R<|eom|><|start|>assistant to=user<|message|>A", "A"),
+        (MUSE, " to=self<|message|>R<|eom|><|start|>other", "<|start|>other"),
+    ],
+)
+def test_a_message_after_the_thinking_loses_the_markup_it_shares_with_the_answer_s(
+    size: int, think: Think, reply: str, answer: str
+) -> None:
+    """GPT-OSS and Muse write each message of a turn with its own opening: after the
+    thinking, a call's message opens as the answer's does up to its recipient. That
+    shared markup is no text of the reply; the call's own part is left to the call
+    reader."""
+    assert _feed(think.splitter(), reply, size) == ("R", answer)

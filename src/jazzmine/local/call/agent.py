@@ -228,6 +228,7 @@ def resolve_agent(
             [t.as_template_tool() for t in checked],
             choice_dict(choice),
             template=template,
+            deadline=deadline,
         )
         plan = dataclasses.replace(plan, parallel=parallel and plan.parallel) if plan else None
     budget = reasoning if think is not None and type(reasoning) is int else None

@@ -32,6 +32,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from ..errors import LLMInvalidRequestError
 from ..gguf.reader import SpecialTexts, read_special_texts, read_tokenizer_info
 from ..gguf.vocab import PROMOTED_TO_CONTROL
 from ..types import MessagePart
@@ -223,9 +224,13 @@ class Neutraliser:
         """
         try:
             decoded = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # (nested past the decoder: not JSON here)
             return self.text(raw)  # not JSON: printed as text, if at all
-        cleaned = self.value(decoded)
+        try:
+            cleaned = self.value(decoded)
+        except RecursionError:
+            # too deep to check, and a template may print the decoded value
+            raise LLMInvalidRequestError("tool call arguments are nested too deeply") from None
         out = self.text(raw)
         if out == raw and cleaned == decoded:
             return raw

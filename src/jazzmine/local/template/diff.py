@@ -32,6 +32,14 @@ def segments(text: str) -> list[tuple[bool, str]]:
     return out
 
 
+def marker_start(text: str, pos: int) -> int:
+    """``pos`` moved back to the start of a marker (``<...>``, ``[...]``) it falls inside."""
+    opening = max(text.rfind("<", 0, pos), text.rfind("[", 0, pos))
+    if opening >= 0 and not any(c in text[opening:pos] for c in ">]"):
+        return opening
+    return pos
+
+
 def common_prefix(a: str, b: str) -> int:
     """How many characters ``a`` and ``b`` share at their start."""
     n = 0

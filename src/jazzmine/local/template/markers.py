@@ -36,6 +36,16 @@ _TURN_END_MARKERS = (
 )
 
 
+def before_end_of_turn(text: str, template: ChatTemplate) -> str:
+    """``text`` up to the first of the template's end-of-turn markers."""
+    cut = len(text)
+    for marker in end_of_turn_markers(template):
+        at = text.find(marker)
+        if 0 <= at < cut:
+            cut = at
+    return text[:cut]
+
+
 def end_of_turn_markers(template: ChatTemplate) -> tuple[str, ...]:
     """Strings after which the model has finished its turn, so generation stops there.
 

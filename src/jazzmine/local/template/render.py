@@ -34,6 +34,7 @@ from ..gguf.reader import TokenizerInfo, read_tokenizer_info
 from ..gguf.reader import clear_cache as _clear_gguf_cache
 from ..types import MessagePart
 from . import caps as template_caps
+from . import thinking as template_thinking
 from .caps import capabilities
 from .engine import jinja as template_jinja
 from .engine.budget import MAX_TEXT, TemplateLimitError, deadline_scope
@@ -186,10 +187,12 @@ def render(
 
 
 def clear_cache() -> None:
-    """Forget cached GGUF headers, compiled templates and template capabilities."""
+    """Forget cached GGUF headers, compiled templates, template capabilities and the
+    reasoning formats learnt from templates."""
     _clear_gguf_cache()
     template_jinja.clear_cache()
     template_caps.clear_cache()
+    template_thinking.clear_cache()
 
 
 def _apply(

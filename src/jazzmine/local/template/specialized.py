@@ -148,7 +148,8 @@ def _tool_response(msg: dict[str, Any], calls: list[Any], index: int) -> dict[st
     # call at the same position, else after the id it answers
     response = msg.get("content")
     if isinstance(response, str):
-        with contextlib.suppress(ValueError):  # not JSON: the text itself
+        # not JSON (or nested past the decoder): the text itself
+        with contextlib.suppress(ValueError, RecursionError):
             response = json.loads(response, parse_constant=_no_constant)
     name = ""
     if index < len(calls):

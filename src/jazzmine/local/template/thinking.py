@@ -24,12 +24,12 @@ from typing import Any
 
 from ..errors import DeadlineExceeded, LLMInvalidRequestError
 from ..types import MessagePart
-from .diff import common_prefix, common_suffix, segments
+from .diff import common_prefix, common_suffix, marker_start, segments
 from .engine.budget import TemplateLimitError, bounded_render, deadline_scope
 from .engine.cache import BoundedCache
 from .engine.jinja import compile_template
 from .engine.source import ChatTemplate
-from .markers import end_of_turn_markers
+from .markers import before_end_of_turn
 
 # Probe texts no template writes by itself (no markers, no spaces to trim).
 _USER = "USER_PROBE_TEXT"
@@ -151,14 +151,6 @@ def _as_dict(message: MessagePart, field: str) -> dict[str, Any]:
     return out
 
 
-def _marker_start(text: str, pos: int) -> int:
-    """``pos`` moved back to the start of a marker it falls inside."""
-    opening = max(text.rfind("<", 0, pos), text.rfind("[", 0, pos))
-    if opening >= 0 and not any(c in text[opening:pos] for c in ">]"):
-        return opening
-    return pos
-
-
 def _last_marker(text: str) -> str:
     marked = [piece for is_marker, piece in segments(text.rstrip()) if is_marker]
     return marked[-1] if marked and text.rstrip().endswith(marked[-1]) else ""
@@ -200,7 +192,7 @@ def _derive(render: _Renderer) -> ThinkingFormat | None:
     prompt_off = render([user], True, False, with_tools)
 
     # does the generation prompt (thinking on) already open the block?
-    shared = _marker_start(turn, common_prefix(prompt_on, turn))
+    shared = marker_start(turn, common_prefix(prompt_on, turn))
     opened = shared <= at_r and not turn[shared:at_r].strip()
     rest = prompt_on[shared:].strip()
     closes = opened and bool(rest) and between.strip().startswith(rest)
@@ -211,9 +203,9 @@ def _derive(render: _Renderer) -> ThinkingFormat | None:
         # the block's own opening: what the reasoning turn writes where the plain turn
         # goes its own way, or what thinking adds to the generation prompt, or (written
         # either way, Qwen3.5's "<think>\n") the last marker before the reasoning
-        from_plain = turn[_marker_start(turn, common_prefix(plain, turn)) : at_r].strip()
+        from_plain = turn[marker_start(turn, common_prefix(plain, turn)) : at_r].strip()
         from_switch = prompt_on[
-            _marker_start(prompt_on, common_prefix(prompt_on, prompt_off)) :
+            marker_start(prompt_on, common_prefix(prompt_on, prompt_off)) :
         ].strip()
         start = _last_marker(turn[:at_r])
         for candidate in (from_plain, from_switch):
@@ -228,18 +220,13 @@ def _derive(render: _Renderer) -> ThinkingFormat | None:
         return None
     if at_a < 0:  # a call follows: what opens it is the call format's business
         return ThinkingFormat(start, end, opening, prompt_closes=closes, closing=between)
-    after = turn[at_a + len(_ANSWER) :]
-    cut = len(after)
-    for marker in end_of_turn_markers(template):
-        found = after.find(marker)
-        if 0 <= found < cut:
-            cut = found
+    after = before_end_of_turn(turn[at_a + len(_ANSWER) :], template)
     return ThinkingFormat(
         start=start,
         end=end,
         prompt_opening=opening,
         answer_start=answer_start,
-        answer_end=after[:cut].strip(),
+        answer_end=after.strip(),
         prompt_closes=closes,
         closing=between,
     )

@@ -104,7 +104,7 @@ def arguments_as_objects(msgs: list[dict[str, Any]]) -> None:
             if isinstance(arguments, str):
                 try:
                     arguments = json.loads(arguments, parse_constant=_no_constant)
-                except ValueError as exc:
+                except (ValueError, RecursionError) as exc:
                     raise LLMInvalidRequestError(
                         "Failed to parse tool call arguments as JSON: "
                         f"{exc} (in the call of {function['name']!r}: {arguments[:200]!r})"

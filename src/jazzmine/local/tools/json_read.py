@@ -31,6 +31,9 @@ def json_at(text: str, pos: int) -> tuple[Any, int]:
         return _DECODER.raw_decode(text, pos)
     except ValueError as exc:
         raise UnreadableCall(f"invalid JSON ({exc.args[0] if exc.args else exc})") from None
+    except RecursionError:
+        # a reply of "[[[[..." nests deeper than Python's decoder goes
+        raise UnreadableCall("JSON nested too deeply to read") from None
 
 
 def one_json(text: str) -> tuple[Any, int]:

@@ -103,7 +103,7 @@ def _checked(
         # some models (and OpenAI's own shape) give the arguments as a JSON string
         try:
             arguments = json.loads(arguments) if arguments.strip() else {}
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise fail(f"the arguments of {call.name!r} are not JSON: {exc}") from None
     if not isinstance(arguments, dict):
         raise fail(f"the arguments of {call.name!r} are not a JSON object: {arguments!r}")

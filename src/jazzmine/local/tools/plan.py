@@ -67,11 +67,9 @@ __all__ = [
 ]
 
 
-def generic_instructions(tools: Sequence[Tool], choice: Choice, parallel: bool = True) -> str:
-    """The system message text that teaches a model without native tool support the
-    tools and the JSON envelope (see docs/tools.md); the grammar enforces the envelope,
-    this text tells the model what it means."""
-    listed = "\n".join(
+def _listed(tools: Sequence[Tool], choice: Choice) -> str:
+    """The tools a request may call, one JSON line each."""
+    return "\n".join(
         json.dumps(
             {"name": t.name, "description": t.description, "parameters": t.schema},
             ensure_ascii=False,
@@ -79,6 +77,13 @@ def generic_instructions(tools: Sequence[Tool], choice: Choice, parallel: bool =
         for t in tools
         if choice.mode != "named" or t.name == choice.name
     )
+
+
+def generic_instructions(tools: Sequence[Tool], choice: Choice, parallel: bool = True) -> str:
+    """The system message text that teaches a model without native tool support the
+    tools and the JSON envelope (see docs/tools.md); the grammar enforces the envelope,
+    this text tells the model what it means."""
+    listed = _listed(tools, choice)
     several = " One or more calls may be listed." if parallel and choice.mode != "named" else ""
     call = '{"tool_calls": [{"name": <function name>, "arguments": <arguments object>}]}'
     if choice.forces_call:
@@ -95,14 +100,7 @@ def generic_instructions(tools: Sequence[Tool], choice: Choice, parallel: bool =
 def format_instructions(fmt: CallFormat, tools: Sequence[Tool], choice: Choice) -> str:
     """The system message text for a template that writes calls in its own format but
     prints no tool list: the tools, and how a call is written (an example)."""
-    listed = "\n".join(
-        json.dumps(
-            {"name": t.name, "description": t.description, "parameters": t.schema},
-            ensure_ascii=False,
-        )
-        for t in tools
-        if choice.mode != "named" or t.name == choice.name
-    )
+    listed = _listed(tools, choice)
     chosen = next(t for t in tools if choice.mode != "named" or t.name == choice.name)
     how = "Call a function" if choice.forces_call else "To call a function, reply"
     return (
@@ -199,13 +197,15 @@ def plan_tools(
     think: Think | None = None,
     family: str | Family | None = None,
     template: ChatTemplate | None = None,
+    deadline: float | None = None,
 ) -> ToolPlan | None:
     """Check ``tools`` and ``tool_choice`` and plan the request; None without tools.
 
     ``template_source`` is the chat template in use (None: no template, so the generic
     family). ``family`` overrides the detection by name. ``think`` describes the
     template's reasoning block when the reply may start with one (used by forced
-    grammars so that the model may still think first).
+    grammars so that the model may still think first). Learning ``template``'s own call
+    format renders it within ``deadline`` (past it, DeadlineExceeded).
     """
     checked = check_tools(tools)
     choice = check_tool_choice(tool_choice, checked)
@@ -228,7 +228,7 @@ def plan_tools(
         caps = capabilities(template)
         reads_tools = caps.supports_tools
         if family is None and caps.supports_tool_calls and (chosen is GENERIC or chosen.trigger):
-            fmt = derive_format(template)
+            fmt = derive_format(template, deadline)
             if chosen is GENERIC:
                 chosen = GENERIC if fmt is None else derived_family(fmt)
             elif fmt is not None and fmt.trigger != chosen.trigger:

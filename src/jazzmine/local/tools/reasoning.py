@@ -80,6 +80,21 @@ def _partial_suffix(text: str, marker: str) -> int:
     return 0
 
 
+def _shared_markup(opening: str, text: str) -> int:
+    """How much of ``text`` starts as ``opening`` does, up to where both leave a word or
+    marker at once, holding a whole marker (0 when no such point exists)."""
+    n = 0
+    while n < min(len(opening), len(text)) and opening[n] == text[n]:
+        n += 1
+
+    def apart(s: str, at: int) -> bool:
+        return at == len(s) or s[at] in "<[ \t\n"
+
+    while n > 0 and not (apart(opening, n) and apart(text, n)):
+        n -= 1
+    return n if ">" in opening[:n] or "]" in opening[:n] else 0
+
+
 class ReasoningSplitter:
     """Feed pieces of a reply; get (reasoning, answer) text as each becomes certain.
 
@@ -222,6 +237,11 @@ class ReasoningSplitter:
                 self._pending = self._pending[len(opening) :].lstrip()
             elif opening and opening.startswith(self._pending) and not final:
                 return ""
+            elif opening:
+                # another message of the turn (GPT-OSS's "<|start|>assistant to=functions.f"):
+                # what it shares with the answer's opening is markup, its recipient the
+                # call reader's
+                self._pending = self._pending[_shared_markup(opening, self._pending) :].lstrip()
             if not self._pending:
                 return ""
             self._fresh = False

@@ -24,7 +24,7 @@ import itertools
 import re
 from typing import Any
 
-from ...template.diff import common_prefix, common_suffix
+from ...template.diff import common_prefix, common_suffix, marker_start
 from ...template.engine.cache import BoundedCache
 from ...template.engine.source import ChatTemplate
 from ..json_read import UnreadableCall, json_at
@@ -42,27 +42,28 @@ _TAG = re.compile(r"<[/\w][^<>]*>")
 _THINKING = re.compile(r"(?:\s*<[^<>]*think[^<>]*>)+\s*", re.IGNORECASE)
 
 
-def derive_format(template: ChatTemplate) -> CallFormat | None:
-    """The call format ``template`` writes, or None when it cannot be learnt."""
+def derive_format(template: ChatTemplate, deadline: float | None = None) -> CallFormat | None:
+    """The call format ``template`` writes, or None when it cannot be learnt. The probes
+    render within ``deadline`` (past it, DeadlineExceeded propagates, nothing cached)."""
     key = (template.source, template.bos_token, template.eos_token)
     found = _cache.get(key)
     if found is None:
-        found = (_derive(template),)
+        found = (_derive(template, deadline),)
         _cache.put(key, found)
     return found[0]
 
 
-def _derive(template: ChatTemplate) -> CallFormat | None:
+def _derive(template: ChatTemplate, deadline: float | None) -> CallFormat | None:
     one = P.call(P.NAME_ONE, {P.KEY_ONE: P.VALUE_ONE}, P.ID_ONE)
-    single = P.reply(template, P.calls_turn(one))
+    single = P.reply(template, P.calls_turn(one), deadline)
     if single is None or P.NAME_ONE not in single:
         return None
-    plain = P.reply(template, P.text_turn())
+    plain = P.reply(template, P.text_turn(), deadline)
     lead = _lead(plain, single)
     s1 = single[lead:]
     params = None
     if _json_args(s1, {P.KEY_ONE: P.VALUE_ONE}) is None:
-        params = learn_params(template, lead, s1)
+        params = learn_params(template, lead, s1, deadline)
         if params is None:
             return None
     holes1 = _holes(s1, P.NAME_ONE, P.ID_ONE, P.KEY_ONE, P.VALUE_ONE, params)
@@ -74,7 +75,7 @@ def _derive(template: ChatTemplate) -> CallFormat | None:
     head, tail, separator = "", "", ""
     head_pieces: list[tuple[str, str]] = []
     two = P.call(P.NAME_TWO, {P.KEY_ONE: P.VALUE_TWO}, P.ID_TWO)
-    double = P.reply(template, P.calls_turn(one, two))
+    double = P.reply(template, P.calls_turn(one, two), deadline)
     parallel = False
     if double is not None and P.NAME_TWO in double:
         s2 = double[_lead(plain, double) :]
@@ -95,12 +96,13 @@ def _derive(template: ChatTemplate) -> CallFormat | None:
         head, tail = before, after
         head_pieces = [("lit", head)]
     close = after[len(tail) :]
+    turn_end = ""
     if plain is not None:  # what every turn ends with is no part of the calls
         kept = close[: len(close) - common_suffix(close, plain)]
         opening = kept.rfind("<")
         if opening >= 0 and ">" not in kept[opening:] and ">" in close[opening:]:
             kept = close[: close.index(">", opening) + 1]  # not into a marker
-        close = kept
+        close, turn_end = kept, close[len(kept) :]
     section_open = before[: len(before) - len(head)]
     thinking = _THINKING.match(section_open)
     fmt = CallFormat(
@@ -111,12 +113,13 @@ def _derive(template: ChatTemplate) -> CallFormat | None:
         params=params,
         parallel=parallel,
         tag_prefix=_tag_prefix(s1),
+        turn_end=turn_end,
     )
     tag = fmt.leading_tag
     if tag and tag != fmt.trigger and plain is not None and tag not in plain:
         # a tag only calls write starts them alone (a model's special token)
         fmt = dataclasses.replace(fmt, start=tag)
-    return fmt if _reads_back(fmt, template, lead, s1) else None
+    return fmt if _reads_back(fmt, template, lead, s1, deadline) else None
 
 
 def _lead(plain: str | None, single: str) -> int:
@@ -124,8 +127,8 @@ def _lead(plain: str | None, single: str) -> int:
     if plain is None:
         return 0
     shared = common_prefix(plain, single)
-    opening = max(single.rfind("<", 0, shared), single.rfind("[", 0, shared))
-    if opening >= 0 and not any(c in single[opening:shared] for c in ">]"):
+    opening = marker_start(single, shared)
+    if opening < shared:
         shared = opening
     elif 0 < shared < len(single) and single[shared - 1] not in " \t\r\n>]":
         # inside a word (" to=user" / " to=NAME"): the word belongs to the call
@@ -241,7 +244,9 @@ def _indexed(call: list[tuple[str, str]], second: list[tuple[str, str]]) -> list
     return out
 
 
-def _reads_back(fmt: CallFormat, template: ChatTemplate, lead: int, text: str) -> bool:
+def _reads_back(
+    fmt: CallFormat, template: ChatTemplate, lead: int, text: str, deadline: float | None
+) -> bool:
     """The learnt format reads the probe's own calls back: the one call, and where
     the arguments are parameters, the calls with two of them and with a number."""
     from .read import read_calls
@@ -249,7 +254,8 @@ def _reads_back(fmt: CallFormat, template: ChatTemplate, lead: int, text: str) -
     probes: list[tuple[str, dict[str, Any]]] = [(text, {P.KEY_ONE: P.VALUE_ONE})]
     if fmt.params is not None:
         for arguments in P.PARAMS_PROBES:
-            written = P.reply(template, P.calls_turn(P.call(P.NAME_ONE, arguments, P.ID_ONE)))
+            turn = P.calls_turn(P.call(P.NAME_ONE, arguments, P.ID_ONE))
+            written = P.reply(template, turn, deadline)
             if written is None:
                 return False
             probes.append((written[lead:], arguments))

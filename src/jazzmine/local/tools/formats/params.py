@@ -40,10 +40,12 @@ def params_span(text: str, key: str, value: str, params: Params) -> tuple[int, i
     return at - len(params.key_open), at + len(written)
 
 
-def learn_params(template: ChatTemplate, lead: int, s1: str) -> Params | None:
+def learn_params(
+    template: ChatTemplate, lead: int, s1: str, deadline: float | None = None
+) -> Params | None:
     """Parameters written one by one: learnt from two string parameters and a number."""
     two, number = (
-        P.reply(template, P.calls_turn(P.call(P.NAME_ONE, arguments, P.ID_ONE)))
+        P.reply(template, P.calls_turn(P.call(P.NAME_ONE, arguments, P.ID_ONE)), deadline)
         for arguments in P.PARAMS_PROBES
     )
     if two is None or number is None:

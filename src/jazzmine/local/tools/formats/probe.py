@@ -9,7 +9,7 @@ from typing import Any
 from ...errors import LLMError
 from ...template.diff import common_prefix
 from ...template.engine.source import ChatTemplate
-from ...template.markers import end_of_turn_markers
+from ...template.markers import before_end_of_turn
 from ...template.render import render
 from ...types import MessagePart
 
@@ -43,18 +43,22 @@ def call(name: str, arguments: dict[str, Any], ident: str) -> dict[str, Any]:
     return {"id": ident, "type": "function", "function": function}
 
 
-def reply(template: ChatTemplate, turn: MessagePart) -> str | None:
+def reply(template: ChatTemplate, turn: MessagePart, deadline: float | None = None) -> str | None:
     """What ``turn`` adds after the generation prompt, up to the end of the turn; None
-    when the template refuses the conversation or writes the turn elsewhere."""
+    when the template refuses the conversation or writes the turn elsewhere. Past
+    ``deadline``, DeadlineExceeded."""
     history = [MessagePart("user", "Probe question")]
     try:
-        prompt = render(template, history, add_generation_prompt=True, tools=PROBE_TOOLS)
+        prompt = render(
+            template, history, add_generation_prompt=True, tools=PROBE_TOOLS, deadline=deadline
+        )
         full = render(
             template,
             [*history, turn],
             add_generation_prompt=False,
             prefill_final=False,
             tools=PROBE_TOOLS,
+            deadline=deadline,
         )
     except LLMError:
         return None
@@ -70,12 +74,7 @@ def reply(template: ChatTemplate, turn: MessagePart) -> str | None:
         if shared < len(prompt.rstrip()) - 40:
             return None
         text = full[shared:]
-    cut = len(text)
-    for marker in end_of_turn_markers(template):
-        at = text.find(marker)
-        if 0 <= at < cut:
-            cut = at
-    return text[:cut]
+    return before_end_of_turn(text, template)
 
 
 def calls_turn(*calls: dict[str, Any]) -> MessagePart:

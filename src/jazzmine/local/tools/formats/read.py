@@ -2,13 +2,17 @@
 
 Markup is matched as the template writes it, except that a run of whitespace in it
 may be any run (a model drops or doubles newlines) and a closing that the reply does
-not reach (generation stopped on it, or was cut) is taken as written. A string value
-of a parameter is the raw text up to its closing markup; any other value is JSON
-(a number written as text is read as JSON too).
+not reach (generation stopped on it, or was cut) is taken as written, and so is what
+the template closes every turn with after the calls. A string value of a parameter is
+the raw text up to its closing markup; any other value is JSON (a number written as
+text is read as JSON too), or a Python literal standing for JSON (``{'a': True}``,
+``['x']``: what a template printing the value with ``{{ v }}`` writes, and so a model
+trained on it).
 """
 
 from __future__ import annotations
 
+import ast
 import functools
 import json
 import re
@@ -59,6 +63,7 @@ class _Compiled:
     tail: re.Pattern[str]  # a call after its arguments
     separator: re.Pattern[str]
     close: re.Pattern[str]
+    turn_end: re.Pattern[str]
     rest: str  # what a reply may stop inside of after the arguments
     opening: str  # the first word of a call's own markup ("" without one)
 
@@ -75,6 +80,7 @@ def _compiled(fmt: CallFormat) -> _Compiled:
         re.compile(_pattern(tail)),
         re.compile(literal(fmt.separator)),
         re.compile(literal(fmt.close)),
+        re.compile(literal(fmt.turn_end)),
         (tail_text + fmt.close).strip(),
         next(iter(head[0][1].split()), "") if head and head[0][0] == "lit" else "",
     )
@@ -126,11 +132,12 @@ def read_calls(
                 raise UnreadableCall("a further call was started and not finished")
             break
         match = following
-    closing = parts.close.match(text, pos)
-    if closing is not None and fmt.close.strip():
-        pos = closing.end()
-    elif text[pos:].strip() and fmt.close.strip().startswith(text[pos:].strip()):
-        pos = len(text)
+    for pattern, written in ((parts.close, fmt.close), (parts.turn_end, fmt.turn_end)):
+        closing = pattern.match(text, pos)
+        if closing is not None and written.strip():
+            pos = closing.end()
+        elif text[pos:].strip() and written.strip().startswith(text[pos:].strip()):
+            pos = len(text)
     return start, calls, pos
 
 
@@ -166,7 +173,7 @@ def _is_string(schema: Any) -> bool:
 
 def _parameters(text: str, pos: int, p: Params, schema: Any) -> tuple[dict[str, Any], int]:
     properties = schema.get("properties", {}) if isinstance(schema, dict) else {}
-    key = re.compile(literal(p.key_open) + f"(?P<key>{_NAME})")
+    key = re.compile(literal(p.key_open) + f"(?P<key>{_key_names(properties)})")
     separator = re.compile(literal(p.separator))
     arguments: dict[str, Any] = {}
     while True:
@@ -190,6 +197,14 @@ def _parameters(text: str, pos: int, p: Params, schema: Any) -> tuple[dict[str, 
             return arguments, pos
 
 
+def _key_names(properties: Any) -> str:
+    """A regex for a parameter's name: the schema's own names, which the grammar writes
+    whatever their characters (longest first, none cut short: "a" is not read in "ab"),
+    else a name of word characters."""
+    names = sorted((k for k in properties if isinstance(k, str) and k), key=len, reverse=True)
+    return "|".join([*(re.escape(k) + r"(?![\w.\-])" for k in names), _NAME])
+
+
 def _variant(
     text: str, pos: int, variants: Sequence[tuple[str, str, bool]]
 ) -> tuple[int, str, bool] | None:
@@ -206,7 +221,7 @@ def _value(text: str, pos: int, closing: str, string: bool) -> tuple[Any, int]:
     """One parameter's value from ``pos``: raw text up to ``closing``, or JSON."""
     mark = closing.strip()
     if not mark:
-        return json_at(text, pos)
+        return _literal_at(text, pos)
     at = text.find(mark, pos)
     if at < 0:
         raise UnreadableCall(f"a parameter value is never closed with {mark!r}")
@@ -218,8 +233,61 @@ def _value(text: str, pos: int, closing: str, string: bool) -> tuple[Any, int]:
     return (raw if string else _json_or_text(raw)), (end.end() if end else at + len(mark))
 
 
+def _literal_at(text: str, pos: int) -> tuple[Any, int]:
+    """A value with no closing markup of its own: JSON, else a Python literal up to the
+    first "," or closing bracket outside it (LFM2.5 prints ``tags=['a', 'b']``)."""
+    try:
+        return json_at(text, pos)
+    except UnreadableCall:
+        end = _literal_end(text, pos)
+        value = _python(text[pos:end])
+        if value is _NOT_PYTHON:
+            raise
+    return value, end
+
+
+def _literal_end(text: str, pos: int) -> int:
+    depth, quote, at = 0, "", pos
+    while at < len(text):
+        char = text[at]
+        if quote:
+            if char == "\\":
+                at += 1
+            elif char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            if depth == 0:
+                break
+            depth -= 1
+        elif char == "," and depth == 0:
+            break
+        at += 1
+    return at
+
+
+_NOT_PYTHON = object()
+
+
+def _python(raw: str) -> Any:
+    """The JSON value a Python literal stands for (``{'a': True}``), as llama.cpp's
+    reader also takes one; _NOT_PYTHON when ``raw`` is none."""
+    try:
+        # the JSON round trip refuses what JSON has no value for (sets, bytes, ...)
+        return json.loads(json.dumps(ast.literal_eval(raw.strip())))
+    except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
+        return _NOT_PYTHON
+
+
 def _json_or_text(raw: str) -> Any:
+    """JSON; else a Python literal standing for JSON (a template printing an object with
+    ``{{ v }}`` writes ``{'a': True}``); else the text."""
     try:
         return json.loads(raw)
-    except ValueError:
-        return raw
+    except (ValueError, RecursionError):
+        pass
+    value = _python(raw)
+    return raw if value is _NOT_PYTHON else value

@@ -18,7 +18,6 @@ from typing import Any
 
 # hole kinds in CallFormat.call
 NAME, CALL_ID, INDEX, ARGS = "name", "id", "index", "args"
-HOLES = (NAME, CALL_ID, INDEX, ARGS)
 # where a parameter's closing repeats its key (MiniMax M3's ``<city>Paris</city>``); a
 # character no template writes
 KEY_SLOT = "\x00"
@@ -53,7 +52,7 @@ class CallFormat:
     open: str
     close: str
     separator: str
-    # literal text (any string not in HOLES is literal) and holes, in order
+    # ("lit", text) pieces and holes (NAME, CALL_ID, INDEX, ARGS paired with ""), in order
     call: tuple[tuple[str, str], ...]
     # None: the arguments are one JSON object
     params: Params | None = None
@@ -63,6 +62,10 @@ class CallFormat:
     # text the template writes before every tag (MiniMax M3's "]<]minimax[>["): a
     # marker of its own, likely one special token
     tag_prefix: str = ""
+    # what the template closes every turn with after ``close`` (Kimi K3's
+    # "<|close|>message<|sep|>"): no part of the calls, so no grammar asks for it, but a
+    # model writes it before its stop, and the reader takes it when it is there
+    turn_end: str = ""
 
     @property
     def head(self) -> str:
