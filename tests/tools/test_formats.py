@@ -425,3 +425,18 @@ def test_a_forced_call_after_a_bare_closing_marker(tmp_path: Path) -> None:
     assert accepts(grammars[0], reply)
     assert accepts(grammars[0], "<mm:think>Hm.</mm:think>" + KEYED_REPLY)
     assert not accepts(grammars[0], "</mm:think></mm:think>" + KEYED_REPLY)
+
+
+def test_a_forced_call_that_never_stops_thinking_says_so() -> None:
+    # the grammar lets a thinking template think before its call; a small model may
+    # think to the end of max_tokens, and the error then names the thinking
+    qwen3 = Path(__file__).parent.parent / "fixtures" / "templates" / "Qwen-Qwen3-0.6B.jinja"
+    llm = LocalLLM(
+        transport=MockTransport(lambda request: MockReply(["<think>\nI wonder whether"])),
+        chat_template=str(qwen3),
+        tools=TOOLS,
+        tool_choice="required",
+    )
+    with pytest.raises(LLMToolCallError, match=r"still thinking.*reasoning=False") as caught:
+        llm.generate([MessagePart("user", "Weather in Oslo?")])
+    assert caught.value.raw_text == "I wonder whether"

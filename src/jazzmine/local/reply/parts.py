@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final, Literal
 
+from ..errors import LLMToolCallError
 from ..tools.reasoning import ReasoningSplitter
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ class ReplyParts:
         self._thinking = thinking
         self._splitter = plan.splitter() if plan is not None else None
         self._choice = plan.choice.mode if plan is not None else None
+        self._forces_call = plan is not None and plan.choice.forces_call
         self.text = ""
         self.reasoning: str | None = None
         self.tool_calls: list[ToolCall] = []
@@ -58,6 +60,16 @@ class ReplyParts:
             reasoning, answer = self._thinking.finish()
             pieces += [(REASONING, reasoning)] * bool(reasoning) + self._answer(answer)
             self.reasoning = self._thinking.reasoning or None
+            if self._forces_call and self._thinking.truncated:
+                # the grammar let the model think first, and it never stopped: say so,
+                # rather than that the reply "has no call"
+                raise LLMToolCallError(
+                    "tool_choice requires a tool call, but the reply ended while the "
+                    f"model was still thinking ({len(self._thinking.reasoning)} characters "
+                    "of reasoning, no call yet): raise max_tokens, cap the thinking with "
+                    "reasoning=N, or turn it off with reasoning=False",
+                    raw_text=self._thinking.reasoning,
+                )
         if self._splitter is not None:
             rest, parsed = self._splitter.finish(complete=complete)
             self.tool_calls = list(parsed.tool_calls)
