@@ -1,7 +1,7 @@
 """Tool calls: LocalLLM against llama-server's own /v1/chat/completions, in one run.
 
     nice -n 10 .venv/bin/python bench/tools.py [--quick] [--families generic,hermes]
-        [--paired N] [--max-tokens N] [--out NAME]
+        [--paired N] [--prompts N] [--max-tokens N] [--out NAME]
     .venv/bin/python bench/tools.py --merge NAME NAME   (runs of one family each -> --out)
 
 Twenty fixed prompts that each clearly call for one of four tools (weather, currency
@@ -140,6 +140,13 @@ PROMPTS = [
     ("Start a countdown of 3 minutes for the eggs.", "set_timer"),
 ]
 CHOICES = ("auto", "required")
+
+
+def spread(items: list[Any], count: int) -> list[Any]:
+    """``count`` of ``items`` taken evenly through the list (every tool gets prompts)."""
+    return [items[index * len(items) // count] for index in range(count)]
+
+
 NAMED = {"type": "function", "function": {"name": "get_weather"}}
 # Call text left in a reply's content by a side that did not parse it.
 RAW_CALL = re.compile(r'<tool_call>|"tool_calls?"\s*:|"name"\s*:\s*"(' + "|".join(SCHEMAS) + ')"')
@@ -383,7 +390,7 @@ def bench_replies(
 
     with contextlib.ExitStack() as stack:
         runs = {f: stack.enter_context(sides_for(model, FAMILY_TEMPLATES[f])) for f in families}
-        for index, (prompt, expected) in enumerate(PROMPTS[:prompts]):
+        for index, (prompt, expected) in enumerate(spread(PROMPTS, prompts)):
             print(f"bench: prompt {index + 1}/{prompts}", flush=True, file=sys.stderr)
             for family, calls in runs.items():
                 for side in SIDES[index % 3 :] + SIDES[: index % 3]:
@@ -560,6 +567,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="4 prompts, 1 probe")
     parser.add_argument("--families", default="generic,hermes")
     parser.add_argument(
+        "--prompts",
+        type=int,
+        choices=range(1, len(PROMPTS) + 1),
+        default=len(PROMPTS),
+        metavar=f"1..{len(PROMPTS)}",
+        help="N of the prompts, spread over the tools (each takes minutes on two cores)",
+    )
+    parser.add_argument(
         "--max-tokens",
         type=int,
         default=MAX_TOKENS,
@@ -585,7 +600,8 @@ def main() -> None:
     unknown = set(families) - set(FAMILY_TEMPLATES)
     if unknown:
         parser.error(f"unknown families: {', '.join(sorted(unknown))}")
-    prompts, paired, probes = (4, 4, 1) if args.quick else (len(PROMPTS), args.paired, 2)
+    prompts, paired, probes = (4, 4, 1) if args.quick else (args.prompts, args.paired, 2)
+    paired = min(paired, prompts)
     results: dict[str, Any] = {"machine": machine(), "prompts": prompts, "families": families}
     started = time.perf_counter()
 
