@@ -471,12 +471,6 @@ def test_five_turns_with_the_frameworks_flow_selector_take_no_fallback(
 
 
 @pytest.mark.real
-@pytest.mark.xfail(
-    strict=True,
-    reason="SmolLM2-135M repeats a conversation's first message back, in the framework's "
-    "tags, under its template or flattened (README: measured, 1 of 5 turns); no constraint "
-    "stops it without near copies in its place",
-)
 @pytest.mark.parametrize("mode", MODES)
 def test_no_reply_merely_repeats_the_users_message(
     conversations: Callable[..., dict[str, Any]], mode: str
