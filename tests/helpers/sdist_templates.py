@@ -20,9 +20,9 @@ from typing import Any
 from jazzmine.local import defaults
 from jazzmine.local.errors import LLMInvalidRequestError
 from jazzmine.local.setup.build import download_sdist
-from jazzmine.local.template.diff import common_prefix, common_suffix
+from jazzmine.local.template.diff import common_suffix
 from jazzmine.local.template.engine.source import ChatTemplate
-from jazzmine.local.template.markers import end_of_turn_markers
+from jazzmine.local.template.markers import turn_after_prompt
 from jazzmine.local.template.render import render
 from jazzmine.local.types import MessagePart as M
 
@@ -119,25 +119,8 @@ def _turn_after_prompt(
         )
     except LLMInvalidRequestError:
         return None
-    if not full.startswith(prompt):
-        # the generation prompt differs from the turn's opening (an opened "<think>"
-        # is written closed in history): the reply starts at the first difference,
-        # moved back to the start of a marker it falls inside
-        shared = common_prefix(prompt, full)
-        opening = full.rfind("<", 0, shared + 1)
-        if opening >= 0 and ">" not in full[opening:shared]:
-            shared = opening
-        if shared < len(prompt.rstrip()) - 40:
-            return None
-        reply = full[shared:]
-    else:
-        reply = full[len(prompt) :]
-    cut = len(reply)
-    for marker in end_of_turn_markers(template):
-        at = reply.find(marker)
-        if 0 <= at < cut:
-            cut = at
-    return Written(prompt, reply[:cut])
+    reply = turn_after_prompt(prompt, full, template)
+    return None if reply is None else Written(prompt, reply)
 
 
 def written_call(template: ChatTemplate) -> Written | None:

@@ -1,4 +1,5 @@
-"""Where an assistant turn ends in a rendered chat template, so generation stops there.
+"""Where an assistant turn ends in a rendered chat template, so generation stops there,
+and where a finished turn begins after the generation prompt.
 
 llama.cpp stops at the model's end-of-generation tokens; when the prompt is given as
 text instead, the stop strings are the turn-end markers of the template family. The
@@ -8,6 +9,7 @@ families llama.cpp ships in ``models/templates``.
 
 from __future__ import annotations
 
+from .diff import common_prefix
 from .engine.source import ChatTemplate
 
 # Strings that close an assistant turn in the template families llama.cpp ships.
@@ -34,6 +36,27 @@ _TURN_END_MARKERS = (
     "</assistant>",  # Laguna
     "<sep>",  # Reka
 )
+
+
+def turn_after_prompt(prompt: str, full: str, template: ChatTemplate) -> str | None:
+    """What a finished assistant turn adds after the generation prompt, up to its end.
+
+    ``prompt`` is the conversation rendered with the generation prompt, ``full`` the same
+    with the turn rendered whole (``render(..., prefill_final=False)``): what a model
+    trained on the template writes after ``prompt``. None when the two share no
+    generation prompt.
+    """
+    if full.startswith(prompt):
+        return before_end_of_turn(full[len(prompt) :], template)
+    # the generation prompt opens what the turn writes closed ("<think>"): the turn
+    # starts at the first difference, moved back to a tag it falls inside
+    shared = common_prefix(prompt, full)
+    opening = full.rfind("<", 0, shared + 1)
+    if opening >= 0 and ">" not in full[opening:shared]:
+        shared = opening
+    if shared < len(prompt.rstrip()) - 40:
+        return None
+    return before_end_of_turn(full[shared:], template)
 
 
 def before_end_of_turn(text: str, template: ChatTemplate) -> str:

@@ -7,9 +7,8 @@ import json
 from typing import Any
 
 from ...errors import LLMError
-from ...template.diff import common_prefix
 from ...template.engine.source import ChatTemplate
-from ...template.markers import before_end_of_turn
+from ...template.markers import turn_after_prompt
 from ...template.render import render
 from ...types import MessagePart
 
@@ -62,19 +61,7 @@ def reply(template: ChatTemplate, turn: MessagePart, deadline: float | None = No
         )
     except LLMError:
         return None
-    if full.startswith(prompt):
-        text = full[len(prompt) :]
-    else:
-        # the generation prompt opens what the turn writes closed ("<think>"): the
-        # reply starts at the first difference, moved back to a marker it falls inside
-        shared = common_prefix(prompt, full)
-        opening = full.rfind("<", 0, shared + 1)
-        if opening >= 0 and ">" not in full[opening:shared]:
-            shared = opening
-        if shared < len(prompt.rstrip()) - 40:
-            return None
-        text = full[shared:]
-    return before_end_of_turn(text, template)
+    return turn_after_prompt(prompt, full, template)
 
 
 def calls_turn(*calls: dict[str, Any]) -> MessagePart:
