@@ -7,9 +7,14 @@ import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
+
+# a test that ran into its timeout fails even when the code under test swallowed it
+from helpers.timeout_guard import (  # noqa: F401
+    pytest_runtest_makereport,
+    pytest_timeout_set_timer,
+)
 
 from jazzmine.local import MessagePart
 from jazzmine.local.setup.run import SetupResult, run_setup
@@ -79,20 +84,3 @@ def make_script(tmp_path: Path) -> Callable[..., str]:
 @pytest.fixture
 def user_says() -> Callable[[str], list[MessagePart]]:
     return lambda text: [MessagePart("user", text)]
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    """A test that ran into its per-test timeout failed, even when the code under test
-    swallowed pytest-timeout's exception (``asyncio.run``'s shutdown gathers with
-    ``return_exceptions=True``): a hang never passes because a timeout fired."""
-    outcome = yield
-    report = outcome.get_result()
-    marker = item.get_closest_marker("timeout")
-    if marker is not None and marker.args:  # pytest-timeout's order: marker, option, ini
-        limit = float(marker.args[0])
-    else:
-        limit = float(item.config.getoption("timeout", None) or item.config.getini("timeout") or 0)
-    if limit and call.duration >= limit and report.passed:
-        report.outcome = "failed"
-        report.longrepr = f"{item.nodeid} ran into its {limit:g} s timeout ({call.duration:.1f} s)"
